@@ -1,0 +1,3 @@
+#!/usr/bin/env nu
+# Installs local 0.3.0
+def main [] { print "installing local 0.3.0" }

@@ -1,0 +1,132 @@
+//! `GET /extensions/{type}/{name}/{version}`: the artifact bytes, streamed
+//! from the on-disk cache with `Content-Length`, `ETag` (the sha256 digest),
+//! `If-None-Match` and single-range `Range` support.
+
+use super::input::ExtPath;
+use super::SharedState;
+use crate::error::ApiError;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use extreg_shared::ErrorKind;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// Read size when streaming from disk: small reads cost a trip to the
+/// blocking pool each (see COMPONENTS.md), 256 KiB keeps up with nginx.
+const CHUNK: usize = 256 * 1024;
+
+pub async fn download(
+    State(st): State<SharedState>,
+    p: ExtPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let version = p.version.unwrap_or_default();
+    let (entry, art) = st.registry.artifact(p.ext_type, &p.name, &version).await?;
+    let etag = format!("\"{}\"", art.digest);
+    let filename = format!("{}-{}.tar.gz", entry.record.name, entry.record.version);
+    let mut base = HeaderMap::new();
+    base.insert(header::ETAG, hv(&etag)?);
+    base.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    base.insert(
+        header::CONTENT_DISPOSITION,
+        hv(&format!("attachment; filename=\"{filename}\""))?,
+    );
+    base.insert(
+        "x-extregd-cache",
+        HeaderValue::from_static(if art.hit { "hit" } else { "miss" }),
+    );
+
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if etag_matches(inm, &art.digest) {
+            return Ok((StatusCode::NOT_MODIFIED, base).into_response());
+        }
+    }
+
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => None,
+        Some(r) => match http_range_header::parse_range_header(r)
+            .and_then(|parsed| parsed.validate(art.size))
+        {
+            Ok(ranges) if ranges.len() == 1 => Some(ranges[0].clone()),
+            // Several ranges: answering with the whole body is allowed.
+            Ok(_) => None,
+            Err(_) => {
+                let mut resp = ApiError::new(
+                    ErrorKind::RangeNotSatisfiable,
+                    format!(
+                        "range '{}' does not fit {} bytes",
+                        super::input::shown(r),
+                        art.size
+                    ),
+                )
+                .into_response();
+                resp.headers_mut()
+                    .insert(header::CONTENT_RANGE, hv(&format!("bytes */{}", art.size))?);
+                return Ok(resp);
+            }
+        },
+    };
+
+    let mut file = tokio::fs::File::open(&art.path)
+        .await
+        .map_err(|e| ApiError::internal(format!("opening cached artifact: {e}")))?;
+    let (status, start, len) = match &range {
+        Some(r) => (
+            StatusCode::PARTIAL_CONTENT,
+            *r.start(),
+            r.end() - r.start() + 1,
+        ),
+        None => (StatusCode::OK, 0, art.size),
+    };
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| ApiError::internal(format!("seeking cached artifact: {e}")))?;
+    }
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
+    let mut resp = Response::new(Body::from_stream(stream));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.extend(base);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Some(r) = range {
+        h.insert(
+            header::CONTENT_RANGE,
+            hv(&format!("bytes {}-{}/{}", r.start(), r.end(), art.size))?,
+        );
+    }
+    Ok(resp)
+}
+
+fn hv(s: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(s).map_err(|_| ApiError::internal("header value"))
+}
+
+/// `If-None-Match` against our strong ETag: `*`, or any listed tag (weak or
+/// strong, quoted or not) equal to the digest.
+fn etag_matches(header: &str, digest: &str) -> bool {
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/").trim_matches('"') == digest)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn etag_matching() {
+        let d = "sha256:ab";
+        assert!(super::etag_matches("\"sha256:ab\"", d));
+        assert!(super::etag_matches("W/\"x\", \"sha256:ab\"", d));
+        assert!(super::etag_matches("*", d));
+        assert!(!super::etag_matches("\"sha256:cd\"", d));
+    }
+}

@@ -1,0 +1,384 @@
+//! The on-disk artifact cache, content-addressed by sha256.
+//!
+//! ```text
+//! {root}/blobs/sha256/{hex}                          the bytes, immutable
+//! {root}/refs/{type}/{name}/{version}@{source}.json  index entry -> digest
+//! {root}/tmp/                                        downloads in progress
+//! ```
+//!
+//! **An index entry exists only for a blob that is complete and verified.**
+//! Bytes are streamed into `tmp/`, hashed on the way, checked against the
+//! digest the backend announced, fsynced and renamed into `blobs/`; only then
+//! is the ref written (itself via temp file + rename). A crash at any point
+//! leaves at worst an orphan in `tmp/` or `blobs/`, which start-up removes.
+//! Concurrent requests for one missing artifact share one fetch.
+
+use crate::backend::{Backend, VersionEntry};
+use crate::cache::SingleFlight;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use extreg_shared::{ArtifactCacheStats, ErrorKind, ExtensionType, Source};
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ArtifactKey {
+    pub ext_type: ExtensionType,
+    pub name: String,
+    pub version: String,
+    pub source: Source,
+}
+
+/// One index entry, as stored in its ref file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    #[serde(rename = "type")]
+    pub ext_type: ExtensionType,
+    pub name: String,
+    pub version: String,
+    pub source: Source,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    pub size: u64,
+    /// The backend's revision of the content when it was fetched.
+    pub revision: String,
+    /// Unix seconds.
+    pub cached_at: u64,
+    pub last_used: u64,
+}
+
+impl IndexEntry {
+    fn key(&self) -> ArtifactKey {
+        ArtifactKey {
+            ext_type: self.ext_type,
+            name: self.name.clone(),
+            version: self.version.clone(),
+            source: self.source,
+        }
+    }
+}
+
+/// A verified artifact on disk, ready to serve.
+#[derive(Debug, Clone)]
+pub struct CachedArtifact {
+    pub path: PathBuf,
+    pub size: u64,
+    pub digest: String,
+    /// Whether this request was served without a backend fetch.
+    pub hit: bool,
+}
+
+pub struct ArtifactStore {
+    root: PathBuf,
+    index: Mutex<HashMap<ArtifactKey, IndexEntry>>,
+    flights: SingleFlight<ArtifactKey, Result<CachedArtifact, ApiError>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn hex_of(digest: &str) -> Option<&str> {
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
+impl ArtifactStore {
+    /// Opens (creating) the cache at `root` and repairs it: refs whose blob
+    /// is missing or of the wrong size are dropped, unreferenced blobs and
+    /// leftovers in `tmp/` are removed.
+    pub fn open(root: &Path, metrics: Arc<Metrics>) -> std::io::Result<ArtifactStore> {
+        for sub in ["blobs/sha256", "refs", "tmp"] {
+            std::fs::create_dir_all(root.join(sub))?;
+        }
+        for e in std::fs::read_dir(root.join("tmp"))?.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+        let mut index = HashMap::new();
+        let mut refs = Vec::new();
+        collect_files(&root.join("refs"), &mut refs);
+        for r in refs {
+            let entry: Option<IndexEntry> = std::fs::read(&r)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let valid = entry.as_ref().and_then(|e| {
+                let hex = hex_of(&e.digest)?;
+                let len = std::fs::metadata(root.join("blobs/sha256").join(hex))
+                    .ok()?
+                    .len();
+                (len == e.size && r == ref_path(root, &e.key())).then_some(())
+            });
+            match (entry, valid) {
+                (Some(e), Some(())) => {
+                    index.insert(e.key(), e);
+                }
+                _ => {
+                    tracing::warn!(path = %r.display(), "dropping a damaged artifact cache entry");
+                    let _ = std::fs::remove_file(&r);
+                }
+            }
+        }
+        let live: HashSet<String> = index
+            .values()
+            .filter_map(|e| hex_of(&e.digest).map(str::to_string))
+            .collect();
+        for b in std::fs::read_dir(root.join("blobs/sha256"))?.flatten() {
+            if !live.contains(&b.file_name().to_string_lossy().to_string()) {
+                let _ = std::fs::remove_file(b.path());
+            }
+        }
+        let store = ArtifactStore {
+            root: root.to_path_buf(),
+            index: Mutex::new(index),
+            flights: SingleFlight::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            metrics,
+        };
+        store.update_gauges();
+        Ok(store)
+    }
+
+    fn blob_path(&self, digest: &str) -> Option<PathBuf> {
+        hex_of(digest).map(|h| self.root.join("blobs/sha256").join(h))
+    }
+
+    fn update_gauges(&self) {
+        let index = self.index.lock();
+        self.metrics.artifact_entries.set(index.len() as i64);
+        self.metrics
+            .artifact_bytes
+            .set(index.values().map(|e| e.size).sum::<u64>() as i64);
+    }
+
+    /// The artifact of `entry`, from the cache when it holds the same
+    /// revision, else fetched from `backend`, verified and stored.
+    pub async fn get_or_fetch(
+        self: &Arc<Self>,
+        entry: &VersionEntry,
+        backend: Arc<dyn Backend>,
+    ) -> Result<CachedArtifact, ApiError> {
+        let key = ArtifactKey {
+            ext_type: entry.record.ext_type,
+            name: entry.record.name.clone(),
+            version: entry.record.version.clone(),
+            source: entry.record.source,
+        };
+        if let Some(hit) = self.lookup(&key, &entry.revision) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit);
+        }
+        let this = self.clone();
+        let entry = entry.clone();
+        let fkey = key.clone();
+        self.flights
+            .run(key, move || async move {
+                // Another flight may have finished between lookup and here.
+                if let Some(hit) = this.lookup(&fkey, &entry.revision) {
+                    return Ok(hit);
+                }
+                this.misses.fetch_add(1, Ordering::Relaxed);
+                this.fetch(fkey, &entry, backend).await
+            })
+            .await
+    }
+
+    fn lookup(&self, key: &ArtifactKey, revision: &str) -> Option<CachedArtifact> {
+        let mut index = self.index.lock();
+        let e = index.get_mut(key)?;
+        if e.revision != revision {
+            return None;
+        }
+        let path = self.blob_path(&e.digest)?;
+        let t = now();
+        let persist = t.saturating_sub(e.last_used) >= 60;
+        e.last_used = t;
+        let snapshot = e.clone();
+        drop(index);
+        if persist {
+            let _ = self.write_ref(&snapshot);
+        }
+        Some(CachedArtifact {
+            path,
+            size: snapshot.size,
+            digest: snapshot.digest,
+            hit: true,
+        })
+    }
+
+    async fn fetch(
+        &self,
+        key: ArtifactKey,
+        entry: &VersionEntry,
+        backend: Arc<dyn Backend>,
+    ) -> Result<CachedArtifact, ApiError> {
+        let source = entry.record.source;
+        let artifact = backend.fetch(entry).await;
+        self.metrics
+            .backend_call(source.as_str(), "fetch", artifact.is_ok());
+        let artifact = artifact.map_err(|e| ApiError::backend(source, &e))?;
+        let expected = artifact
+            .digest
+            .clone()
+            .or_else(|| entry.record.checksum.clone());
+        let tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))
+            .map_err(|e| ApiError::internal(format!("artifact cache: {e}")))?;
+        let (std_file, tmp_path) = tmp.into_parts();
+        let mut file = tokio::fs::File::from_std(std_file);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut stream = artifact.stream;
+        use tokio::io::AsyncWriteExt;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::backend(source, &crate::backend::BackendError::Io(e.to_string()))
+            })?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| ApiError::internal(format!("artifact cache write: {e}")))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| ApiError::internal(format!("artifact cache write: {e}")))?;
+        file.sync_all()
+            .await
+            .map_err(|e| ApiError::internal(format!("artifact cache sync: {e}")))?;
+        drop(file);
+        let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if let Some(exp) = &expected {
+            if !exp.eq_ignore_ascii_case(&digest) {
+                // tmp_path drops here and deletes the partial file.
+                return Err(ApiError::backend(
+                    source,
+                    &crate::backend::BackendError::Integrity {
+                        expected: exp.clone(),
+                        actual: digest,
+                    },
+                ));
+            }
+        }
+        if let Some(announced) = artifact.size {
+            if announced != size {
+                return Err(ApiError::new(
+                    ErrorKind::IntegrityError,
+                    format!("the {source} backend announced {announced} bytes but sent {size}"),
+                ));
+            }
+        }
+        let blob = self.blob_path(&digest).expect("digest is well-formed");
+        tmp_path
+            .persist(&blob)
+            .map_err(|e| ApiError::internal(format!("artifact cache rename: {}", e.error)))?;
+        let t = now();
+        let ie = IndexEntry {
+            ext_type: key.ext_type,
+            name: key.name.clone(),
+            version: key.version.clone(),
+            source,
+            digest: digest.clone(),
+            size,
+            revision: entry.revision.clone(),
+            cached_at: t,
+            last_used: t,
+        };
+        self.write_ref(&ie)
+            .map_err(|e| ApiError::internal(format!("artifact cache index: {e}")))?;
+        self.index.lock().insert(key, ie);
+        self.update_gauges();
+        Ok(CachedArtifact {
+            path: blob,
+            size,
+            digest,
+            hit: false,
+        })
+    }
+
+    fn write_ref(&self, e: &IndexEntry) -> std::io::Result<()> {
+        let path = ref_path(&self.root, &e.key());
+        let dir = path.parent().expect("ref has a parent");
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(&serde_json::to_vec_pretty(e).map_err(std::io::Error::other)?)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    pub fn entries(&self) -> Vec<IndexEntry> {
+        let mut v: Vec<IndexEntry> = self.index.lock().values().cloned().collect();
+        v.sort_by(|a, b| {
+            (a.ext_type, &a.name, &a.version, a.source)
+                .cmp(&(b.ext_type, &b.name, &b.version, b.source))
+        });
+        v
+    }
+
+    pub fn stats(&self) -> ArtifactCacheStats {
+        let index = self.index.lock();
+        let (hits, misses) = (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        );
+        ArtifactCacheStats {
+            entries: index.len() as u64,
+            bytes: index.values().map(|e| e.size).sum(),
+            hits,
+            misses,
+            hit_ratio: ratio(hits, misses),
+            oldest: index
+                .values()
+                .map(|e| e.cached_at)
+                .min()
+                .map(|t| crate::backend::rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(t))),
+        }
+    }
+}
+
+pub fn ratio(hits: u64, misses: u64) -> f64 {
+    if hits + misses == 0 {
+        0.0
+    } else {
+        hits as f64 / (hits + misses) as f64
+    }
+}
+
+fn ref_path(root: &Path, k: &ArtifactKey) -> PathBuf {
+    root.join("refs")
+        .join(k.ext_type.as_str())
+        .join(&k.name)
+        .join(format!("{}@{}.json", k.version, k.source))
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => collect_files(&p, out),
+            Ok(t) if t.is_file() && p.extension().is_some_and(|x| x == "json") => out.push(p),
+            // Leftover temp files from an interrupted ref write.
+            Ok(t) if t.is_file() => {
+                let _ = std::fs::remove_file(&p);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Backends: where extensions live. Each one answers the same four questions
+//! (what is there, which versions, give me the bytes, are you well) and the
+//! [`crate::registry::Registry`] merges their answers.
+
+pub mod local;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use extreg_shared::{Extension, ExtensionType, Source};
+use futures::stream::BoxStream;
+
+/// Artifact bytes as they arrive.
+pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// One version as a backend knows it.
+#[derive(Debug, Clone)]
+pub struct VersionEntry {
+    /// The record for this version; `download_url` is left to the registry.
+    pub record: Extension,
+    pub semver: semver::Version,
+    /// Where the backend finds the bytes (a path, a blob digest, a URL).
+    pub locator: String,
+    /// Changes whenever the bytes behind this version may have changed, so
+    /// a cached artifact is never served for content it no longer matches.
+    pub revision: String,
+}
+
+/// An artifact being fetched.
+pub struct Artifact {
+    pub stream: ByteStream,
+    /// Length in bytes, when the backend knows it up front.
+    pub size: Option<u64>,
+    /// `sha256:<hex>` the bytes must match, when the backend knows it.
+    pub digest: Option<String>,
+}
+
+/// What can go wrong inside a backend. Messages never carry credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("rate limited by the backend")]
+    RateLimited,
+    #[error("no answer within {0} s")]
+    Timeout(u64),
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Upstream(String),
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    Integrity { expected: String, actual: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+impl From<std::io::Error> for BackendError {
+    fn from(e: std::io::Error) -> Self {
+        BackendError::Io(e.to_string())
+    }
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    fn source(&self) -> Source;
+
+    /// Every extension, each with the record of its newest version
+    /// (newest stable when there is one). Implementations follow all pages.
+    async fn list(&self) -> Result<Vec<Extension>, BackendError>;
+
+    /// Every version of one extension, in any order; empty when the backend
+    /// does not hold it.
+    async fn versions(
+        &self,
+        ext_type: ExtensionType,
+        name: &str,
+    ) -> Result<Vec<VersionEntry>, BackendError>;
+
+    /// The artifact bytes of one version, as a stream.
+    async fn fetch(&self, entry: &VersionEntry) -> Result<Artifact, BackendError>;
+
+    /// Whether the backend is reachable and accepts our credentials.
+    async fn health(&self) -> Result<(), BackendError>;
+}
+
+/// Picks the newest stable version, or the newest pre-release when there is
+/// no stable one.
+pub fn newest<'a, T>(
+    items: impl IntoIterator<Item = &'a T>,
+    v: impl Fn(&T) -> &semver::Version,
+) -> Option<&'a T>
+where
+    T: 'a,
+{
+    let mut best: Option<&T> = None;
+    for it in items {
+        best = match best {
+            None => Some(it),
+            Some(b) => {
+                let (bv, iv) = (v(b), v(it));
+                let better = match (bv.pre.is_empty(), iv.pre.is_empty()) {
+                    (true, false) => false,
+                    (false, true) => true,
+                    _ => iv > bv,
+                };
+                Some(if better { it } else { b })
+            }
+        };
+    }
+    best
+}
+
+/// RFC 3339 (seconds, UTC) for a file time.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_prefers_stable() {
+        let vs: Vec<semver::Version> = ["1.0.0", "2.0.0-rc.1", "1.5.0"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(newest(&vs, |v| v).unwrap().to_string(), "1.5.0");
+        let pre: Vec<semver::Version> = ["2.0.0-rc.1", "2.0.0-rc.2"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(newest(&pre, |v| v).unwrap().to_string(), "2.0.0-rc.2");
+        assert!(newest(&Vec::<semver::Version>::new(), |v| v).is_none());
+    }
+}

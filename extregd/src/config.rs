@@ -1,0 +1,473 @@
+//! Configuration: TOML file, then environment overrides, then validation.
+//!
+//! Precedence, lowest to highest: built-in defaults < config file <
+//! environment (`PROVISIONING_OCI_REGISTRY`, `PROVISIONING_OCI_NAMESPACE`,
+//! `PROVISIONING_EXTENSIONS_PATH`) < command-line flags (`--host`, `--port`).
+
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+pub const ENV_OCI_REGISTRY: &str = "PROVISIONING_OCI_REGISTRY";
+pub const ENV_OCI_NAMESPACE: &str = "PROVISIONING_OCI_NAMESPACE";
+pub const ENV_EXTENSIONS_PATH: &str = "PROVISIONING_EXTENSIONS_PATH";
+
+pub const DEFAULT_PORT: u16 = 8082;
+pub const DEFAULT_OCI_NAMESPACE: &str = "provisioning-extensions";
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub gitea: Option<GiteaConfig>,
+    pub oci: Option<OciConfig>,
+    pub local: Option<LocalConfig>,
+    pub cache: CacheConfig,
+    /// From `PROVISIONING_EXTENSIONS_PATH`; never read from the file.
+    #[serde(skip)]
+    pub extra_local_paths: Vec<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            gitea: None,
+            oci: None,
+            local: None,
+            cache: CacheConfig::default(),
+            extra_local_paths: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub host: String,
+    /// 0 picks a free port (the chosen address is printed at start).
+    pub port: u16,
+    /// Base URL that `download_url` fields point at; defaults to
+    /// `http://{bound address}`.
+    pub public_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: DEFAULT_PORT,
+            public_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GiteaConfig {
+    pub url: String,
+    pub organization: String,
+    pub token_path: Option<PathBuf>,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+    #[serde(default = "yes")]
+    pub verify_ssl: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OciConfig {
+    pub registry: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub auth_token_path: Option<PathBuf>,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+    #[serde(default = "yes")]
+    pub verify_ssl: bool,
+    /// Plain HTTP even for a non-loopback registry.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Entries per metadata cache (list, metadata, versions each).
+    pub capacity: usize,
+    pub ttl_seconds: u64,
+    pub enable_metadata_cache: bool,
+    pub enable_list_cache: bool,
+    pub enable_version_cache: bool,
+    /// Folder of the on-disk artifact cache; defaults to the XDG cache dir.
+    pub artifact_dir: Option<PathBuf>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            capacity: 1000,
+            ttl_seconds: 300,
+            enable_metadata_cache: true,
+            enable_list_cache: true,
+            enable_version_cache: true,
+            artifact_dir: None,
+        }
+    }
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+fn yes() -> bool {
+    true
+}
+fn default_namespace() -> String {
+    DEFAULT_OCI_NAMESPACE.into()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A warning found while validating: printed at start, never fatal.
+pub type Warnings = Vec<String>;
+
+/// Where the daemon keeps things when the config does not say.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    pub data: PathBuf,
+    pub cache: PathBuf,
+}
+
+impl Dirs {
+    /// XDG folders via `directories` (`~/.local/share/provisioning`,
+    /// `~/.cache/provisioning`).
+    pub fn from_env() -> Dirs {
+        match directories::ProjectDirs::from("", "", "provisioning") {
+            Some(p) => Dirs {
+                data: p.data_dir().to_path_buf(),
+                cache: p.cache_dir().to_path_buf(),
+            },
+            None => Dirs {
+                data: std::env::temp_dir().join("provisioning/data"),
+                cache: std::env::temp_dir().join("provisioning/cache"),
+            },
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Applies the `PROVISIONING_*` environment variables. `get` abstracts
+    /// the environment so tests need not mutate the process's own.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        if let Some(registry) = non_empty(ENV_OCI_REGISTRY) {
+            match &mut self.oci {
+                Some(oci) => oci.registry = registry,
+                None => {
+                    self.oci = Some(OciConfig {
+                        registry,
+                        namespace: default_namespace(),
+                        auth_token_path: None,
+                        timeout_seconds: default_timeout(),
+                        verify_ssl: true,
+                        insecure: false,
+                    })
+                }
+            }
+        }
+        if let Some(ns) = non_empty(ENV_OCI_NAMESPACE) {
+            if let Some(oci) = &mut self.oci {
+                oci.namespace = ns;
+            }
+        }
+        self.extra_local_paths = non_empty(ENV_EXTENSIONS_PATH)
+            .map(|v| {
+                std::env::split_paths(&v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+
+    /// Local folders in search order: `PROVISIONING_EXTENSIONS_PATH` entries
+    /// first, then `[local] path`. With neither, the XDG data folder's
+    /// `extensions/` (the embedded default).
+    pub fn local_roots(&self, dirs: &Dirs) -> Vec<PathBuf> {
+        let mut roots = self.extra_local_paths.clone();
+        if let Some(local) = &self.local {
+            roots.push(local.path.clone());
+        }
+        if roots.is_empty() && self.gitea.is_none() && self.oci.is_none() {
+            roots.push(dirs.data.join("extensions"));
+        }
+        roots
+    }
+
+    pub fn artifact_dir(&self, dirs: &Dirs) -> PathBuf {
+        self.cache
+            .artifact_dir
+            .clone()
+            .unwrap_or_else(|| dirs.cache.join("extregd/artifacts"))
+    }
+
+    /// Checks what TOML types cannot: returns fatal errors or warnings.
+    pub fn validate(&self) -> Result<Warnings, ConfigError> {
+        let mut warnings = Vec::new();
+        if self.server.host.parse::<IpAddr>().is_err() && self.server.host != "localhost" {
+            return Err(ConfigError::Invalid(format!(
+                "[server] host '{}' is not an IP address (use 127.0.0.1, ::1, 0.0.0.0 or localhost)",
+                self.server.host
+            )));
+        }
+        if let Some(url) = &self.server.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "[server] public_url '{url}' must start with http:// or https://"
+                )));
+            }
+        }
+        if self.cache.capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "[cache] capacity must be at least 1 (disable a cache with enable_*_cache = false)"
+                    .into(),
+            ));
+        }
+        if self.cache.ttl_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "[cache] ttl_seconds must be at least 1".into(),
+            ));
+        }
+        if let Some(g) = &self.gitea {
+            if !(g.url.starts_with("http://") || g.url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "[gitea] url '{}' must start with http:// or https://",
+                    g.url
+                )));
+            }
+            if g.organization.trim().is_empty() {
+                return Err(ConfigError::Invalid("[gitea] organization is empty".into()));
+            }
+            check_timeout("gitea", g.timeout_seconds)?;
+            if let Some(p) = &g.token_path {
+                check_secret_file("[gitea] token_path", p, &mut warnings)?;
+            }
+        }
+        if let Some(o) = &self.oci {
+            if o.registry.trim().is_empty() {
+                return Err(ConfigError::Invalid("[oci] registry is empty".into()));
+            }
+            if o.namespace.trim().is_empty() {
+                return Err(ConfigError::Invalid("[oci] namespace is empty".into()));
+            }
+            check_timeout("oci", o.timeout_seconds)?;
+            if let Some(p) = &o.auth_token_path {
+                check_secret_file("[oci] auth_token_path", p, &mut warnings)?;
+            }
+        }
+        Ok(warnings)
+    }
+}
+
+fn check_timeout(section: &str, secs: u64) -> Result<(), ConfigError> {
+    if secs == 0 || secs > 3600 {
+        return Err(ConfigError::Invalid(format!(
+            "[{section}] timeout_seconds must be between 1 and 3600, not {secs}"
+        )));
+    }
+    Ok(())
+}
+
+/// A secret file must exist and be a readable file; one that other users can
+/// read is accepted with a warning.
+fn check_secret_file(key: &str, path: &Path, warnings: &mut Warnings) -> Result<(), ConfigError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::Invalid(format!("{key} {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(ConfigError::Invalid(format!(
+            "{key} {} is not a regular file",
+            path.display()
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            warnings.push(format!(
+                "{key} {} is readable by other users (mode {:o}); run: chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(t, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn seed_example_parses() {
+        let c = parse(
+            r#"
+[server]
+host = "127.0.0.1"
+port = 8082
+[gitea]
+url = "https://gitea.example.com"
+organization = "provisioning-extensions"
+[oci]
+registry = "registry.example.com"
+namespace = "provisioning"
+[cache]
+capacity = 1000
+ttl_seconds = 300
+enable_metadata_cache = true
+enable_list_cache = true
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.server.port, 8082);
+        assert_eq!(c.gitea.unwrap().timeout_seconds, 30);
+        assert_eq!(c.oci.unwrap().namespace, "provisioning");
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        assert_eq!(Config::default().server.host, "127.0.0.1");
+    }
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        let e = parse("[cache]\ncapacty = 5\n").unwrap_err().to_string();
+        assert!(e.contains("capacty"), "{e}");
+        let e = parse("[srever]\n").unwrap_err().to_string();
+        assert!(e.contains("srever"), "{e}");
+    }
+
+    #[test]
+    fn bad_port_is_refused() {
+        let e = parse("[server]\nport = 70000\n").unwrap_err().to_string();
+        assert!(e.contains("port"), "{e}");
+        assert!(parse("[server]\nport = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn capacity_zero_is_refused() {
+        let c = parse("[cache]\ncapacity = 0\n").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("capacity"), "{e}");
+    }
+
+    #[test]
+    fn missing_token_file_is_refused_and_open_one_warned() {
+        let c = parse(
+            "[gitea]\nurl = \"http://127.0.0.1:1\"\norganization = \"o\"\ntoken_path = \"/nonexistent/tok\"\n",
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/tok"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let tok = dir.path().join("tok");
+        std::fs::write(&tok, "secret-value").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut c = c;
+        c.gitea.as_mut().unwrap().token_path = Some(tok.clone());
+        let w = c.validate().unwrap();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("chmod 600"));
+        assert!(!w[0].contains("secret-value"));
+        std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(c.validate().unwrap().is_empty());
+    }
+
+    #[test]
+    fn env_overrides_file_and_paths_come_first() {
+        let mut c = parse(
+            "[oci]\nregistry = \"file.example\"\nnamespace = \"filens\"\n[local]\npath = \"/from/file\"\n",
+        )
+        .unwrap();
+        let env: HashMap<&str, &str> = [
+            (ENV_OCI_REGISTRY, "127.0.0.1:5000"),
+            (ENV_OCI_NAMESPACE, "envns"),
+            (ENV_EXTENSIONS_PATH, "/a:/b"),
+        ]
+        .into();
+        c.apply_env(|k| env.get(k).map(|v| v.to_string()));
+        let oci = c.oci.clone().unwrap();
+        assert_eq!(oci.registry, "127.0.0.1:5000");
+        assert_eq!(oci.namespace, "envns");
+        let dirs = Dirs {
+            data: "/d".into(),
+            cache: "/c".into(),
+        };
+        assert_eq!(
+            c.local_roots(&dirs),
+            vec![
+                PathBuf::from("/a"),
+                PathBuf::from("/b"),
+                PathBuf::from("/from/file")
+            ]
+        );
+    }
+
+    #[test]
+    fn env_registry_alone_enables_oci_with_default_namespace() {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == ENV_OCI_REGISTRY).then(|| "reg:5000".to_string()));
+        assert_eq!(c.oci.unwrap().namespace, DEFAULT_OCI_NAMESPACE);
+    }
+
+    #[test]
+    fn embedded_default_is_the_xdg_extensions_folder() {
+        let c = Config::default();
+        let dirs = Dirs {
+            data: "/d".into(),
+            cache: "/c".into(),
+        };
+        assert_eq!(c.local_roots(&dirs), vec![PathBuf::from("/d/extensions")]);
+        assert_eq!(c.artifact_dir(&dirs), PathBuf::from("/c/extregd/artifacts"));
+    }
+}

@@ -1,0 +1,138 @@
+//! `extregd`: the extension registry daemon. See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod artifacts;
+pub mod backend;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod manifest;
+pub mod metrics;
+pub mod pack;
+pub mod registry;
+
+use crate::backend::local::LocalBackend;
+use crate::backend::Backend;
+use crate::config::{Config, Dirs};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A booted daemon: bound, wired, not yet serving.
+pub struct Daemon {
+    pub listener: tokio::net::TcpListener,
+    pub addr: SocketAddr,
+    pub router: axum::Router,
+    pub state: api::SharedState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open the artifact cache at {path}: {source}")]
+    Artifacts {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the {0} backend is configured but not available in this build yet")]
+    Unsupported(&'static str),
+}
+
+/// Builds the backends in priority order (local, oci, gitea).
+fn backends(config: &Config, dirs: &Dirs) -> Result<Vec<Arc<dyn Backend>>, BootError> {
+    let mut out: Vec<Arc<dyn Backend>> = Vec::new();
+    let roots = config.local_roots(dirs);
+    if !roots.is_empty() {
+        for r in &roots {
+            if !r.is_dir() {
+                tracing::warn!(path = %r.display(), "local extension folder does not exist (yet)");
+            }
+        }
+        out.push(Arc::new(LocalBackend::new(roots)));
+    }
+    if config.oci.is_some() {
+        return Err(BootError::Unsupported("oci"));
+    }
+    if config.gitea.is_some() {
+        return Err(BootError::Unsupported("gitea"));
+    }
+    Ok(out)
+}
+
+/// Wires the components: config -> backends, caches, metrics -> router, and
+/// binds the listener.
+pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
+    for w in config.validate()? {
+        tracing::warn!("{w}");
+    }
+    let host = if config.server.host == "localhost" {
+        "127.0.0.1".to_string()
+    } else {
+        config.server.host.clone()
+    };
+    let bind = if host.contains(':') {
+        format!("[{host}]:{}", config.server.port)
+    } else {
+        format!("{host}:{}", config.server.port)
+    };
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .map_err(|source| BootError::Bind {
+            addr: bind.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| BootError::Bind {
+        addr: bind.clone(),
+        source,
+    })?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let art_dir = config.artifact_dir(&dirs);
+    let artifacts =
+        artifacts::ArtifactStore::open(&art_dir, metrics.clone()).map_err(|source| {
+            BootError::Artifacts {
+                path: art_dir.display().to_string(),
+                source,
+            }
+        })?;
+    let base_url = config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let registry = registry::Registry::new(
+        backends(&config, &dirs)?,
+        &config.cache,
+        Arc::new(artifacts),
+        metrics.clone(),
+        base_url,
+    );
+    let state = Arc::new(api::AppState {
+        registry,
+        metrics,
+        started: Instant::now(),
+    });
+    Ok(Daemon {
+        router: api::router(state.clone()),
+        listener,
+        addr,
+        state,
+    })
+}
+
+impl Daemon {
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

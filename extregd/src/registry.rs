@@ -1,0 +1,506 @@
+//! The registry service: asks the backends, merges their answers, caches
+//! them (pre-serialized, so a cache hit costs a clone of `Bytes`), and hands
+//! out verified artifacts. Handlers in [`crate::api`] only parse input, call
+//! this, and map errors.
+//!
+//! **Merging.** Backends are held in priority order (default: local, oci,
+//! gitea). Lists merge by `{type}/{name}`, keeping the newest version; version
+//! lists are the union, and when two backends hold the same version the one
+//! earlier in the order serves it.
+
+use crate::artifacts::{ArtifactStore, CachedArtifact};
+use crate::backend::{newest, Backend, BackendError, VersionEntry};
+use crate::cache::{SingleFlight, TtlLru};
+use crate::config::CacheConfig;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use extreg_shared::{
+    parse_version, CacheCounters, CacheStats, ErrorKind, Extension, ExtensionType,
+    ExtensionVersion, Source,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A response body serialized once, with the total count before paging.
+#[derive(Clone)]
+pub struct Rendered {
+    pub body: Bytes,
+    pub total: usize,
+}
+
+/// The merged versions of one extension, newest first.
+pub struct Versions {
+    pub entries: Vec<VersionEntry>,
+    pub body: Bytes,
+    /// False when a backend failed and the others answered; such a merge is
+    /// served but not cached.
+    pub complete: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ListKey {
+    List {
+        ext_type: Option<ExtensionType>,
+        source: Option<Source>,
+        limit: usize,
+        offset: usize,
+    },
+    Search {
+        q: String,
+        ext_type: Option<ExtensionType>,
+        limit: usize,
+    },
+}
+
+type ExtKey = (ExtensionType, String);
+
+pub struct Registry {
+    backends: Vec<Arc<dyn Backend>>,
+    enabled: Vec<Source>,
+    lists: TtlLru<ListKey, Rendered>,
+    catalogs: TtlLru<Source, Arc<Vec<Extension>>>,
+    metadata: TtlLru<ExtKey, Bytes>,
+    versions: TtlLru<ExtKey, Arc<Versions>>,
+    catalog_flights: SingleFlight<Source, Result<Arc<Vec<Extension>>, BackendError>>,
+    version_flights: SingleFlight<ExtKey, Result<Arc<Versions>, ApiError>>,
+    artifacts: Arc<ArtifactStore>,
+    metrics: Arc<Metrics>,
+    base_url: String,
+    capacity: usize,
+    ttl: Duration,
+}
+
+impl Registry {
+    pub fn new(
+        backends: Vec<Arc<dyn Backend>>,
+        cache: &CacheConfig,
+        artifacts: Arc<ArtifactStore>,
+        metrics: Arc<Metrics>,
+        base_url: String,
+    ) -> Registry {
+        let ttl = Duration::from_secs(cache.ttl_seconds);
+        let cap = cache.capacity;
+        let mk = |name: &'static str, enabled: bool| {
+            let (h, m) = metrics.cache_counters(name);
+            (enabled, h, m)
+        };
+        let (le, lh, lm) = mk("list", cache.enable_list_cache);
+        let (me, mh, mm) = mk("metadata", cache.enable_metadata_cache);
+        let (ve, vh, vm) = mk("versions", cache.enable_version_cache);
+        // Per-backend listings count as list-cache lookups too.
+        let (ch, cm) = metrics.cache_counters("list");
+        Registry {
+            enabled: backends.iter().map(|b| b.source()).collect(),
+            backends,
+            lists: TtlLru::new(cap, ttl, le, lh, lm),
+            catalogs: TtlLru::new(Source::ALL.len(), ttl, le, ch, cm),
+            metadata: TtlLru::new(cap, ttl, me, mh, mm),
+            versions: TtlLru::new(cap, ttl, ve, vh, vm),
+            catalog_flights: SingleFlight::default(),
+            version_flights: SingleFlight::default(),
+            artifacts,
+            metrics,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            capacity: cap,
+            ttl,
+        }
+    }
+
+    pub fn enabled_sources(&self) -> &[Source] {
+        &self.enabled
+    }
+
+    pub fn backends(&self) -> &[Arc<dyn Backend>] {
+        &self.backends
+    }
+
+    pub fn artifacts(&self) -> &Arc<ArtifactStore> {
+        &self.artifacts
+    }
+
+    fn download_url(&self, e: &Extension) -> String {
+        format!(
+            "{}/api/v1/extensions/{}/{}/{}",
+            self.base_url, e.ext_type, e.name, e.version
+        )
+    }
+
+    /// One backend's listing, cached and coalesced.
+    async fn backend_catalog(
+        &self,
+        b: &Arc<dyn Backend>,
+    ) -> Result<Arc<Vec<Extension>>, BackendError> {
+        let source = b.source();
+        if let Some(c) = self.catalogs.get(&source) {
+            return Ok(c);
+        }
+        let b2 = b.clone();
+        let metrics = self.metrics.clone();
+        let res = self
+            .catalog_flights
+            .run(source, move || async move {
+                let r = b2.list().await;
+                metrics.backend_call(source.as_str(), "list", r.is_ok());
+                r.map(Arc::new)
+            })
+            .await;
+        if let Ok(c) = &res {
+            self.catalogs.insert(source, c.clone());
+        }
+        res
+    }
+
+    /// The merged catalog of the backends matching `source`, sorted by type
+    /// then name. `complete` is false when a backend failed but another
+    /// answered; when every asked backend failed this is an error.
+    async fn catalog(&self, source: Option<Source>) -> Result<(Vec<Extension>, bool), ApiError> {
+        let asked: Vec<&Arc<dyn Backend>> = self
+            .backends
+            .iter()
+            .filter(|b| source.is_none_or(|s| b.source() == s))
+            .collect();
+        if asked.is_empty() {
+            return Ok((Vec::new(), true));
+        }
+        let results =
+            futures::future::join_all(asked.iter().map(|b| self.backend_catalog(b))).await;
+        let mut merged: BTreeMap<(ExtensionType, String), Extension> = BTreeMap::new();
+        let mut failures = Vec::new();
+        for (b, r) in asked.iter().zip(results) {
+            match r {
+                Ok(list) => {
+                    for e in list.iter() {
+                        let key = (e.ext_type, e.name.clone());
+                        let replace = match merged.get(&key) {
+                            None => true,
+                            Some(cur) => is_newer(e, cur),
+                        };
+                        if replace {
+                            let mut e = e.clone();
+                            e.download_url = Some(self.download_url(&e));
+                            merged.insert(key, e);
+                        }
+                    }
+                }
+                Err(e) => failures.push((b.source(), e)),
+            }
+        }
+        if failures.len() == asked.len() {
+            let (s, e) = &failures[0];
+            return Err(ApiError::backend(*s, e));
+        }
+        for (s, e) in &failures {
+            tracing::warn!(backend = %s, error = %e, "backend failed while listing; answering with the others");
+        }
+        let out: Vec<Extension> = merged.into_values().collect();
+        if source.is_none() && failures.is_empty() {
+            for t in ExtensionType::ALL {
+                let n = out.iter().filter(|e| e.ext_type == t).count();
+                self.metrics
+                    .extensions
+                    .with_label_values(&[t.as_str()])
+                    .set(n as i64);
+            }
+        }
+        Ok((out, failures.is_empty()))
+    }
+
+    /// `GET /extensions`.
+    pub async fn list(
+        &self,
+        ext_type: Option<ExtensionType>,
+        source: Option<Source>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Rendered, ApiError> {
+        let key = ListKey::List {
+            ext_type,
+            source,
+            limit,
+            offset,
+        };
+        if let Some(r) = self.lists.get(&key) {
+            return Ok(r);
+        }
+        let (all, complete) = self.catalog(source).await?;
+        let matching: Vec<&Extension> = all
+            .iter()
+            .filter(|e| ext_type.is_none_or(|t| e.ext_type == t))
+            .collect();
+        let total = matching.len();
+        let page: Vec<&Extension> = matching.into_iter().skip(offset).take(limit).collect();
+        let r = Rendered {
+            body: to_json(&page)?,
+            total,
+        };
+        if complete {
+            self.lists.insert(key, r.clone());
+        }
+        Ok(r)
+    }
+
+    /// `GET /extensions/search`: case-insensitive substring match on name,
+    /// description and tags. Ranked: exact name, name prefix, name substring,
+    /// then description or tag matches; ties by type then name.
+    pub async fn search(
+        &self,
+        q: &str,
+        ext_type: Option<ExtensionType>,
+        limit: usize,
+    ) -> Result<Rendered, ApiError> {
+        let needle = q.to_lowercase();
+        let key = ListKey::Search {
+            q: needle.clone(),
+            ext_type,
+            limit,
+        };
+        if let Some(r) = self.lists.get(&key) {
+            return Ok(r);
+        }
+        let (all, complete) = self.catalog(None).await?;
+        let mut hits: Vec<(u8, &Extension)> = all
+            .iter()
+            .filter(|e| ext_type.is_none_or(|t| e.ext_type == t))
+            .filter_map(|e| {
+                let name = e.name.to_lowercase();
+                let rank = if name == needle {
+                    0
+                } else if name.starts_with(&needle) {
+                    1
+                } else if name.contains(&needle) {
+                    2
+                } else if e.description.to_lowercase().contains(&needle)
+                    || e.tags.iter().any(|t| t.to_lowercase().contains(&needle))
+                {
+                    3
+                } else {
+                    return None;
+                };
+                Some((rank, e))
+            })
+            .collect();
+        hits.sort_by(|a, b| (a.0, a.1.ext_type, &a.1.name).cmp(&(b.0, b.1.ext_type, &b.1.name)));
+        let total = hits.len();
+        let page: Vec<&Extension> = hits.into_iter().take(limit).map(|(_, e)| e).collect();
+        let r = Rendered {
+            body: to_json(&page)?,
+            total,
+        };
+        if complete {
+            self.lists.insert(key, r.clone());
+        }
+        Ok(r)
+    }
+
+    /// The merged versions of one extension; 404 when no backend holds it.
+    pub async fn versions(
+        &self,
+        ext_type: ExtensionType,
+        name: &str,
+    ) -> Result<Arc<Versions>, ApiError> {
+        let key = (ext_type, name.to_string());
+        if let Some(v) = self.versions.get(&key) {
+            return Ok(v);
+        }
+        let backends = self.backends.clone();
+        let metrics = self.metrics.clone();
+        let base = self.base_url.clone();
+        let name = name.to_string();
+        let res = self
+            .version_flights
+            .run(key.clone(), move || async move {
+                merge_versions(&backends, &metrics, &base, ext_type, &name).await
+            })
+            .await?;
+        if res.complete {
+            self.versions.insert(key, res.clone());
+        }
+        Ok(res)
+    }
+
+    /// `GET /extensions/{type}/{name}`: the record of the newest version.
+    pub async fn get(&self, ext_type: ExtensionType, name: &str) -> Result<Bytes, ApiError> {
+        let key = (ext_type, name.to_string());
+        if let Some(b) = self.metadata.get(&key) {
+            return Ok(b);
+        }
+        let versions = self.versions(ext_type, name).await?;
+        let best = newest(&versions.entries, |e| &e.semver)
+            .ok_or_else(|| ApiError::not_found(format!("Extension {ext_type}/{name} not found")))?;
+        let body = to_json(&best.record)?;
+        if versions.complete {
+            self.metadata.insert(key, body.clone());
+        }
+        Ok(body)
+    }
+
+    /// One version's artifact, from the artifact cache or its backend.
+    pub async fn artifact(
+        &self,
+        ext_type: ExtensionType,
+        name: &str,
+        version: &str,
+    ) -> Result<(VersionEntry, CachedArtifact), ApiError> {
+        let wanted = parse_version(version)?;
+        let versions = self.versions(ext_type, name).await?;
+        let entry = versions
+            .entries
+            .iter()
+            .find(|e| e.semver == wanted)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "Extension {ext_type}/{name} version {version} not found"
+                ))
+                .with_details(format!(
+                    "available: {}",
+                    versions
+                        .entries
+                        .iter()
+                        .map(|e| e.record.version.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?
+            .clone();
+        let backend = self
+            .backends
+            .iter()
+            .find(|b| b.source() == entry.record.source)
+            .cloned()
+            .ok_or_else(|| ApiError::internal("no backend for this version's source"))?;
+        let cached = self.artifacts.get_or_fetch(&entry, backend).await?;
+        Ok((entry, cached))
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        let counters = |enabled: bool, entries: u64, hits: u64, misses: u64| CacheCounters {
+            enabled,
+            entries,
+            hits,
+            misses,
+            hit_ratio: crate::artifacts::ratio(hits, misses),
+        };
+        let list_entries = self.lists.len() + self.catalogs.len();
+        let metadata_entries = self.metadata.len();
+        let version_entries = self.versions.len();
+        let mut caches = BTreeMap::new();
+        caches.insert(
+            "list".to_string(),
+            counters(
+                self.lists.enabled(),
+                list_entries,
+                self.lists.hits(),
+                self.lists.misses(),
+            ),
+        );
+        caches.insert(
+            "metadata".to_string(),
+            counters(
+                self.metadata.enabled(),
+                metadata_entries,
+                self.metadata.hits(),
+                self.metadata.misses(),
+            ),
+        );
+        caches.insert(
+            "versions".to_string(),
+            counters(
+                self.versions.enabled(),
+                version_entries,
+                self.versions.hits(),
+                self.versions.misses(),
+            ),
+        );
+        CacheStats {
+            list_entries,
+            metadata_entries,
+            version_entries,
+            total_entries: list_entries + metadata_entries + version_entries,
+            capacity: self.capacity as u64,
+            ttl_seconds: self.ttl.as_secs(),
+            caches,
+            artifacts: self.artifacts.stats(),
+        }
+    }
+
+    /// Drops every metadata cache entry (the artifact cache is untouched).
+    pub fn clear_metadata(&self) {
+        self.lists.clear();
+        self.catalogs.clear();
+        self.metadata.clear();
+        self.versions.clear();
+    }
+}
+
+/// `a` should replace `b` in a merged listing: newer version, else keep the
+/// earlier (higher-priority) backend's record.
+fn is_newer(a: &Extension, b: &Extension) -> bool {
+    match (parse_version(&a.version), parse_version(&b.version)) {
+        (Ok(av), Ok(bv)) => match (av.pre.is_empty(), bv.pre.is_empty()) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => av > bv,
+        },
+        _ => false,
+    }
+}
+
+async fn merge_versions(
+    backends: &[Arc<dyn Backend>],
+    metrics: &Metrics,
+    base: &str,
+    ext_type: ExtensionType,
+    name: &str,
+) -> Result<Arc<Versions>, ApiError> {
+    let results = futures::future::join_all(backends.iter().map(|b| async move {
+        let r = b.versions(ext_type, name).await;
+        metrics.backend_call(b.source().as_str(), "versions", r.is_ok());
+        (b.source(), r)
+    }))
+    .await;
+    let mut merged: HashMap<semver::Version, VersionEntry> = HashMap::new();
+    let mut failures = Vec::new();
+    for (source, r) in results {
+        match r {
+            Ok(list) => {
+                for mut e in list {
+                    e.record.download_url = Some(format!(
+                        "{base}/api/v1/extensions/{ext_type}/{name}/{}",
+                        e.record.version
+                    ));
+                    merged.entry(e.semver.clone()).or_insert(e);
+                }
+            }
+            Err(BackendError::NotFound(_)) => {}
+            Err(e) => failures.push((source, e)),
+        }
+    }
+    if merged.is_empty() {
+        if let Some((s, e)) = failures.first() {
+            return Err(ApiError::backend(*s, e));
+        }
+        return Err(ApiError::not_found(format!(
+            "Extension {ext_type}/{name} not found"
+        )));
+    }
+    for (s, e) in &failures {
+        tracing::warn!(backend = %s, error = %e, "backend failed while listing versions");
+    }
+    let mut entries: Vec<VersionEntry> = merged.into_values().collect();
+    entries.sort_by(|a, b| b.semver.cmp(&a.semver));
+    let records: Vec<ExtensionVersion> = entries.iter().map(|e| (&e.record).into()).collect();
+    let body = to_json(&records)?;
+    Ok(Arc::new(Versions {
+        entries,
+        body,
+        complete: failures.is_empty(),
+    }))
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(v)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::new(ErrorKind::InternalError, format!("serializing: {e}")))
+}

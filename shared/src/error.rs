@@ -1,0 +1,123 @@
+//! The JSON error body every failing `/api/v1` request answers with, and the
+//! catalogue of error kinds with their HTTP status.
+
+use serde::{Deserialize, Serialize};
+
+/// `{"error": kind, "message": text, "details": optional text}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
+/// Every error kind the API can answer with. The seed names the first seven;
+/// the rest cover inputs and failures the seed leaves open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    NotFound,
+    InvalidType,
+    InvalidVersion,
+    AuthError,
+    RateLimit,
+    ConfigError,
+    InternalError,
+    /// A name that is empty, too long, or holds `/`, `..`, NUL or other
+    /// characters outside `[A-Za-z0-9._-]`.
+    InvalidName,
+    /// A malformed or out-of-range query parameter (`limit`, `offset`,
+    /// `source`, a missing `q`).
+    InvalidRequest,
+    /// A `Range` header that does not fit the artifact.
+    RangeNotSatisfiable,
+    /// A backend answered with an error or could not be reached.
+    BackendError,
+    /// A backend did not answer in time.
+    BackendTimeout,
+    /// The artifact's bytes did not match the digest the backend announced.
+    IntegrityError,
+}
+
+impl ErrorKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::InvalidType => "invalid_type",
+            Self::InvalidVersion => "invalid_version",
+            Self::AuthError => "auth_error",
+            Self::RateLimit => "rate_limit",
+            Self::ConfigError => "config_error",
+            Self::InternalError => "internal_error",
+            Self::InvalidName => "invalid_name",
+            Self::InvalidRequest => "invalid_request",
+            Self::RangeNotSatisfiable => "range_not_satisfiable",
+            Self::BackendError => "backend_error",
+            Self::BackendTimeout => "backend_timeout",
+            Self::IntegrityError => "integrity_error",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Self::NotFound => 404,
+            Self::InvalidType | Self::InvalidVersion | Self::InvalidName | Self::InvalidRequest => {
+                400
+            }
+            Self::AuthError => 401,
+            Self::RangeNotSatisfiable => 416,
+            Self::RateLimit => 429,
+            Self::ConfigError | Self::InternalError => 500,
+            Self::BackendError | Self::IntegrityError => 502,
+            Self::BackendTimeout => 504,
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    pub const ALL: [ErrorKind; 13] = [
+        Self::NotFound,
+        Self::InvalidType,
+        Self::InvalidVersion,
+        Self::AuthError,
+        Self::RateLimit,
+        Self::ConfigError,
+        Self::InternalError,
+        Self::InvalidName,
+        Self::InvalidRequest,
+        Self::RangeNotSatisfiable,
+        Self::BackendError,
+        Self::BackendTimeout,
+        Self::IntegrityError,
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for k in ErrorKind::ALL {
+            assert!(seen.insert(k.code()));
+            assert_eq!(ErrorKind::from_code(k.code()), Some(k));
+            assert!((400..600).contains(&k.status()));
+        }
+    }
+
+    #[test]
+    fn details_is_omitted_when_absent() {
+        let b = ErrorBody {
+            error: "not_found".into(),
+            message: "x".into(),
+            details: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&b).unwrap(),
+            r#"{"error":"not_found","message":"x"}"#
+        );
+    }
+}

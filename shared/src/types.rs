@@ -1,0 +1,261 @@
+//! REST records (`/api/v1`): field names follow the seed contract exactly.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// The three kinds of extension the provisioning system knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtensionType {
+    Provider,
+    Taskserv,
+    Cluster,
+}
+
+impl ExtensionType {
+    pub const ALL: [ExtensionType; 3] = [Self::Provider, Self::Taskserv, Self::Cluster];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provider => "provider",
+            Self::Taskserv => "taskserv",
+            Self::Cluster => "cluster",
+        }
+    }
+}
+
+impl fmt::Display for ExtensionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error for a string that names no extension type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid extension type '{0}': expected one of provider, taskserv, cluster")]
+pub struct InvalidType(pub String);
+
+impl FromStr for ExtensionType {
+    type Err = InvalidType;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "provider" => Ok(Self::Provider),
+            "taskserv" => Ok(Self::Taskserv),
+            "cluster" => Ok(Self::Cluster),
+            other => Err(InvalidType(other.to_string())),
+        }
+    }
+}
+
+/// Where an extension (or one version of it) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Gitea,
+    Oci,
+    Local,
+}
+
+impl Source {
+    pub const ALL: [Source; 3] = [Self::Gitea, Self::Oci, Self::Local];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gitea => "gitea",
+            Self::Oci => "oci",
+            Self::Local => "local",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error for a string that names no source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid source '{0}': expected one of gitea, oci, local")]
+pub struct InvalidSource(pub String);
+
+impl FromStr for Source {
+    type Err = InvalidSource;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "gitea" => Ok(Self::Gitea),
+            "oci" => Ok(Self::Oci),
+            "local" => Ok(Self::Local),
+            other => Err(InvalidSource(other.to_string())),
+        }
+    }
+}
+
+/// One extension as listed, fetched or searched (`Extension` in the seed).
+/// `version` and the per-artifact fields describe the newest stable version
+/// when the record stands for the extension as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ext_type: ExtensionType,
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    pub source: Source,
+    /// RFC 3339 timestamp, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_url: Option<String>,
+    /// `sha256:<hex>` of the artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Whether `version` carries a semver pre-release part.
+    #[serde(default)]
+    pub prerelease: bool,
+}
+
+/// One version of an extension (`ExtensionVersion` in the seed), with the
+/// source that serves it: when several backends hold the same extension the
+/// version list is their union.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtensionVersion {
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub prerelease: bool,
+    pub source: Source,
+}
+
+impl From<&Extension> for ExtensionVersion {
+    fn from(e: &Extension) -> Self {
+        ExtensionVersion {
+            version: e.version.clone(),
+            published_at: e.published_at.clone(),
+            download_url: e.download_url.clone(),
+            checksum: e.checksum.clone(),
+            size: e.size,
+            prerelease: e.prerelease,
+            source: e.source,
+        }
+    }
+}
+
+/// `GET /health` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    /// `healthy` when every enabled backend answers, else `degraded`.
+    pub status: String,
+    pub version: String,
+    /// Seconds since the daemon started.
+    pub uptime: u64,
+    pub backends: BTreeMap<String, BackendStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub enabled: bool,
+    pub healthy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /cache/stats` answer: the seed's four counts, then hit/miss figures
+/// per cache and the on-disk artifact cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheStats {
+    pub list_entries: u64,
+    pub metadata_entries: u64,
+    pub version_entries: u64,
+    pub total_entries: u64,
+    pub capacity: u64,
+    pub ttl_seconds: u64,
+    pub caches: BTreeMap<String, CacheCounters>,
+    pub artifacts: ArtifactCacheStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheCounters {
+    pub enabled: bool,
+    pub entries: u64,
+    pub hits: u64,
+    pub misses: u64,
+    /// hits / (hits + misses), 0 when nothing was asked yet.
+    pub hit_ratio: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactCacheStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_ratio: f64,
+    /// RFC 3339 time of the oldest entry, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_json_uses_seed_field_names() {
+        let e = Extension {
+            name: "aws".into(),
+            ext_type: ExtensionType::Provider,
+            version: "1.2.0".into(),
+            description: "AWS provider".into(),
+            author: Some("team".into()),
+            repository: None,
+            source: Source::Local,
+            published_at: Some("2025-10-06T12:00:00Z".into()),
+            download_url: None,
+            checksum: Some("sha256:ab".into()),
+            size: Some(10),
+            tags: vec!["cloud".into()],
+            prerelease: false,
+        };
+        let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "provider");
+        assert_eq!(v["source"], "local");
+        assert_eq!(v["published_at"], "2025-10-06T12:00:00Z");
+        assert!(v.get("repository").is_none());
+        let back: Extension = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn type_and_source_parse_only_known_words() {
+        assert_eq!(
+            "taskserv".parse::<ExtensionType>(),
+            Ok(ExtensionType::Taskserv)
+        );
+        assert!("Taskserv".parse::<ExtensionType>().is_err());
+        assert!("prov".parse::<ExtensionType>().is_err());
+        assert_eq!("oci".parse::<Source>(), Ok(Source::Oci));
+        assert!("s3".parse::<Source>().is_err());
+        for t in ExtensionType::ALL {
+            assert_eq!(t.as_str().parse::<ExtensionType>(), Ok(t));
+        }
+    }
+}
