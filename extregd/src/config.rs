@@ -15,7 +15,7 @@ pub const ENV_EXTENSIONS_PATH: &str = "PROVISIONING_EXTENSIONS_PATH";
 pub const DEFAULT_PORT: u16 = 8082;
 pub const DEFAULT_OCI_NAMESPACE: &str = "provisioning-extensions";
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -26,19 +26,6 @@ pub struct Config {
     /// From `PROVISIONING_EXTENSIONS_PATH`; never read from the file.
     #[serde(skip)]
     pub extra_local_paths: Vec<PathBuf>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            gitea: None,
-            oci: None,
-            local: None,
-            cache: CacheConfig::default(),
-            extra_local_paths: Vec::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

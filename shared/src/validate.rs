@@ -142,7 +142,7 @@ mod tests {
     fn versions() {
         assert_eq!(parse_version("1.2.3").unwrap().to_string(), "1.2.3");
         assert_eq!(parse_version("v1.27.4").unwrap().to_string(), "1.27.4");
-        assert!(parse_version("1.0.0-rc.1").unwrap().pre.len() > 0);
+        assert!(!parse_version("1.0.0-rc.1").unwrap().pre.is_empty());
         assert!(matches!(
             parse_version("1.2"),
             Err(ValidationError::BadVersion { .. })

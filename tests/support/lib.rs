@@ -1,1 +1,339 @@
+//! Test support: start the real `extregd` binary in an isolated home,
+//! build extension fixtures, and insist on real tools being installed.
+//!
+//! Every daemon gets its own temp folder holding HOME, the XDG folders, its
+//! config and its caches, so no user configuration leaks in and tests run
+//! in parallel without sharing anything.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use reqwest::blocking::Client;
+
+/// The folder holding the workspace's built binaries (`target/debug`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/<test> -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// A workspace binary, built by `cargo build --workspace` (tests/run does
+/// it before the tests). Fails loudly when it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let env = format!("{}_BIN", name.to_uppercase().replace('-', "_"));
+    let p = std::env::var_os(&env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join(name));
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --workspace` first (tests/run does), or set {env}",
+        p.display()
+    );
+    p
+}
+
+/// A tool from the machine (promtool, systemd-analyze, ...). End-to-end
+/// tests never skip: a missing tool is a failure that says how to install it.
+pub fn require_tool(name: &str, package: &str) -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("`{name}` is not installed: run tests/run, or apt-get install {package}");
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// An isolated home for one daemon: HOME, XDG folders, config, caches.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("extreg-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        for sub in ["home", "config", "data", "cache", "runtime", "catalog"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        Sandbox { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The default local catalogue folder of this sandbox.
+    pub fn catalog(&self) -> PathBuf {
+        self.path("catalog")
+    }
+
+    /// A command for `program` with the environment reduced to this sandbox.
+    pub fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env("XDG_RUNTIME_DIR", self.path("runtime"))
+            .env("EXTREGD_LOG", "extregd=debug,warn");
+        c
+    }
+
+    /// Writes `config.toml` in the sandbox and returns its path.
+    pub fn write_config(&self, toml: &str) -> PathBuf {
+        let p = self.path("config.toml");
+        std::fs::write(&p, toml).unwrap();
+        p
+    }
+}
+
+/// A running `extregd`, killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub url: String,
+    pub client: Client,
+    stderr_path: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `extregd` with `args` (plus `--port 0`) and waits for its
+    /// "listening on" line.
+    pub fn start(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let stderr_path = sb.path(&format!(
+            "extregd-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let mut cmd = sb.command(&bin("extregd"));
+        cmd.args(args)
+            .args(["--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn extregd");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let url = match line.split("listening on ").nth(1) {
+            Some(u) => u.trim().to_string(),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "extregd did not start; stdout: {line:?}; stderr:\n{}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
+            }
+        };
+        Daemon {
+            child,
+            url,
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            stderr_path,
+        }
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{}", self.url, path)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        self.client.get(self.api(path)).send().expect("request")
+    }
+
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self.get(path);
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        let v = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("GET {path}: body is not JSON ({e}): {text}"));
+        (status, v)
+    }
+
+    pub fn metrics(&self) -> String {
+        self.get("/metrics").text().unwrap()
+    }
+
+    /// The value of one sample in the metrics text, 0 when absent.
+    pub fn metric(&self, name_and_labels: &str) -> f64 {
+        metric_value(&self.metrics(), name_and_labels)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn metric_value(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name_and_labels)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// Writes a folder-form extension `{root}/{type}/{name}/{version}/`.
+pub fn write_folder_ext(
+    root: &Path,
+    ty: &str,
+    name: &str,
+    version: &str,
+    description: &str,
+    tags: &[&str],
+) -> PathBuf {
+    let dir = root.join(ty).join(name).join(version);
+    std::fs::create_dir_all(dir.join("kcl")).unwrap();
+    std::fs::write(
+        dir.join("extension.yaml"),
+        manifest(ty, name, version, description, tags),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("kcl").join(format!("{name}.k")),
+        format!("# {name} {version}\n"),
+    )
+    .unwrap();
+    dir
+}
+
+pub fn manifest(ty: &str, name: &str, version: &str, description: &str, tags: &[&str]) -> String {
+    format!(
+        "extension:\n  name: {name}\n  version: {version}\n  type: {ty}\n  description: {description}\n  author: tests\n  tags: [{}]\n",
+        tags.join(", ")
+    )
+}
+
+/// Writes a tarball-form extension `{root}/{type}/{name}/{name}-{version}.tar.gz`
+/// and returns its bytes.
+pub fn write_tarball_ext(
+    root: &Path,
+    ty: &str,
+    name: &str,
+    version: &str,
+    description: &str,
+) -> Vec<u8> {
+    let files = vec![
+        (
+            "extension.yaml".to_string(),
+            manifest(ty, name, version, description, &[]).into_bytes(),
+        ),
+        (format!("kcl/{name}.k"), b"schema X:\n  a: int\n".to_vec()),
+    ];
+    let bytes = tar_gz(&files);
+    let dir = root.join(ty).join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}-{version}.tar.gz")), &bytes).unwrap();
+    bytes
+}
+
+/// A tar.gz of regular files.
+pub fn tar_gz(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut t = tar::Builder::new(gz);
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1);
+        t.append_data(&mut h, path, &data[..]).unwrap();
+    }
+    t.into_inner().unwrap().finish().unwrap()
+}
+
+pub fn sha256_tag(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+impl Daemon {
+    /// Sends `GET {path}` byte for byte over a raw socket (no client-side
+    /// URL normalisation: `..` and `%2e%2e` reach the server as written) and
+    /// returns the status and body.
+    pub fn raw_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /api/v1{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        (status, body)
+    }
+}
