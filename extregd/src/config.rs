@@ -37,6 +37,8 @@ pub struct ServerConfig {
     /// Base URL that `download_url` fields point at; defaults to
     /// `http://{bound address}`.
     pub public_url: Option<String>,
+    /// Worker threads of the async runtime; defaults to the number of cores.
+    pub workers: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +47,7 @@ impl Default for ServerConfig {
             host: "127.0.0.1".into(),
             port: DEFAULT_PORT,
             public_url: None,
+            workers: None,
         }
     }
 }
@@ -242,6 +245,13 @@ impl Config {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::Invalid(format!(
                     "[server] public_url '{url}' must start with http:// or https://"
+                )));
+            }
+        }
+        if let Some(w) = self.server.workers {
+            if !(1..=256).contains(&w) {
+                return Err(ConfigError::Invalid(format!(
+                    "[server] workers must be between 1 and 256, not {w}"
                 )));
             }
         }
