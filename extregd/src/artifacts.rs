@@ -329,6 +329,45 @@ impl ArtifactStore {
         v
     }
 
+    /// Removes the entries `keep` rejects, and blobs no entry still uses.
+    /// Returns (entries removed, bytes freed).
+    pub fn remove_where(&self, mut remove: impl FnMut(&IndexEntry) -> bool) -> (u64, u64) {
+        let mut index = self.index.lock();
+        let doomed: Vec<ArtifactKey> = index
+            .iter()
+            .filter(|(_, e)| remove(e))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut removed = Vec::new();
+        for k in doomed {
+            if let Some(e) = index.remove(&k) {
+                let _ = std::fs::remove_file(ref_path(&self.root, &k));
+                removed.push(e);
+            }
+        }
+        let live: HashSet<&str> = index.values().map(|e| e.digest.as_str()).collect();
+        let mut bytes = 0;
+        let mut freed = HashSet::new();
+        for e in &removed {
+            if !live.contains(e.digest.as_str()) && freed.insert(e.digest.clone()) {
+                if let Some(p) = self.blob_path(&e.digest) {
+                    if std::fs::remove_file(p).is_ok() {
+                        bytes += e.size;
+                    }
+                }
+            }
+        }
+        drop(index);
+        self.update_gauges();
+        (removed.len() as u64, bytes)
+    }
+
+    /// Removes entries not used within the last `days` days (0: all).
+    pub fn prune(&self, days: u32) -> (u64, u64) {
+        let cutoff = now().saturating_sub(u64::from(days) * 86_400);
+        self.remove_where(|e| e.last_used <= cutoff)
+    }
+
     pub fn stats(&self) -> ArtifactCacheStats {
         let index = self.index.lock();
         let (hits, misses) = (

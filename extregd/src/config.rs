@@ -23,6 +23,7 @@ pub struct Config {
     pub oci: Option<OciConfig>,
     pub local: Option<LocalConfig>,
     pub cache: CacheConfig,
+    pub registry: RegistryConfig,
     /// From `PROVISIONING_EXTENSIONS_PATH`; never read from the file.
     #[serde(skip)]
     pub extra_local_paths: Vec<PathBuf>,
@@ -39,6 +40,10 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Worker threads of the async runtime; defaults to the number of cores.
     pub workers: Option<usize>,
+    /// The local socket for `nu_plugin_ext`; defaults to
+    /// `$XDG_RUNTIME_DIR/extregd/extregd.sock` (`/tmp/extregd-{uid}/` without
+    /// `XDG_RUNTIME_DIR`).
+    pub socket: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +53,7 @@ impl Default for ServerConfig {
             port: DEFAULT_PORT,
             public_url: None,
             workers: None,
+            socket: None,
         }
     }
 }
@@ -112,6 +118,23 @@ impl Default for CacheConfig {
     }
 }
 
+/// `[registry]`: how the backends' answers are merged.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Sources, highest priority first: when two backends hold the same
+    /// version of an extension, the earlier one serves it. Each source at
+    /// most once; sources not named follow in [`DEFAULT_PRIORITY`] order.
+    pub priority: Vec<extreg_shared::Source>,
+}
+
+/// The merge priority when `[registry] priority` does not say.
+pub const DEFAULT_PRIORITY: [extreg_shared::Source; 3] = [
+    extreg_shared::Source::Local,
+    extreg_shared::Source::Oci,
+    extreg_shared::Source::Gitea,
+];
+
 fn default_timeout() -> u64 {
     30
 }
@@ -143,20 +166,27 @@ pub type Warnings = Vec<String>;
 pub struct Dirs {
     pub data: PathBuf,
     pub cache: PathBuf,
+    /// `$XDG_RUNTIME_DIR`, where the local socket goes.
+    pub runtime: Option<PathBuf>,
 }
 
 impl Dirs {
     /// XDG folders via `directories` (`~/.local/share/provisioning`,
     /// `~/.cache/provisioning`).
     pub fn from_env() -> Dirs {
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute());
         match directories::ProjectDirs::from("", "", "provisioning") {
             Some(p) => Dirs {
                 data: p.data_dir().to_path_buf(),
                 cache: p.cache_dir().to_path_buf(),
+                runtime,
             },
             None => Dirs {
                 data: std::env::temp_dir().join("provisioning/data"),
                 cache: std::env::temp_dir().join("provisioning/cache"),
+                runtime,
             },
         }
     }
@@ -225,6 +255,27 @@ impl Config {
         roots
     }
 
+    /// The local socket path: `[server] socket`, else the default.
+    pub fn socket_path(&self, xdg_runtime_dir: Option<&Path>) -> PathBuf {
+        self.server.socket.clone().unwrap_or_else(|| {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::geteuid() };
+            extreg_shared::protocol::default_socket_path(xdg_runtime_dir, uid)
+        })
+    }
+
+    /// Every source in merge priority: `[registry] priority`, then the
+    /// sources it leaves out in default order.
+    pub fn source_priority(&self) -> Vec<extreg_shared::Source> {
+        let mut out = self.registry.priority.clone();
+        for s in DEFAULT_PRIORITY {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out
+    }
+
     pub fn artifact_dir(&self, dirs: &Dirs) -> PathBuf {
         self.cache
             .artifact_dir
@@ -291,6 +342,13 @@ impl Config {
             check_timeout("oci", o.timeout_seconds)?;
             if let Some(p) = &o.auth_token_path {
                 check_secret_file("[oci] auth_token_path", p, &mut warnings)?;
+            }
+        }
+        for (i, s) in self.registry.priority.iter().enumerate() {
+            if self.registry.priority[..i].contains(s) {
+                return Err(ConfigError::Invalid(format!(
+                    "[registry] priority names '{s}' more than once"
+                )));
             }
         }
         Ok(warnings)
@@ -439,6 +497,7 @@ enable_list_cache = true
         let dirs = Dirs {
             data: "/d".into(),
             cache: "/c".into(),
+            runtime: None,
         };
         assert_eq!(
             c.local_roots(&dirs),
@@ -463,8 +522,34 @@ enable_list_cache = true
         let dirs = Dirs {
             data: "/d".into(),
             cache: "/c".into(),
+            runtime: None,
         };
         assert_eq!(c.local_roots(&dirs), vec![PathBuf::from("/d/extensions")]);
         assert_eq!(c.artifact_dir(&dirs), PathBuf::from("/c/extregd/artifacts"));
+    }
+
+    #[test]
+    fn registry_priority_defaults_orders_and_rejects_bad_names() {
+        use extreg_shared::Source;
+        let c = Config::default();
+        assert_eq!(c.source_priority(), DEFAULT_PRIORITY.to_vec());
+        assert_eq!(
+            DEFAULT_PRIORITY,
+            [Source::Local, Source::Oci, Source::Gitea]
+        );
+        let c = parse("[registry]\npriority = [\"gitea\"]\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.source_priority(),
+            vec![Source::Gitea, Source::Local, Source::Oci]
+        );
+        let e = parse("[registry]\npriority = [\"gitlab\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gitlab") && e.contains("priority"), "{e}");
+        let c = parse("[registry]\npriority = [\"oci\", \"local\", \"oci\"]\n").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("'oci' more than once"), "{e}");
+        assert!(parse("[registry]\norder = []\n").is_err());
     }
 }

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod ipc;
 pub mod manifest;
 pub mod metrics;
 pub mod pack;
@@ -24,6 +25,9 @@ pub struct Daemon {
     pub addr: SocketAddr,
     pub router: axum::Router,
     pub state: api::SharedState,
+    /// The local socket for `nu_plugin_ext`, and its path.
+    pub ipc: interprocess::local_socket::tokio::Listener,
+    pub socket: std::path::PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +44,14 @@ pub enum BootError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Ipc(#[from] ipc::IpcError),
     #[error("the {0} backend is configured but not available in this build yet")]
     Unsupported(&'static str),
 }
 
-/// Builds the backends in priority order (local, oci, gitea).
+/// Builds the backends in merge priority order: `[registry] priority`,
+/// by default local, oci, gitea (see [`Config::source_priority`]).
 fn backends(config: &Config, dirs: &Dirs) -> Result<Vec<Arc<dyn Backend>>, BootError> {
     let mut out: Vec<Arc<dyn Backend>> = Vec::new();
     let roots = config.local_roots(dirs);
@@ -59,9 +66,13 @@ fn backends(config: &Config, dirs: &Dirs) -> Result<Vec<Arc<dyn Backend>>, BootE
     if config.oci.is_some() {
         return Err(BootError::Unsupported("oci"));
     }
-    if config.gitea.is_some() {
-        return Err(BootError::Unsupported("gitea"));
+    if let Some(g) = &config.gitea {
+        let gitea = backend::gitea::GiteaBackend::new(g)
+            .map_err(|e| BootError::Config(crate::config::ConfigError::Invalid(e)))?;
+        out.push(Arc::new(gitea));
     }
+    let priority = config.source_priority();
+    out.sort_by_key(|b| priority.iter().position(|s| *s == b.source()));
     Ok(out)
 }
 
@@ -91,6 +102,8 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
         addr: bind.clone(),
         source,
     })?;
+    let socket = config.socket_path(dirs.runtime.as_deref());
+    let ipc = ipc::bind(&socket)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let art_dir = config.artifact_dir(&dirs);
     let artifacts =
@@ -122,6 +135,8 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
         listener,
         addr,
         state,
+        ipc,
+        socket,
     })
 }
 
@@ -131,8 +146,12 @@ impl Daemon {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        let ipc = tokio::spawn(ipc::serve(self.ipc, self.state.clone()));
+        let res = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        ipc.abort();
+        let _ = std::fs::remove_file(&self.socket);
+        res
     }
 }

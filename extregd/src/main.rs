@@ -19,6 +19,9 @@ struct Cli {
     /// Port to bind, overriding [server] port (0 picks a free one).
     #[arg(long)]
     port: Option<u16>,
+    /// Local socket for nu_plugin_ext, overriding [server] socket.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
     /// Validate the configuration, print the effective one, and exit.
     #[arg(long)]
     check_config: bool,
@@ -43,6 +46,9 @@ fn load(cli: &Cli) -> Result<(Config, Option<PathBuf>), extregd::config::ConfigE
     }
     if let Some(p) = cli.port {
         config.server.port = p;
+    }
+    if let Some(s) = &cli.socket {
+        config.server.socket = Some(s.clone());
     }
     Ok((config, path))
 }
@@ -86,6 +92,10 @@ fn main() -> ExitCode {
                     println!("gitea = {} organization {}", g.url, g.organization);
                 }
                 println!("artifact_dir = {}", config.artifact_dir(&dirs).display());
+                println!(
+                    "socket = {}",
+                    config.socket_path(dirs.runtime.as_deref()).display()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -118,7 +128,7 @@ fn main() -> ExitCode {
             env!("CARGO_PKG_VERSION"),
             daemon.addr
         );
-        tracing::info!(addr = %daemon.addr, "serving /api/v1");
+        tracing::info!(addr = %daemon.addr, socket = %daemon.socket.display(), "serving /api/v1 and the local socket");
         match daemon.serve(shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -207,6 +207,21 @@ impl Registry {
         Ok((out, failures.is_empty()))
     }
 
+    /// Extensions matching the filters, sorted by type then name, and
+    /// whether every backend answered.
+    pub async fn list_records(
+        &self,
+        ext_type: Option<ExtensionType>,
+        source: Option<Source>,
+    ) -> Result<(Vec<Extension>, bool), ApiError> {
+        let (all, complete) = self.catalog(source).await?;
+        let out = all
+            .into_iter()
+            .filter(|e| ext_type.is_none_or(|t| e.ext_type == t))
+            .collect();
+        Ok((out, complete))
+    }
+
     /// `GET /extensions`.
     pub async fn list(
         &self,
@@ -224,13 +239,9 @@ impl Registry {
         if let Some(r) = self.lists.get(&key) {
             return Ok(r);
         }
-        let (all, complete) = self.catalog(source).await?;
-        let matching: Vec<&Extension> = all
-            .iter()
-            .filter(|e| ext_type.is_none_or(|t| e.ext_type == t))
-            .collect();
+        let (matching, complete) = self.list_records(ext_type, source).await?;
         let total = matching.len();
-        let page: Vec<&Extension> = matching.into_iter().skip(offset).take(limit).collect();
+        let page: Vec<&Extension> = matching.iter().skip(offset).take(limit).collect();
         let r = Rendered {
             body: to_json(&page)?,
             total,
@@ -241,27 +252,21 @@ impl Registry {
         Ok(r)
     }
 
-    /// `GET /extensions/search`: case-insensitive substring match on name,
-    /// description and tags. Ranked: exact name, name prefix, name substring,
-    /// then description or tag matches; ties by type then name.
-    pub async fn search(
+    /// Case-insensitive substring match on name, description and tags.
+    /// Ranked: exact name, name prefix, name substring, then description or
+    /// tag matches; ties by type then name. Returns the first `limit`, the
+    /// total, and whether every backend answered.
+    pub async fn search_records(
         &self,
         q: &str,
         ext_type: Option<ExtensionType>,
+        source: Option<Source>,
         limit: usize,
-    ) -> Result<Rendered, ApiError> {
+    ) -> Result<(Vec<Extension>, usize, bool), ApiError> {
         let needle = q.to_lowercase();
-        let key = ListKey::Search {
-            q: needle.clone(),
-            ext_type,
-            limit,
-        };
-        if let Some(r) = self.lists.get(&key) {
-            return Ok(r);
-        }
-        let (all, complete) = self.catalog(None).await?;
-        let mut hits: Vec<(u8, &Extension)> = all
-            .iter()
+        let (all, complete) = self.catalog(source).await?;
+        let mut hits: Vec<(u8, Extension)> = all
+            .into_iter()
             .filter(|e| ext_type.is_none_or(|t| e.ext_type == t))
             .filter_map(|e| {
                 let name = e.name.to_lowercase();
@@ -283,7 +288,26 @@ impl Registry {
             .collect();
         hits.sort_by(|a, b| (a.0, a.1.ext_type, &a.1.name).cmp(&(b.0, b.1.ext_type, &b.1.name)));
         let total = hits.len();
-        let page: Vec<&Extension> = hits.into_iter().take(limit).map(|(_, e)| e).collect();
+        let page = hits.into_iter().take(limit).map(|(_, e)| e).collect();
+        Ok((page, total, complete))
+    }
+
+    /// `GET /extensions/search`.
+    pub async fn search(
+        &self,
+        q: &str,
+        ext_type: Option<ExtensionType>,
+        limit: usize,
+    ) -> Result<Rendered, ApiError> {
+        let key = ListKey::Search {
+            q: q.to_lowercase(),
+            ext_type,
+            limit,
+        };
+        if let Some(r) = self.lists.get(&key) {
+            return Ok(r);
+        }
+        let (page, total, complete) = self.search_records(q, ext_type, None, limit).await?;
         let r = Rendered {
             body: to_json(&page)?,
             total,
@@ -292,6 +316,48 @@ impl Registry {
             self.lists.insert(key, r.clone());
         }
         Ok(r)
+    }
+
+    /// The type of the extension called `name`, for callers that left it
+    /// out: an error when no type or several types hold that name.
+    pub async fn resolve_type(&self, name: &str) -> Result<ExtensionType, ApiError> {
+        let (all, _) = self.catalog(None).await?;
+        let types: Vec<ExtensionType> = all
+            .iter()
+            .filter(|e| e.name == name)
+            .map(|e| e.ext_type)
+            .collect();
+        match types.as_slice() {
+            [t] => Ok(*t),
+            [] => Err(ApiError::not_found(format!("no extension named '{name}'"))),
+            many => Err(ApiError::invalid_request(format!(
+                "'{name}' exists as {}; say which with --type",
+                many.iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ))),
+        }
+    }
+
+    /// The record of one version (newest stable when `version` is None).
+    pub async fn version_record(
+        &self,
+        ext_type: ExtensionType,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Extension, ApiError> {
+        let versions = self.versions(ext_type, name).await?;
+        let entry = match version {
+            None => newest(&versions.entries),
+            Some(v) => {
+                let wanted = parse_version(v)?;
+                versions.entries.iter().find(|e| e.semver == wanted)
+            }
+        };
+        entry
+            .map(|e| e.record.clone())
+            .ok_or_else(|| not_found_version(ext_type, name, version.unwrap_or("?"), &versions))
     }
 
     /// The merged versions of one extension; 404 when no backend holds it.
@@ -327,7 +393,7 @@ impl Registry {
             return Ok(b);
         }
         let versions = self.versions(ext_type, name).await?;
-        let best = newest(&versions.entries, |e| &e.semver)
+        let best = newest(&versions.entries)
             .ok_or_else(|| ApiError::not_found(format!("Extension {ext_type}/{name} not found")))?;
         let body = to_json(&best.record)?;
         if versions.complete {
@@ -349,20 +415,7 @@ impl Registry {
             .entries
             .iter()
             .find(|e| e.semver == wanted)
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "Extension {ext_type}/{name} version {version} not found"
-                ))
-                .with_details(format!(
-                    "available: {}",
-                    versions
-                        .entries
-                        .iter()
-                        .map(|e| e.record.version.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?
+            .ok_or_else(|| not_found_version(ext_type, name, version, &versions))?
             .clone();
         let backend = self
             .backends
@@ -434,13 +487,33 @@ impl Registry {
     }
 }
 
+fn not_found_version(
+    ext_type: ExtensionType,
+    name: &str,
+    version: &str,
+    versions: &Versions,
+) -> ApiError {
+    ApiError::not_found(format!(
+        "Extension {ext_type}/{name} version {version} not found"
+    ))
+    .with_details(format!(
+        "available: {}",
+        versions
+            .entries
+            .iter()
+            .map(|e| e.record.version.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
 /// `a` should replace `b` in a merged listing: newer version, else keep the
 /// earlier (higher-priority) backend's record.
 fn is_newer(a: &Extension, b: &Extension) -> bool {
     match (parse_version(&a.version), parse_version(&b.version)) {
-        (Ok(av), Ok(bv)) => match (av.pre.is_empty(), bv.pre.is_empty()) {
-            (true, false) => true,
-            (false, true) => false,
+        (Ok(av), Ok(bv)) => match (a.prerelease, b.prerelease) {
+            (false, true) => true,
+            (true, false) => false,
             _ => av > bv,
         },
         _ => false,

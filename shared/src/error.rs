@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub struct ErrorBody {
     pub error: String,
     pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub details: Option<String>,
 }
 
@@ -37,6 +37,8 @@ pub enum ErrorKind {
     BackendTimeout,
     /// The artifact's bytes did not match the digest the backend announced.
     IntegrityError,
+    /// Local socket only: the peer speaks another protocol version.
+    VersionMismatch,
 }
 
 impl ErrorKind {
@@ -55,15 +57,18 @@ impl ErrorKind {
             Self::BackendError => "backend_error",
             Self::BackendTimeout => "backend_timeout",
             Self::IntegrityError => "integrity_error",
+            Self::VersionMismatch => "version_mismatch",
         }
     }
 
     pub fn status(self) -> u16 {
         match self {
             Self::NotFound => 404,
-            Self::InvalidType | Self::InvalidVersion | Self::InvalidName | Self::InvalidRequest => {
-                400
-            }
+            Self::InvalidType
+            | Self::InvalidVersion
+            | Self::InvalidName
+            | Self::InvalidRequest
+            | Self::VersionMismatch => 400,
             Self::AuthError => 401,
             Self::RangeNotSatisfiable => 416,
             Self::RateLimit => 429,
@@ -77,7 +82,7 @@ impl ErrorKind {
         Self::ALL.into_iter().find(|k| k.code() == code)
     }
 
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         Self::NotFound,
         Self::InvalidType,
         Self::InvalidVersion,
@@ -91,6 +96,7 @@ impl ErrorKind {
         Self::BackendError,
         Self::BackendTimeout,
         Self::IntegrityError,
+        Self::VersionMismatch,
     ];
 }
 
@@ -109,7 +115,7 @@ mod tests {
     }
 
     #[test]
-    fn details_is_omitted_when_absent() {
+    fn details_is_null_when_absent() {
         let b = ErrorBody {
             error: "not_found".into(),
             message: "x".into(),
@@ -117,7 +123,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&b).unwrap(),
-            r#"{"error":"not_found","message":"x"}"#
+            r#"{"error":"not_found","message":"x","details":null}"#
         );
     }
 }

@@ -6,6 +6,7 @@
 //! one definition.
 
 pub mod error;
+pub mod protocol;
 pub mod types;
 pub mod validate;
 

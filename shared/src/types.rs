@@ -1,4 +1,7 @@
 //! REST records (`/api/v1`): field names follow the seed contract exactly.
+//! Optional fields are always present (`null` when unknown), as in the
+//! seed's health example: the same structs travel over the local socket as
+//! postcard, which needs every field.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -104,22 +107,22 @@ pub struct Extension {
     pub version: String,
     #[serde(default)]
     pub description: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub author: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub repository: Option<String>,
     pub source: Source,
     /// RFC 3339 timestamp, UTC.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub published_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub download_url: Option<String>,
     /// `sha256:<hex>` of the artifact.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub checksum: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub size: Option<u64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub tags: Vec<String>,
     /// Whether `version` carries a semver pre-release part.
     #[serde(default)]
@@ -132,13 +135,13 @@ pub struct Extension {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtensionVersion {
     pub version: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub published_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub download_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub checksum: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub size: Option<u64>,
     #[serde(default)]
     pub prerelease: bool,
@@ -174,7 +177,7 @@ pub struct HealthResponse {
 pub struct BackendStatus {
     pub enabled: bool,
     pub healthy: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub error: Option<String>,
 }
 
@@ -210,7 +213,7 @@ pub struct ArtifactCacheStats {
     pub misses: u64,
     pub hit_ratio: f64,
     /// RFC 3339 time of the oldest entry, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub oldest: Option<String>,
 }
 
@@ -239,7 +242,7 @@ mod tests {
         assert_eq!(v["type"], "provider");
         assert_eq!(v["source"], "local");
         assert_eq!(v["published_at"], "2025-10-06T12:00:00Z");
-        assert!(v.get("repository").is_none());
+        assert!(v["repository"].is_null());
         let back: Extension = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
     }

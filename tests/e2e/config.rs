@@ -288,3 +288,59 @@ fn the_systemd_unit_verifies() {
     assert!(o.status.success(), "systemd-analyze verify failed:\n{out}");
     assert!(!out.contains("extregd.service:"), "unit warnings:\n{out}");
 }
+
+#[test]
+fn the_readme_run_command_serves_the_example_catalogue() {
+    // README: PROVISIONING_EXTENSIONS_PATH=examples/catalog cargo run -p extregd
+    let sb = Sandbox::new();
+    let catalog = repo_root().join("examples/catalog");
+    let d = Daemon::start(
+        &sb,
+        &[],
+        &[("PROVISIONING_EXTENSIONS_PATH", catalog.to_str().unwrap())],
+    );
+    let (_, v) = d.get_json("/extensions");
+    let got: Vec<(String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().into(),
+                e["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("provider", "aws"),
+        ("provider", "local"),
+        ("provider", "upcloud"),
+        ("taskserv", "containerd"),
+        ("taskserv", "k3s"),
+        ("taskserv", "kubernetes"),
+        ("cluster", "buildkit"),
+        ("cluster", "web"),
+    ]
+    .iter()
+    .map(|(t, n)| (t.to_string(), n.to_string()))
+    .collect();
+    assert_eq!(
+        got, want,
+        "every example extension is served (none skipped as broken)"
+    );
+    assert!(
+        !d.stderr().contains("skipping local extension"),
+        "{}",
+        d.stderr()
+    );
+    // Both forms download and verify.
+    for p in [
+        "/extensions/cluster/web/1.0.0",
+        "/extensions/taskserv/kubernetes/1.28.0",
+    ] {
+        let r = d.get(p);
+        assert_eq!(r.status(), 200, "{p}");
+        let etag = r.headers()["etag"].to_str().unwrap().to_string();
+        assert_eq!(etag, format!("\"{}\"", sha256_tag(&r.bytes().unwrap())));
+    }
+}

@@ -5,6 +5,8 @@
 //! config and its caches, so no user configuration leaks in and tests run
 //! in parallel without sharing anything.
 
+pub mod gitea;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -336,4 +338,98 @@ impl Daemon {
             .to_string();
         (status, body)
     }
+}
+
+/// The real `nu` 0.115.1 installed from npm by tests/run (or `NU_BIN`).
+pub fn nu_bin() -> PathBuf {
+    let p = std::env::var_os("NU_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            repo_root().join("tests/.tools/nu/node_modules/@nushell/linux-x64/bin/nu")
+        });
+    assert!(
+        p.is_file(),
+        "nushell is missing at {}: run tests/run (it installs nushell@0.115.1 from npm), or set NU_BIN",
+        p.display()
+    );
+    p
+}
+
+/// A `nu` with the plugin registered in this sandbox's own plugin registry
+/// file, run with `-n` (no user config) and the sandbox's environment.
+pub struct Nu<'a> {
+    pub sb: &'a Sandbox,
+    pub registry: PathBuf,
+}
+
+/// The outcome of one `nu -c` run.
+#[derive(Debug)]
+pub struct NuOutput {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl NuOutput {
+    pub fn json(&self) -> serde_json::Value {
+        assert!(self.ok, "nu failed:\n{}", self.stderr);
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("nu output is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl<'a> Nu<'a> {
+    /// Registers `target/debug/nu_plugin_ext` in a registry file in `sb`.
+    pub fn new(sb: &'a Sandbox) -> Nu<'a> {
+        let registry = sb.path("plugins.msgpackz");
+        let plugin = bin("nu_plugin_ext");
+        let out = sb
+            .command(&nu_bin())
+            .args(["-n", "-c"])
+            .arg(format!(
+                "plugin add --plugin-config '{}' '{}'",
+                registry.display(),
+                plugin.display()
+            ))
+            .output()
+            .expect("run nu");
+        assert!(
+            out.status.success(),
+            "plugin add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Nu { sb, registry }
+    }
+
+    /// Runs `script` after `plugin use`, with extra environment.
+    pub fn run_env(&self, script: &str, env: &[(&str, &str)]) -> NuOutput {
+        let mut c = self.sb.command(&nu_bin());
+        c.args(["-n", "-c"]).arg(format!(
+            "plugin use --plugin-config '{}' ext\n{script}",
+            self.registry.display()
+        ));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run nu");
+        NuOutput {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        }
+    }
+
+    pub fn run(&self, script: &str) -> NuOutput {
+        self.run_env(script, &[])
+    }
+
+    /// Runs `script | to json --raw` and parses the result.
+    pub fn json(&self, script: &str) -> serde_json::Value {
+        self.run(&format!("{script} | to json --raw")).json()
+    }
+}
+
+/// The default socket path the daemon derives in a sandbox.
+pub fn sandbox_socket(sb: &Sandbox) -> PathBuf {
+    sb.path("runtime/extregd/extregd.sock")
 }

@@ -95,6 +95,11 @@ pub async fn versions(State(st): State<SharedState>, p: ExtPath) -> Result<Respo
 }
 
 pub async fn health(State(st): State<SharedState>) -> Result<Response, ApiError> {
+    json_value(&health_report(&st).await)
+}
+
+/// Asks every backend, concurrently and bounded by [`HEALTH_TIMEOUT`].
+pub async fn health_report(st: &super::AppState) -> HealthResponse {
     let checks = futures::future::join_all(st.registry.backends().iter().map(|b| async move {
         let r = match tokio::time::timeout(HEALTH_TIMEOUT, b.health()).await {
             Ok(r) => r,
@@ -128,12 +133,12 @@ pub async fn health(State(st): State<SharedState>) -> Result<Response, ApiError>
             },
         );
     }
-    json_value(&HealthResponse {
+    HealthResponse {
         status: if all_ok { "healthy" } else { "degraded" }.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         uptime: st.started.elapsed().as_secs(),
         backends,
-    })
+    }
 }
 
 pub async fn metrics(State(st): State<SharedState>) -> Response {

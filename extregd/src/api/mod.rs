@@ -6,6 +6,8 @@ mod download;
 mod handlers;
 mod input;
 
+pub use handlers::health_report;
+
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use axum::extract::{MatchedPath, Request, State};

@@ -77,7 +77,7 @@ impl Backend for LocalBackend {
             for ty in ExtensionType::ALL {
                 for name in inner.names(ty) {
                     let versions = inner.versions(ty, &name);
-                    if let Some(best) = newest(&versions, |e| &e.semver) {
+                    if let Some(best) = newest(&versions) {
                         out.push(best.record.clone());
                     }
                 }

@@ -2,6 +2,7 @@
 //! (what is there, which versions, give me the bytes, are you well) and the
 //! [`crate::registry::Registry`] merges their answers.
 
+pub mod gitea;
 pub mod local;
 
 use async_trait::async_trait;
@@ -84,31 +85,15 @@ pub trait Backend: Send + Sync + 'static {
     async fn health(&self) -> Result<(), BackendError>;
 }
 
-/// Picks the newest stable version, or the newest pre-release when there is
-/// no stable one.
-pub fn newest<'a, T>(
-    items: impl IntoIterator<Item = &'a T>,
-    v: impl Fn(&T) -> &semver::Version,
-) -> Option<&'a T>
-where
-    T: 'a,
-{
-    let mut best: Option<&T> = None;
-    for it in items {
-        best = match best {
-            None => Some(it),
-            Some(b) => {
-                let (bv, iv) = (v(b), v(it));
-                let better = match (bv.pre.is_empty(), iv.pre.is_empty()) {
-                    (true, false) => false,
-                    (false, true) => true,
-                    _ => iv > bv,
-                };
-                Some(if better { it } else { b })
-            }
-        };
-    }
-    best
+/// The newest version not marked pre-release (`record.prerelease`: a
+/// semver pre-release part, or the backend's own flag such as Gitea's), else
+/// the newest of all.
+pub fn newest(entries: &[VersionEntry]) -> Option<&VersionEntry> {
+    entries
+        .iter()
+        .filter(|e| !e.record.prerelease)
+        .max_by(|a, b| a.semver.cmp(&b.semver))
+        .or_else(|| entries.iter().max_by(|a, b| a.semver.cmp(&b.semver)))
 }
 
 /// RFC 3339 (seconds, UTC) for a file time.
@@ -120,18 +105,47 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
 mod tests {
     use super::*;
 
+    fn entry(v: &str, flagged: bool) -> VersionEntry {
+        let semver: semver::Version = v.parse().unwrap();
+        VersionEntry {
+            record: Extension {
+                name: "x".into(),
+                ext_type: ExtensionType::Provider,
+                version: v.into(),
+                description: String::new(),
+                author: None,
+                repository: None,
+                source: Source::Local,
+                published_at: None,
+                download_url: None,
+                checksum: None,
+                size: None,
+                tags: vec![],
+                prerelease: flagged || !semver.pre.is_empty(),
+            },
+            semver,
+            locator: String::new(),
+            revision: String::new(),
+        }
+    }
+
     #[test]
     fn newest_prefers_stable() {
-        let vs: Vec<semver::Version> = ["1.0.0", "2.0.0-rc.1", "1.5.0"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        assert_eq!(newest(&vs, |v| v).unwrap().to_string(), "1.5.0");
-        let pre: Vec<semver::Version> = ["2.0.0-rc.1", "2.0.0-rc.2"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        assert_eq!(newest(&pre, |v| v).unwrap().to_string(), "2.0.0-rc.2");
-        assert!(newest(&Vec::<semver::Version>::new(), |v| v).is_none());
+        let vs = vec![
+            entry("1.0.0", false),
+            entry("2.0.0-rc.1", false),
+            entry("1.5.0", false),
+        ];
+        assert_eq!(newest(&vs).unwrap().record.version, "1.5.0");
+        let pre = vec![entry("2.0.0-rc.1", false), entry("2.0.0-rc.2", false)];
+        assert_eq!(newest(&pre).unwrap().record.version, "2.0.0-rc.2");
+        assert!(newest(&[]).is_none());
+    }
+
+    #[test]
+    fn a_backend_flagged_prerelease_is_not_newest() {
+        // Gitea can mark 1.30.0 a pre-release although semver would not.
+        let vs = vec![entry("1.29.0", false), entry("1.30.0", true)];
+        assert_eq!(newest(&vs).unwrap().record.version, "1.29.0");
     }
 }

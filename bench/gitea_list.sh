@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Benchmark: a cold and a warm `GET /api/v1/extensions` through extregd's
+# Gitea backend, against the Gitea stand-in of the tests serving an
+# organization of 60 extension repositories (3 releases each, with
+# SHA256SUMS) behind 20 ms of latency per request.
+#
+#   bench/gitea_list.sh [runs]      (default 5 cold runs, each on a fresh daemon)
+#
+# Prints each cold list time, the number of requests the stand-in answered,
+# the serial lower bound (20 ms x requests: what fetching one request after
+# another would cost at least) and the ratio cold/serial, then the warm
+# (cached) list time. Not a test: figures vary by machine; compare ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-5}
+REPOS=60
+LATENCY_MS=20
+TARGET=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p extregd --bin extregd -p extreg-tests --bin gitea-standin
+BIN=$TARGET/release/extregd
+STANDIN=$TARGET/release/gitea-standin
+
+tmp=$(mktemp -d)
+GPID=""; DPID=""
+cleanup() {
+  [ -n "$DPID" ] && kill "$DPID" 2>/dev/null || true
+  [ -n "$GPID" ] && kill "$GPID" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+TOKEN=bench-token-$RANDOM$RANDOM
+printf '%s\n' "$TOKEN" > "$tmp/token"; chmod 600 "$tmp/token"
+"$STANDIN" --repos "$REPOS" --releases 3 --latency-ms "$LATENCY_MS" --token "$TOKEN" > "$tmp/standin.out" 2> "$tmp/standin.err" &
+GPID=$!
+for _ in $(seq 100); do grep -q listening "$tmp/standin.out" 2>/dev/null && break; sleep 0.05; done
+GURL=$(sed -n 's/.*listening on //p' "$tmp/standin.out")
+[ -n "$GURL" ] || { echo "the stand-in did not start:" >&2; cat "$tmp/standin.err" >&2; exit 1; }
+
+stats_total() { curl -sf "$GURL/_standin/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])'; }
+ms() { awk -v s="$1" 'BEGIN { printf "%.1f", s * 1000 }'; }
+
+start_daemon() {
+  rm -rf "$tmp/artifacts"
+  cat > "$tmp/extregd.toml" <<TOML
+[server]
+port = 0
+[gitea]
+url = "$GURL"
+organization = "provisioning-extensions"
+token_path = "$tmp/token"
+timeout_seconds = 10
+[cache]
+artifact_dir = "$tmp/artifacts"
+ttl_seconds = 3600
+TOML
+  : > "$tmp/extregd.out"
+  EXTREGD_LOG=warn "$BIN" --config "$tmp/extregd.toml" > "$tmp/extregd.out" 2> "$tmp/extregd.err" &
+  DPID=$!
+  for _ in $(seq 100); do grep -q listening "$tmp/extregd.out" 2>/dev/null && break; sleep 0.05; done
+  URL=$(sed -n 's/.*listening on //p' "$tmp/extregd.out")/api/v1/extensions?limit=1000
+}
+stop_daemon() { kill "$DPID"; wait "$DPID" 2>/dev/null || true; DPID=""; }
+
+printf 'Gitea backend, cold list: %s repositories, %s ms per request to the stand-in\n' "$REPOS" "$LATENCY_MS"
+printf '%-4s %10s %9s %14s %7s\n' run 'cold ms' requests 'serial ms' ratio
+colds=()
+for run in $(seq "$RUNS"); do
+  start_daemon
+  before=$(stats_total)
+  out=$(curl -s -o "$tmp/body.json" -w '%{http_code} %{time_total}' "$URL")
+  after=$(stats_total)
+  read -r code secs <<<"$out"
+  [ "$code" = 200 ] || { echo "list answered $code:" >&2; cat "$tmp/body.json" >&2; exit 1; }
+  n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$tmp/body.json")
+  [ "$n" = "$REPOS" ] || { echo "listed $n extensions, expected $REPOS" >&2; exit 1; }
+  reqs=$((after - before))
+  serial=$((reqs * LATENCY_MS))
+  printf '%-4s %10s %9s %14s %7s\n' "$run" "$(ms "$secs")" "$reqs" "$serial" \
+    "$(awk -v c="$secs" -v s="$serial" 'BEGIN { printf "%.3f", c * 1000 / s }')"
+  colds+=("$secs")
+  if [ "$run" = "$RUNS" ]; then
+    warm=()
+    for _ in $(seq 20); do warm+=("$(curl -s -o /dev/null -w '%{time_total}' "$URL")"); done
+    [ "$(stats_total)" = "$after" ] || { echo "the warm list asked Gitea again" >&2; exit 1; }
+  fi
+  stop_daemon
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+cold_med=$(median "${colds[@]}")
+warm_med=$(median "${warm[@]}")
+printf 'cold list median: %s ms (%s requests; serial lower bound %s ms; ratio %s)\n' \
+  "$(ms "$cold_med")" "$reqs" "$serial" "$(awk -v c="$cold_med" -v s="$serial" 'BEGIN { printf "%.3f", c * 1000 / s }')"
+printf 'warm list median of 20: %s ms (answered from the list cache, no Gitea request)\n' "$(ms "$warm_med")"

@@ -1,0 +1,340 @@
+//! The local-socket API for `nu_plugin_ext` (protocol in
+//! `extreg_shared::protocol`). Everything the REST API offers, plus the
+//! operations that change state (cache clear and prune), which exist only
+//! here.
+//!
+//! **Only the daemon's own user can talk to it.** The socket's folder is
+//! created 0700 and must belong to us, the socket is 0600, and every
+//! accepted peer's effective uid is checked against ours.
+//!
+//! A connection that sends a malformed, truncated or oversized frame is
+//! closed with a logged reason; other connections are not affected.
+
+use crate::api::AppState;
+use crate::error::ApiError;
+use extreg_shared::protocol::{
+    check_version, decode, encode, frame_len, CacheEntry, Envelope, PullResult, Request, Response,
+    HEADER_LEN, PROTOCOL_VERSION,
+};
+use extreg_shared::{ErrorBody, ErrorKind};
+use interprocess::local_socket::tokio::prelude::*;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long a peer may take to send the rest of a frame it started.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum IpcError {
+    #[error("socket folder {path}: {message}")]
+    Folder { path: PathBuf, message: String },
+    #[error("another extregd is already listening on {0}")]
+    InUse(PathBuf),
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Creates the socket's folder owner-only and clears a stale socket.
+fn prepare(path: &Path) -> Result<(), IpcError> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let folder_err = |message: String| IpcError::Folder {
+        path: dir.to_path_buf(),
+        message,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| folder_err(e.to_string()))?;
+    let meta = std::fs::metadata(dir).map_err(|e| folder_err(e.to_string()))?;
+    if meta.uid() != euid() {
+        return Err(folder_err(format!(
+            "belongs to uid {}, not to us (uid {})",
+            meta.uid(),
+            euid()
+        )));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| folder_err(e.to_string()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(IpcError::InUse(path.to_path_buf()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// Binds the socket; the returned listener is served by [`serve`].
+pub fn bind(path: &Path) -> Result<LocalSocketListener, IpcError> {
+    prepare(path)?;
+    let bind_err = |source| IpcError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path.to_fs_name::<GenericFilePath>().map_err(bind_err)?;
+    let listener = ListenerOptions::new()
+        .name(name)
+        .mode(0o600)
+        .create_tokio()
+        .map_err(bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+    Ok(listener)
+}
+
+/// Accepts connections until the task is dropped.
+pub async fn serve(listener: LocalSocketListener, state: Arc<AppState>) {
+    let me = euid();
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "local socket accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match stream.peer_creds().map(|c| c.euid()) {
+            Ok(Some(uid)) if uid == me => {}
+            Ok(uid) => {
+                tracing::warn!(peer_uid = ?uid, "refusing a local socket peer of another user");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refusing a local socket peer whose credentials are unknown");
+                continue;
+            }
+        }
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(reason) = connection(stream, &state).await {
+                tracing::warn!("closing local socket connection: {reason}");
+            }
+        });
+    }
+}
+
+/// Serves one connection; `Err` carries the reason it was cut.
+async fn connection(mut stream: LocalSocketStream, state: &AppState) -> Result<(), String> {
+    let mut greeted = false;
+    loop {
+        let mut header = [0u8; HEADER_LEN];
+        match stream.read_exact(&mut header).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(format!("read failed: {e}")),
+        }
+        let len = frame_len(header).map_err(|e| e.to_string())?;
+        let mut payload = vec![0u8; len];
+        match tokio::time::timeout(FRAME_TIMEOUT, stream.read_exact(&mut payload)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(format!(
+                    "truncated frame: announced {len} bytes, the peer hung up first"
+                ))
+            }
+            Ok(Err(e)) => return Err(format!("read failed: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "truncated frame: {len} bytes announced, not sent within {FRAME_TIMEOUT:?}"
+                ))
+            }
+        }
+        let req: Envelope<Request> = decode(&payload).map_err(|e| e.to_string())?;
+        let id = req.id;
+        let (resp, close) = match (greeted, req.body) {
+            (false, Request::Hello { protocol, client }) => {
+                match check_version(PROTOCOL_VERSION, protocol) {
+                    Ok(()) => {
+                        greeted = true;
+                        tracing::debug!(%client, "local socket client connected");
+                        (
+                            Response::Hello {
+                                protocol: PROTOCOL_VERSION,
+                                server: format!("extregd {}", env!("CARGO_PKG_VERSION")),
+                            },
+                            false,
+                        )
+                    }
+                    Err(msg) => (error(ErrorKind::VersionMismatch, msg), true),
+                }
+            }
+            (false, _) => (
+                error(
+                    ErrorKind::InvalidRequest,
+                    "the first message must be a hello".into(),
+                ),
+                true,
+            ),
+            (true, Request::Hello { .. }) => (
+                error(ErrorKind::InvalidRequest, "hello was already sent".into()),
+                true,
+            ),
+            (true, body) => (
+                dispatch(state, body)
+                    .await
+                    .unwrap_or_else(|e| Response::Error(e.body())),
+                false,
+            ),
+        };
+        let bytes = encode(&Envelope { id, body: resp }).map_err(|e| e.to_string())?;
+        stream
+            .write_all(&bytes)
+            .await
+            .map_err(|e| format!("write failed: {e}"))?;
+        if close {
+            return Err("handshake refused".into());
+        }
+    }
+}
+
+fn error(kind: ErrorKind, message: String) -> Response {
+    Response::Error(ErrorBody {
+        error: kind.code().into(),
+        message,
+        details: None,
+    })
+}
+
+fn rfc3339(secs: u64) -> String {
+    crate::backend::rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> {
+    let reg = &state.registry;
+    let check_name = |n: &str| extreg_shared::validate_name(n).map_err(ApiError::from);
+    Ok(match req {
+        Request::Hello { .. } => unreachable!("handled by the caller"),
+        Request::List { ext_type, source } => {
+            let (items, _) = reg.list_records(ext_type, source).await?;
+            Response::Extensions {
+                total: items.len() as u64,
+                items,
+            }
+        }
+        Request::Search {
+            query,
+            ext_type,
+            source,
+            limit,
+        } => {
+            if query.trim().is_empty() {
+                return Err(ApiError::invalid_request("the search query is empty"));
+            }
+            let (items, total, _) = reg
+                .search_records(query.trim(), ext_type, source, limit.max(1) as usize)
+                .await?;
+            Response::Extensions {
+                items,
+                total: total as u64,
+            }
+        }
+        Request::Info {
+            ext_type,
+            name,
+            version,
+        } => {
+            check_name(&name)?;
+            let t = match ext_type {
+                Some(t) => t,
+                None => reg.resolve_type(&name).await?,
+            };
+            Response::Extension(reg.version_record(t, &name, version.as_deref()).await?)
+        }
+        Request::Versions { ext_type, name } => {
+            check_name(&name)?;
+            let t = match ext_type {
+                Some(t) => t,
+                None => reg.resolve_type(&name).await?,
+            };
+            let v = reg.versions(t, &name).await?;
+            Response::Versions(v.entries.iter().map(|e| (&e.record).into()).collect())
+        }
+        Request::Pull {
+            ext_type,
+            name,
+            version,
+            source,
+        } => {
+            check_name(&name)?;
+            let t = match ext_type {
+                Some(t) => t,
+                None => reg.resolve_type(&name).await?,
+            };
+            let record = reg.version_record(t, &name, version.as_deref()).await?;
+            if let Some(s) = source {
+                if record.source != s {
+                    return Err(ApiError::not_found(format!(
+                        "{t}/{name} {} is served by the {} backend, not {s}",
+                        record.version, record.source
+                    )));
+                }
+            }
+            let (entry, art) = reg.artifact(t, &name, &record.version).await?;
+            Response::Pulled(PullResult {
+                extension: entry.record,
+                digest: art.digest,
+                size: art.size,
+                path: art.path.display().to_string(),
+                cached: art.hit,
+            })
+        }
+        Request::Health => Response::Health(crate::api::health_report(state).await),
+        Request::CacheList => Response::CacheEntries(
+            reg.artifacts()
+                .entries()
+                .into_iter()
+                .map(|e| CacheEntry {
+                    ext_type: e.ext_type,
+                    name: e.name,
+                    version: e.version,
+                    source: e.source,
+                    size: e.size,
+                    digest: e.digest,
+                    cached_at: rfc3339(e.cached_at),
+                    last_used: rfc3339(e.last_used),
+                })
+                .collect(),
+        ),
+        Request::CacheStats => Response::CacheStats(reg.cache_stats()),
+        Request::CacheClear {
+            ext_type,
+            name,
+            all,
+        } => {
+            if let Some(n) = &name {
+                check_name(n)?;
+            }
+            if !all && ext_type.is_none() && name.is_none() {
+                return Err(ApiError::invalid_request(
+                    "say what to clear: --all, or --type and/or --name",
+                ));
+            }
+            let (entries, bytes) = reg.artifacts().remove_where(|e| {
+                all || (ext_type.is_none_or(|t| e.ext_type == t)
+                    && name.as_deref().is_none_or(|n| e.name == n))
+            });
+            reg.clear_metadata();
+            Response::CacheRemoved { entries, bytes }
+        }
+        Request::CachePrune { days } => {
+            let (entries, bytes) = reg.artifacts().prune(days);
+            Response::CacheRemoved { entries, bytes }
+        }
+    })
+}

@@ -1,0 +1,257 @@
+//! The socket client: connect (starting the daemon when none listens),
+//! hello, one request, one response. Failures are classified so the user
+//! is told what to do: not running, could not start, version mismatch,
+//! the daemon's own error, or a broken exchange.
+
+use crate::settings::Settings;
+use extreg_shared::protocol::{
+    check_version, decode, encode, frame_len, Envelope, Request, Response, HEADER_LEN,
+    PROTOCOL_VERSION,
+};
+use extreg_shared::ErrorBody;
+use interprocess::local_socket::tokio::prelude::*;
+use interprocess::local_socket::GenericFilePath;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    #[error("extregd is not running (no daemon at {socket}): {detail}")]
+    NotRunning { socket: PathBuf, detail: String },
+    #[error("could not start extregd: {detail}")]
+    StartFailed { detail: String },
+    #[error("{0}")]
+    VersionMismatch(String),
+    #[error("{}", .0.message)]
+    Daemon(ErrorBody),
+    #[error("talking to extregd failed: {0}")]
+    Protocol(String),
+    #[error("extregd did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl ClientError {
+    /// What the user can do about it.
+    pub fn help(&self) -> String {
+        match self {
+            ClientError::NotRunning { .. } | ClientError::StartFailed { .. } => {
+                "start the daemon: `systemctl --user start extregd` (see README), or run `extregd` in a terminal; \
+                 set $env.config.plugins.ext.socket if it listens elsewhere"
+                    .into()
+            }
+            ClientError::VersionMismatch(_) => {
+                "install extregd and nu_plugin_ext from the same build, then `plugin add` the plugin again".into()
+            }
+            ClientError::Timeout(_) => {
+                "the daemon may be busy with a slow backend; raise $env.config.plugins.ext.timeout".into()
+            }
+            ClientError::Daemon(b) => b.details.clone().unwrap_or_default(),
+            ClientError::Protocol(_) => "check the daemon's log (journalctl --user -u extregd)".into(),
+        }
+    }
+}
+
+pub struct Connection {
+    stream: LocalSocketStream,
+    next_id: u64,
+    timeout: Duration,
+}
+
+async fn open(path: &Path) -> std::io::Result<LocalSocketStream> {
+    let name = path.to_fs_name::<GenericFilePath>()?;
+    LocalSocketStream::connect(name).await
+}
+
+fn absent(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// The daemon binary: the configured one, else `extregd` next to this
+/// plugin, else on PATH.
+pub fn daemon_binary(settings: &Settings) -> Option<PathBuf> {
+    if let Some(d) = &settings.daemon {
+        return Some(d.clone());
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("extregd")));
+    if let Some(b) = beside.filter(|b| b.is_file()) {
+        return Some(b);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("extregd"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Starts the daemon detached (its own process group, so Ctrl-C in Nushell
+/// does not stop it) with the user's default config; its stderr goes to
+/// `extregd.log` beside the socket.
+fn start_daemon(settings: &Settings) -> Result<std::process::Child, ClientError> {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::process::CommandExt;
+    let bin = daemon_binary(settings).ok_or_else(|| ClientError::StartFailed {
+        detail:
+            "no extregd binary next to the plugin or on PATH (set $env.config.plugins.ext.daemon)"
+                .into(),
+    })?;
+    let dir = settings.socket.parent().unwrap_or(Path::new("/tmp"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| ClientError::StartFailed {
+            detail: format!("cannot create {}: {e}", dir.display()),
+        })?;
+    let log =
+        std::fs::File::create(dir.join("extregd.log")).map_err(|e| ClientError::StartFailed {
+            detail: format!("cannot write {}: {e}", dir.join("extregd.log").display()),
+        })?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--socket")
+        .arg(&settings.socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0);
+    cmd.spawn().map_err(|e| ClientError::StartFailed {
+        detail: format!("{}: {e}", bin.display()),
+    })
+}
+
+impl Connection {
+    /// Connects and says hello, starting the daemon if allowed and needed.
+    pub async fn open(settings: &Settings) -> Result<Connection, ClientError> {
+        let stream = match open(&settings.socket).await {
+            Ok(s) => s,
+            Err(e) if absent(&e) && settings.autostart => Self::start_and_wait(settings).await?,
+            Err(e) => {
+                return Err(ClientError::NotRunning {
+                    socket: settings.socket.clone(),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        let mut conn = Connection {
+            stream,
+            next_id: 1,
+            timeout: settings.timeout,
+        };
+        let hello = Request::Hello {
+            protocol: PROTOCOL_VERSION,
+            client: format!("nu_plugin_ext {}", env!("CARGO_PKG_VERSION")),
+        };
+        match conn.exchange(hello).await? {
+            Response::Hello { protocol, .. } => {
+                check_version(protocol, PROTOCOL_VERSION).map_err(ClientError::VersionMismatch)?;
+                Ok(conn)
+            }
+            Response::Error(b) if b.error == "version_mismatch" => {
+                Err(ClientError::VersionMismatch(b.message))
+            }
+            Response::Error(b) => Err(ClientError::Daemon(b)),
+            other => Err(ClientError::Protocol(format!(
+                "unexpected answer to hello: {other:?}"
+            ))),
+        }
+    }
+
+    async fn start_and_wait(settings: &Settings) -> Result<LocalSocketStream, ClientError> {
+        let mut child = start_daemon(settings)?;
+        let deadline = Instant::now() + settings.start_timeout;
+        loop {
+            match open(&settings.socket).await {
+                Ok(s) => return Ok(s),
+                Err(e) if !absent(&e) => {
+                    return Err(ClientError::StartFailed {
+                        detail: e.to_string(),
+                    })
+                }
+                Err(_) => {}
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = settings.socket.with_file_name("extregd.log");
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: String = tail
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                return Err(ClientError::StartFailed {
+                    detail: format!("extregd exited ({status}): {}", tail.trim()),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::StartFailed {
+                    detail: format!(
+                        "started extregd, but {} did not appear within {:?}",
+                        settings.socket.display(),
+                        settings.start_timeout
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Sends one request and returns its response (an error response as
+    /// `ClientError::Daemon`).
+    pub async fn call(&mut self, req: Request) -> Result<Response, ClientError> {
+        match self.exchange(req).await? {
+            Response::Error(b) => Err(ClientError::Daemon(b)),
+            r => Ok(r),
+        }
+    }
+
+    async fn exchange(&mut self, req: Request) -> Result<Response, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let timeout = self.timeout;
+        let fut = async {
+            let bytes = encode(&Envelope { id, body: req })
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            self.stream
+                .write_all(&bytes)
+                .await
+                .map_err(|e| ClientError::Protocol(format!("send: {e}")))?;
+            let mut header = [0u8; HEADER_LEN];
+            self.stream.read_exact(&mut header).await.map_err(|e| {
+                ClientError::Protocol(format!("the daemon closed the connection: {e}"))
+            })?;
+            let len = frame_len(header).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let mut payload = vec![0u8; len];
+            self.stream
+                .read_exact(&mut payload)
+                .await
+                .map_err(|e| ClientError::Protocol(format!("truncated answer: {e}")))?;
+            let resp: Envelope<Response> =
+                decode(&payload).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            if resp.id != id {
+                return Err(ClientError::Protocol(format!(
+                    "answer {} does not match request {id}",
+                    resp.id
+                )));
+            }
+            Ok(resp.body)
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+    }
+}
+
+/// Connect, send one request, return the response.
+pub async fn request(settings: &Settings, req: Request) -> Result<Response, ClientError> {
+    let mut c = Connection::open(settings).await?;
+    c.call(req).await
+}

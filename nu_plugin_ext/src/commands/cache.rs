@@ -1,0 +1,269 @@
+//! `ext cache` and its subcommands: the daemon's artifact cache.
+
+use super::{request, type_flag, unexpected, ArgSpans};
+use crate::{values, ExtPlugin};
+use extreg_shared::protocol::{Request, Response};
+use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
+use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Type, Value};
+
+pub struct Cache;
+pub struct CacheList;
+pub struct CacheStats;
+pub struct CacheClear;
+pub struct CachePrune;
+
+fn removed(resp: Response, head: nu_protocol::Span) -> Result<Value, LabeledError> {
+    match resp {
+        Response::CacheRemoved { entries, bytes } => {
+            let mut r = Record::new();
+            r.push("removed", Value::int(entries as i64, head));
+            r.push("freed", Value::filesize(bytes as i64, head));
+            Ok(Value::record(r, head))
+        }
+        other => Err(unexpected(other, head)),
+    }
+}
+
+impl SimplePluginCommand for Cache {
+    type Plugin = ExtPlugin;
+    fn name(&self) -> &str {
+        "ext cache"
+    }
+    fn description(&self) -> &str {
+        "Manage the daemon's artifact cache: list, stats, clear, prune."
+    }
+    fn signature(&self) -> Signature {
+        Signature::build(self.name())
+            .input_output_type(Type::Nothing, Type::String)
+            .category(super::category())
+    }
+    fn run(
+        &self,
+        _: &ExtPlugin,
+        engine: &EngineInterface,
+        call: &EvaluatedCall,
+        _: &Value,
+    ) -> Result<Value, LabeledError> {
+        Ok(Value::string(engine.get_help()?, call.head))
+    }
+}
+
+impl SimplePluginCommand for CacheList {
+    type Plugin = ExtPlugin;
+    fn name(&self) -> &str {
+        "ext cache list"
+    }
+    fn description(&self) -> &str {
+        "List cached artifacts: type, name, version, source, size, digest, cached_at, last_used."
+    }
+    fn signature(&self) -> Signature {
+        Signature::build(self.name())
+            .input_output_type(Type::Nothing, Type::table())
+            .category(super::category())
+    }
+    fn examples(&self) -> Vec<Example<'_>> {
+        vec![Example {
+            example: "ext cache list | sort-by last_used",
+            description: "Least recently used first",
+            result: None,
+        }]
+    }
+    fn run(
+        &self,
+        plugin: &ExtPlugin,
+        engine: &EngineInterface,
+        call: &EvaluatedCall,
+        _: &Value,
+    ) -> Result<Value, LabeledError> {
+        match request(
+            plugin,
+            engine,
+            call,
+            ArgSpans::default(),
+            Request::CacheList,
+        )? {
+            Response::CacheEntries(es) => Ok(Value::list(
+                es.iter()
+                    .map(|e| values::cache_entry(e, call.head))
+                    .collect(),
+                call.head,
+            )),
+            other => Err(unexpected(other, call.head)),
+        }
+    }
+}
+
+impl SimplePluginCommand for CacheStats {
+    type Plugin = ExtPlugin;
+    fn name(&self) -> &str {
+        "ext cache stats"
+    }
+    fn description(&self) -> &str {
+        "Cache figures: metadata caches (entries, hits, misses) and the artifact cache (entries, bytes, hit ratio, oldest)."
+    }
+    fn signature(&self) -> Signature {
+        Signature::build(self.name())
+            .input_output_type(Type::Nothing, Type::record())
+            .category(super::category())
+    }
+    fn run(
+        &self,
+        plugin: &ExtPlugin,
+        engine: &EngineInterface,
+        call: &EvaluatedCall,
+        _: &Value,
+    ) -> Result<Value, LabeledError> {
+        match request(
+            plugin,
+            engine,
+            call,
+            ArgSpans::default(),
+            Request::CacheStats,
+        )? {
+            Response::CacheStats(s) => Ok(values::from_serde(&s, call.head)),
+            other => Err(unexpected(other, call.head)),
+        }
+    }
+}
+
+impl SimplePluginCommand for CacheClear {
+    type Plugin = ExtPlugin;
+    fn name(&self) -> &str {
+        "ext cache clear"
+    }
+    fn description(&self) -> &str {
+        "Remove cached artifacts: all of them, or those of one type and/or name."
+    }
+    fn signature(&self) -> Signature {
+        Signature::build(self.name())
+            .named("type", SyntaxShape::String, "only this type", Some('t'))
+            .named(
+                "name",
+                SyntaxShape::String,
+                "only this extension",
+                Some('n'),
+            )
+            .switch("all", "everything", Some('a'))
+            .input_output_type(Type::Nothing, Type::record())
+            .category(super::category())
+    }
+    fn examples(&self) -> Vec<Example<'_>> {
+        vec![
+            Example {
+                example: "ext cache clear --type taskserv --name kubernetes",
+                description: "Forget every cached kubernetes artifact",
+                result: None,
+            },
+            Example {
+                example: "ext cache clear --all",
+                description: "Empty the cache",
+                result: None,
+            },
+        ]
+    }
+    fn run(
+        &self,
+        plugin: &ExtPlugin,
+        engine: &EngineInterface,
+        call: &EvaluatedCall,
+        _: &Value,
+    ) -> Result<Value, LabeledError> {
+        let (ext_type, ts) = type_flag(call)?;
+        let all = call.has_flag("all")?;
+        let (name, ns) = match super::flag_value(call, "name") {
+            None => (None, None),
+            Some(v) => {
+                let span = v.span();
+                let n = v.as_str()?.to_string();
+                extreg_shared::validate_name(&n).map_err(|e| {
+                    LabeledError::new("invalid extension name").with_label(e.to_string(), span)
+                })?;
+                (Some(n), Some(span))
+            }
+        };
+        if all && (ext_type.is_some() || name.is_some()) {
+            let span = ts.or(ns).unwrap_or(call.head);
+            return Err(LabeledError::new(
+                "--all clears everything; it does not combine with --type or --name",
+            )
+            .with_label("drop this, or drop --all", span));
+        }
+        if !all && ext_type.is_none() && name.is_none() {
+            return Err(LabeledError::new("say what to clear")
+                .with_label("needs --all, or --type and/or --name", call.head));
+        }
+        let spans = ArgSpans {
+            name: ns,
+            ext_type: ts,
+            ..Default::default()
+        };
+        removed(
+            request(
+                plugin,
+                engine,
+                call,
+                spans,
+                Request::CacheClear {
+                    ext_type,
+                    name,
+                    all,
+                },
+            )?,
+            call.head,
+        )
+    }
+}
+
+impl SimplePluginCommand for CachePrune {
+    type Plugin = ExtPlugin;
+    fn name(&self) -> &str {
+        "ext cache prune"
+    }
+    fn description(&self) -> &str {
+        "Remove cached artifacts not used for the given number of days."
+    }
+    fn signature(&self) -> Signature {
+        Signature::build(self.name())
+            .required_named(
+                "days",
+                SyntaxShape::Int,
+                "unused for at least this many days",
+                Some('d'),
+            )
+            .input_output_type(Type::Nothing, Type::record())
+            .category(super::category())
+    }
+    fn examples(&self) -> Vec<Example<'_>> {
+        vec![Example {
+            example: "ext cache prune --days 30",
+            description: "Drop what was not used in a month",
+            result: None,
+        }]
+    }
+    fn run(
+        &self,
+        plugin: &ExtPlugin,
+        engine: &EngineInterface,
+        call: &EvaluatedCall,
+        _: &Value,
+    ) -> Result<Value, LabeledError> {
+        let v = call
+            .get_flag_value("days")
+            .ok_or_else(|| LabeledError::new("--days is required").with_label("here", call.head))?;
+        let days = v.as_int()?;
+        if !(0..=36_500).contains(&days) {
+            return Err(LabeledError::new(format!("--days {days} is out of range"))
+                .with_label("expected 0 to 36500", v.span()));
+        }
+        removed(
+            request(
+                plugin,
+                engine,
+                call,
+                ArgSpans::default(),
+                Request::CachePrune { days: days as u32 },
+            )?,
+            call.head,
+        )
+    }
+}

@@ -1,0 +1,123 @@
+//! Results of the command examples, computed over the repository's example
+//! catalogue (`examples/catalog`) served with `public_url =
+//! "http://127.0.0.1:8082"` and file times of 2025-10-06T12:00:00Z. The
+//! examples double as tests (`tests/examples.rs`), so these values are
+//! checked against a real daemon on every run.
+
+use nu_protocol::{Record, Span, Value};
+
+const URL: &str = "http://127.0.0.1:8082/api/v1/extensions";
+const PUBLISHED: &str = "2025-10-06T12:00:00Z";
+
+fn s(v: &str) -> Value {
+    Value::string(v, Span::unknown())
+}
+
+fn date() -> Value {
+    crate::values::date(PUBLISHED, Span::unknown())
+}
+
+fn list(items: Vec<Value>) -> Value {
+    Value::list(items, Span::unknown())
+}
+
+/// One version row as `ext versions` prints it.
+pub fn version_row(ty: &str, name: &str, version: &str, checksum: &str, size: i64) -> Value {
+    let mut r = Record::new();
+    r.push("version", s(version));
+    r.push("published_at", date());
+    r.push("download_url", s(&format!("{URL}/{ty}/{name}/{version}")));
+    r.push("checksum", s(checksum));
+    r.push("size", Value::filesize(size, Span::unknown()));
+    r.push("prerelease", Value::bool(false, Span::unknown()));
+    r.push("source", s("local"));
+    Value::record(r, Span::unknown())
+}
+
+/// One extension row as `ext list`, `ext search` and `ext info` print it.
+pub struct Row<'a> {
+    pub ty: &'a str,
+    pub name: &'a str,
+    pub version: &'a str,
+    pub description: &'a str,
+    pub author: &'a str,
+    pub checksum: &'a str,
+    pub size: i64,
+    pub tags: &'a [&'a str],
+}
+
+pub fn extension_row(x: Row<'_>) -> Value {
+    let mut r = Record::new();
+    r.push("name", s(x.name));
+    r.push("type", s(x.ty));
+    r.push("version", s(x.version));
+    r.push("description", s(x.description));
+    r.push("author", s(x.author));
+    r.push(
+        "repository",
+        s(&format!("https://example.org/extensions/{}", x.name)),
+    );
+    r.push("source", s("local"));
+    r.push("published_at", date());
+    r.push(
+        "download_url",
+        s(&format!("{URL}/{}/{}/{}", x.ty, x.name, x.version)),
+    );
+    r.push("checksum", s(x.checksum));
+    r.push("size", Value::filesize(x.size, Span::unknown()));
+    r.push("tags", list(x.tags.iter().map(|t| s(t)).collect()));
+    r.push("prerelease", Value::bool(false, Span::unknown()));
+    Value::record(r, Span::unknown())
+}
+
+pub fn k3s_versions() -> Value {
+    list(vec![version_row(
+        "taskserv",
+        "k3s",
+        "1.27.5",
+        "sha256:04f55cfccb9b2be3e6d759aa3d3b2ea2e65ee1b2961ab91a239637c38c5fde4e",
+        469,
+    )])
+}
+
+pub fn aws_1_1_0() -> Value {
+    extension_row(Row {
+        ty: "provider",
+        name: "aws",
+        version: "1.1.0",
+        description: "AWS provider for provisioning infrastructure",
+        author: "provisioning-team",
+        checksum: "sha256:1b54f3cc557ae123cfd161081e4559a29501abf6215576095d69921a43c1571b",
+        size: 467,
+        tags: &["cloud", "aws", "infrastructure"],
+    })
+}
+
+pub fn clusters() -> Value {
+    list(vec![
+        extension_row(Row {
+            ty: "cluster",
+            name: "buildkit",
+            version: "0.12.0",
+            description: "BuildKit cluster for container image builds",
+            author: "provisioning-team",
+            checksum: "sha256:c2b926dd3e96ecd15e3271c8bdb1b479c55a7948f46265ec3013eab4045e7b77",
+            size: 469,
+            tags: &["containers", "build"],
+        }),
+        extension_row(Row {
+            ty: "cluster",
+            name: "web",
+            version: "1.0.0",
+            description: "Web cluster: load balancer and app servers",
+            author: "community",
+            checksum: "sha256:f1b04b70b74808feefb1cd5139ee6623412d5e395259011a90bf52851461c0ed",
+            size: 479,
+            tags: &["web", "nginx"],
+        }),
+    ])
+}
+
+pub fn empty() -> Value {
+    list(vec![])
+}

@@ -1,0 +1,87 @@
+use super::{name_arg, request, source_flag, type_flag, unexpected, version_flag, ArgSpans};
+use crate::{values, ExtPlugin};
+use extreg_shared::protocol::{Request, Response};
+use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
+use nu_protocol::{Example, LabeledError, Signature, SyntaxShape, Type, Value};
+
+/// `ext pull <name>`: fill the daemon's artifact cache without extracting.
+pub struct Pull;
+
+impl SimplePluginCommand for Pull {
+    type Plugin = ExtPlugin;
+
+    fn name(&self) -> &str {
+        "ext pull"
+    }
+
+    fn description(&self) -> &str {
+        "Fetch one version of an extension into the daemon's artifact cache (verified), without extracting it."
+    }
+
+    fn signature(&self) -> Signature {
+        Signature::build(self.name())
+            .required("name", SyntaxShape::String, "extension name")
+            .named(
+                "type",
+                SyntaxShape::String,
+                "provider, taskserv or cluster (needed when the name is in several)",
+                Some('t'),
+            )
+            .named(
+                "version",
+                SyntaxShape::String,
+                "an exact version (default: newest stable)",
+                Some('v'),
+            )
+            .named(
+                "source",
+                SyntaxShape::String,
+                "insist on this backend: gitea, oci or local",
+                Some('s'),
+            )
+            .input_output_type(Type::Nothing, Type::record())
+            .category(super::category())
+    }
+
+    fn examples(&self) -> Vec<Example<'_>> {
+        vec![Example {
+            example: "ext pull kubernetes --version 1.28.0",
+            description: "Cache kubernetes 1.28.0",
+            result: None,
+        }]
+    }
+
+    fn run(
+        &self,
+        plugin: &ExtPlugin,
+        engine: &EngineInterface,
+        call: &EvaluatedCall,
+        _input: &Value,
+    ) -> Result<Value, LabeledError> {
+        let (name, ns) = name_arg(call, 0)?;
+        let (ext_type, ts) = type_flag(call)?;
+        let (version, vs) = version_flag(call)?;
+        let (source, ss) = source_flag(call)?;
+        let spans = ArgSpans {
+            name: Some(ns),
+            ext_type: ts,
+            version: vs,
+            source: ss,
+        };
+        match request(
+            plugin,
+            engine,
+            call,
+            spans,
+            Request::Pull {
+                ext_type,
+                name,
+                version,
+                source,
+            },
+        )? {
+            Response::Pulled(p) => Ok(values::pulled(&p, call.head)),
+            other => Err(unexpected(other, call.head)),
+        }
+    }
+}

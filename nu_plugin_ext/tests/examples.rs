@@ -1,0 +1,97 @@
+//! Every command's examples, run by `nu-plugin-test-support` against a real
+//! `extregd` serving a copy of `examples/catalog` (file times fixed, so the
+//! example results are exact).
+
+use nu_plugin_ext::{commands, ExtPlugin};
+use nu_plugin_test_support::PluginTest;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+struct Kill(std::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn extregd() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join("extregd");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --workspace` first (tests/run does)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn command_examples_hold_against_a_real_daemon() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let cat = tmp.path().join("catalog");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(root.join("examples/catalog"))
+        .arg(&cat)
+        .status()?;
+    assert!(st.success());
+    let st = Command::new("find")
+        .arg(&cat)
+        .args([
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            "2025-10-06T12:00:00Z",
+            "{}",
+            "+",
+        ])
+        .status()?;
+    assert!(st.success());
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run)?;
+    let cfg = tmp.path().join("extregd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nport = 0\npublic_url = \"http://127.0.0.1:8082\"\n[local]\npath = \"{}\"\n[cache]\nartifact_dir = \"{}\"\n",
+            cat.display(),
+            tmp.path().join("artifacts").display()
+        ),
+    )?;
+    let mut child = Command::new(extregd())
+        .arg("--config")
+        .arg(&cfg)
+        .env("XDG_RUNTIME_DIR", &run)
+        .env("HOME", tmp.path())
+        .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+    let _guard = Kill(child);
+    assert!(
+        line.contains("listening on"),
+        "extregd did not start: {line}"
+    );
+
+    // The plugin runs in this process: it finds the socket through the
+    // process's XDG_RUNTIME_DIR. Only this test touches the variable.
+    std::env::set_var("XDG_RUNTIME_DIR", &run);
+    let mut test = PluginTest::new("ext", ExtPlugin::new()?.into())?;
+    let mut with_results = 0;
+    for cmd in commands::all() {
+        let examples = cmd.examples();
+        with_results += examples.iter().filter(|e| e.result.is_some()).count();
+        test.test_examples(&examples)?;
+    }
+    assert!(
+        with_results >= 4,
+        "only {with_results} examples carry a result"
+    );
+    Ok(())
+}

@@ -1,0 +1,423 @@
+//! The local-socket protocol between `nu_plugin_ext` (client) and `extregd`
+//! (server). Pure data and pure functions; the I/O lives on each side.
+//!
+//! **Framing.** Every message is one frame: a 4-byte big-endian length, then
+//! that many bytes of postcard-encoded [`Envelope`]. A length of 0 or above
+//! [`MAX_FRAME`] is refused before anything is read; a payload that does not
+//! decode, or has bytes left over, is refused too. The receiver closes the
+//! connection on any framing error.
+//!
+//! **Handshake.** The first frame a client sends is [`Request::Hello`] with
+//! its [`PROTOCOL_VERSION`]; the server answers [`Response::Hello`] with its
+//! own, or a `version_mismatch` error naming both and closes. Versions are
+//! compatible only when equal: the daemon and plugin ship together.
+//!
+//! **Ids.** Each request carries an id the response echoes, so a client can
+//! tell a late answer from the one it waits for.
+
+use crate::types::{
+    CacheStats, Extension, ExtensionType, ExtensionVersion, HealthResponse, Source,
+};
+use crate::ErrorBody;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Bumped on any change to [`Request`], [`Response`] or the records in them.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest frame payload either side accepts.
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+pub const HEADER_LEN: usize = 4;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub id: u64,
+    pub body: T,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    Hello {
+        protocol: u32,
+        client: String,
+    },
+    List {
+        ext_type: Option<ExtensionType>,
+        source: Option<Source>,
+    },
+    Search {
+        query: String,
+        ext_type: Option<ExtensionType>,
+        source: Option<Source>,
+        limit: u32,
+    },
+    /// One extension; `ext_type` may be left out when the name is unique.
+    Info {
+        ext_type: Option<ExtensionType>,
+        name: String,
+        version: Option<String>,
+    },
+    Versions {
+        ext_type: Option<ExtensionType>,
+        name: String,
+    },
+    /// Fetch one version into the artifact cache (newest stable if none).
+    Pull {
+        ext_type: Option<ExtensionType>,
+        name: String,
+        version: Option<String>,
+        source: Option<Source>,
+    },
+    Health,
+    CacheList,
+    CacheStats,
+    /// Remove artifact cache entries: all, or those matching type and name.
+    CacheClear {
+        ext_type: Option<ExtensionType>,
+        name: Option<String>,
+        all: bool,
+    },
+    /// Remove artifact cache entries not used for `days` days.
+    CachePrune {
+        days: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    Hello { protocol: u32, server: String },
+    Extensions { items: Vec<Extension>, total: u64 },
+    Extension(Extension),
+    Versions(Vec<ExtensionVersion>),
+    Pulled(PullResult),
+    Health(HealthResponse),
+    CacheEntries(Vec<CacheEntry>),
+    CacheStats(CacheStats),
+    CacheRemoved { entries: u64, bytes: u64 },
+    Error(ErrorBody),
+}
+
+/// One artifact cache entry as `ext cache list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    #[serde(rename = "type")]
+    pub ext_type: ExtensionType,
+    pub name: String,
+    pub version: String,
+    pub source: Source,
+    pub size: u64,
+    pub digest: String,
+    /// RFC 3339.
+    pub cached_at: String,
+    pub last_used: String,
+}
+
+/// What `ext pull` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullResult {
+    pub extension: Extension,
+    pub digest: String,
+    pub size: u64,
+    /// Where the verified artifact lies in the daemon's cache.
+    pub path: String,
+    /// True when it was already cached (no backend fetch).
+    pub cached: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+    #[error("empty frame")]
+    Empty,
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// Encodes one frame: length prefix and postcard payload.
+pub fn encode<T: Serialize>(msg: &Envelope<T>) -> Result<Vec<u8>, FrameError> {
+    let payload = postcard::to_stdvec(msg).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if payload.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge {
+            len: payload.len(),
+            max: MAX_FRAME,
+        });
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// The payload length announced by a frame header, checked against the limit.
+pub fn frame_len(header: [u8; HEADER_LEN]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(header) as usize;
+    match len {
+        0 => Err(FrameError::Empty),
+        n if n > MAX_FRAME => Err(FrameError::TooLarge {
+            len: n,
+            max: MAX_FRAME,
+        }),
+        n => Ok(n),
+    }
+}
+
+/// Decodes one payload; trailing bytes are an error.
+pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<Envelope<T>, FrameError> {
+    let (msg, rest) = postcard::take_from_bytes::<Envelope<T>>(payload)
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(FrameError::Malformed(format!(
+            "{} bytes left over after the message",
+            rest.len()
+        )));
+    }
+    Ok(msg)
+}
+
+/// Incremental decoder for a byte stream: feed bytes, take whole frames.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+}
+
+impl FrameDecoder {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete message, `Ok(None)` when more bytes are needed.
+    /// After an error the stream is unusable: close the connection.
+    pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<Envelope<T>>, FrameError> {
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let mut h = [0u8; HEADER_LEN];
+        h.copy_from_slice(&self.buf[..HEADER_LEN]);
+        let len = frame_len(h)?;
+        if self.buf.len() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        let msg = decode(&self.buf[HEADER_LEN..HEADER_LEN + len]);
+        self.buf.drain(..HEADER_LEN + len);
+        msg.map(Some)
+    }
+
+    /// Bytes held that do not yet form a frame (a truncated frame at EOF).
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// The answer to a client's hello: `Ok` when the versions match, else the
+/// message both sides show.
+pub fn check_version(server: u32, client: u32) -> Result<(), String> {
+    if server == client {
+        Ok(())
+    } else {
+        Err(format!(
+            "protocol version mismatch: extregd speaks version {server}, nu_plugin_ext speaks version {client}; install extregd and nu_plugin_ext from the same release"
+        ))
+    }
+}
+
+/// Where the daemon listens: `$XDG_RUNTIME_DIR/extregd/extregd.sock`, or,
+/// without `XDG_RUNTIME_DIR`, `/tmp/extregd-{uid}/extregd.sock`. Both
+/// folders are created owner-only (0700) by the daemon.
+pub fn default_socket_path(xdg_runtime_dir: Option<&Path>, uid: u32) -> PathBuf {
+    match xdg_runtime_dir.filter(|p| p.is_absolute()) {
+        Some(dir) => dir.join("extregd").join("extregd.sock"),
+        None => PathBuf::from(format!("/tmp/extregd-{uid}")).join("extregd.sock"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_ext() -> Extension {
+        Extension {
+            name: "kubernetes".into(),
+            ext_type: ExtensionType::Taskserv,
+            version: "1.28.0".into(),
+            description: "K8s".into(),
+            author: None,
+            repository: Some("https://x".into()),
+            source: Source::Local,
+            published_at: Some("2025-10-06T12:00:00Z".into()),
+            download_url: None,
+            checksum: Some("sha256:00".into()),
+            size: Some(10),
+            tags: vec!["a".into()],
+            prerelease: false,
+        }
+    }
+
+    #[test]
+    fn round_trip_every_shape() {
+        let reqs = vec![
+            Request::Hello {
+                protocol: PROTOCOL_VERSION,
+                client: "t".into(),
+            },
+            Request::List {
+                ext_type: None,
+                source: Some(Source::Oci),
+            },
+            Request::Search {
+                query: "k".into(),
+                ext_type: Some(ExtensionType::Cluster),
+                source: None,
+                limit: 5,
+            },
+            Request::Info {
+                ext_type: None,
+                name: "x".into(),
+                version: Some("1.0.0".into()),
+            },
+            Request::CacheClear {
+                ext_type: None,
+                name: None,
+                all: true,
+            },
+            Request::CachePrune { days: 30 },
+        ];
+        for (i, r) in reqs.into_iter().enumerate() {
+            let env = Envelope {
+                id: i as u64,
+                body: r,
+            };
+            let bytes = encode(&env).unwrap();
+            let back: Envelope<Request> = decode(&bytes[HEADER_LEN..]).unwrap();
+            assert_eq!(back, env);
+        }
+        let resp = Envelope {
+            id: 9,
+            body: Response::Extensions {
+                items: vec![sample_ext(), sample_ext()],
+                total: 2,
+            },
+        };
+        let bytes = encode(&resp).unwrap();
+        assert_eq!(decode::<Response>(&bytes[HEADER_LEN..]).unwrap(), resp);
+    }
+
+    #[test]
+    fn header_limits() {
+        assert_eq!(frame_len([0, 0, 0, 0]), Err(FrameError::Empty));
+        assert!(matches!(
+            frame_len([0xff, 0xff, 0xff, 0xff]),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert_eq!(frame_len([0, 0, 1, 0]), Ok(256));
+    }
+
+    #[test]
+    fn trailing_bytes_and_garbage_are_malformed() {
+        let mut bytes = encode(&Envelope {
+            id: 1,
+            body: Request::Health,
+        })
+        .unwrap();
+        bytes.push(0);
+        assert!(matches!(
+            decode::<Request>(&bytes[HEADER_LEN..]),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<Request>(&[0xff; 8]),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn decoder_reassembles_split_frames() {
+        let a = encode(&Envelope {
+            id: 1,
+            body: Request::Health,
+        })
+        .unwrap();
+        let b = encode(&Envelope {
+            id: 2,
+            body: Request::CacheStats,
+        })
+        .unwrap();
+        let all = [a, b].concat();
+        let mut d = FrameDecoder::default();
+        let mut got = Vec::new();
+        for byte in all {
+            d.push(&[byte]);
+            while let Some(m) = d.next_frame::<Request>().unwrap() {
+                got.push(m.id);
+            }
+        }
+        assert_eq!(got, vec![1, 2]);
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn version_check_names_both() {
+        assert!(check_version(1, 1).is_ok());
+        let e = check_version(1, 2).unwrap_err();
+        assert!(e.contains("version 1") && e.contains("version 2"), "{e}");
+    }
+
+    #[test]
+    fn socket_path_rules() {
+        assert_eq!(
+            default_socket_path(Some(Path::new("/run/user/1000")), 1000),
+            PathBuf::from("/run/user/1000/extregd/extregd.sock")
+        );
+        assert_eq!(
+            default_socket_path(None, 42),
+            PathBuf::from("/tmp/extregd-42/extregd.sock")
+        );
+        assert_eq!(
+            default_socket_path(Some(Path::new("relative")), 7),
+            PathBuf::from("/tmp/extregd-7/extregd.sock")
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any bytes, in any chunking: the decoder returns frames or an
+        /// error, never panics, and never holds more than it was given.
+        #[test]
+        fn decoder_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512), cut in 0usize..512) {
+            let mut d = FrameDecoder::default();
+            let cut = cut.min(data.len());
+            d.push(&data[..cut]);
+            let _ = d.next_frame::<Request>();
+            d.push(&data[cut..]);
+            while let Ok(Some(_)) = d.next_frame::<Response>() {}
+            prop_assert!(d.pending() <= data.len());
+        }
+
+        /// Valid frames with a flipped byte decode or fail cleanly.
+        #[test]
+        fn corrupted_frames_fail_cleanly(q in ".{0,40}", limit in any::<u32>(), flip in any::<usize>(), bit in 0u8..8) {
+            let env = Envelope { id: 3, body: Request::Search { query: q, ext_type: None, source: None, limit } };
+            let mut bytes = encode(&env).unwrap();
+            let i = flip % bytes.len();
+            bytes[i] ^= 1 << bit;
+            let mut d = FrameDecoder::default();
+            d.push(&bytes);
+            let _ = d.next_frame::<Request>();
+        }
+
+        #[test]
+        fn requests_round_trip(name in "[a-z0-9-]{1,20}", days in any::<u32>(), id in any::<u64>()) {
+            for body in [
+                Request::Versions { ext_type: Some(ExtensionType::Provider), name: name.clone() },
+                Request::CachePrune { days },
+                Request::Pull { ext_type: None, name: name.clone(), version: None, source: Some(Source::Gitea) },
+            ] {
+                let env = Envelope { id, body };
+                let bytes = encode(&env).unwrap();
+                prop_assert_eq!(decode::<Request>(&bytes[HEADER_LEN..]).unwrap(), env);
+            }
+        }
+    }
+}
