@@ -17,7 +17,7 @@ use crate::backend::{Backend, VersionEntry};
 use crate::cache::SingleFlight;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use extreg_shared::{ArtifactCacheStats, ErrorKind, ExtensionType, Source};
+use extreg_shared::{ArtifactCacheStats, ErrorKind, Extension, ExtensionType, Source};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,10 @@ pub struct IndexEntry {
     /// Unix seconds.
     pub cached_at: u64,
     pub last_used: u64,
+    /// The version's record when it was fetched: what offline operation
+    /// lists and resolves from when the backend cannot be reached.
+    #[serde(default)]
+    pub record: Option<Extension>,
 }
 
 impl IndexEntry {
@@ -83,6 +87,8 @@ pub struct ArtifactStore {
     hits: AtomicU64,
     misses: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Total size above which least-recently-used entries are evicted.
+    max_bytes: Option<u64>,
 }
 
 fn now() -> u64 {
@@ -101,7 +107,11 @@ impl ArtifactStore {
     /// Opens (creating) the cache at `root` and repairs it: refs whose blob
     /// is missing or of the wrong size are dropped, unreferenced blobs and
     /// leftovers in `tmp/` are removed.
-    pub fn open(root: &Path, metrics: Arc<Metrics>) -> std::io::Result<ArtifactStore> {
+    pub fn open(
+        root: &Path,
+        metrics: Arc<Metrics>,
+        max_bytes: Option<u64>,
+    ) -> std::io::Result<ArtifactStore> {
         for sub in ["blobs/sha256", "refs", "tmp"] {
             std::fs::create_dir_all(root.join(sub))?;
         }
@@ -148,6 +158,7 @@ impl ArtifactStore {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             metrics,
+            max_bytes,
         };
         store.update_gauges();
         Ok(store)
@@ -296,10 +307,12 @@ impl ArtifactStore {
             revision: entry.revision.clone(),
             cached_at: t,
             last_used: t,
+            record: Some(entry.record.clone()),
         };
         self.write_ref(&ie)
             .map_err(|e| ApiError::internal(format!("artifact cache index: {e}")))?;
-        self.index.lock().insert(key, ie);
+        self.index.lock().insert(key.clone(), ie);
+        self.evict_over_cap(&key);
         self.update_gauges();
         Ok(CachedArtifact {
             path: blob,
@@ -360,6 +373,84 @@ impl ArtifactStore {
         drop(index);
         self.update_gauges();
         (removed.len() as u64, bytes)
+    }
+
+    /// With a size cap, removes least-recently-used entries (never `keep`,
+    /// the one just stored) until the total fits.
+    fn evict_over_cap(&self, keep: &ArtifactKey) {
+        let Some(cap) = self.max_bytes else { return };
+        let mut victims: Vec<(u64, ArtifactKey, u64)> = self
+            .index
+            .lock()
+            .iter()
+            .filter(|(k, _)| *k != keep)
+            .map(|(k, e)| (e.last_used, k.clone(), e.size))
+            .collect();
+        victims.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+        let mut total: u64 = self.index.lock().values().map(|e| e.size).sum();
+        let mut doomed = HashSet::new();
+        for (_, k, size) in victims {
+            if total <= cap {
+                break;
+            }
+            total = total.saturating_sub(size);
+            doomed.insert(k);
+        }
+        if !doomed.is_empty() {
+            let (n, bytes) = self.remove_where(|e| doomed.contains(&e.key()));
+            tracing::info!(
+                entries = n,
+                bytes,
+                cap,
+                "evicted least recently used artifacts"
+            );
+        }
+    }
+
+    /// The cached versions of one extension from one source, for offline
+    /// operation: records marked stale, revisions as cached (so the bytes
+    /// are served from the cache).
+    pub fn cached_versions(
+        &self,
+        source: Source,
+        ext_type: ExtensionType,
+        name: &str,
+    ) -> Vec<crate::backend::VersionEntry> {
+        self.index
+            .lock()
+            .values()
+            .filter(|e| e.source == source && e.ext_type == ext_type && e.name == name)
+            .filter_map(|e| {
+                let mut record = e.record.clone()?;
+                record.stale = true;
+                Some(crate::backend::VersionEntry {
+                    semver: extreg_shared::parse_version(&record.version).ok()?,
+                    record,
+                    locator: String::new(),
+                    revision: e.revision.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The cached records of one source, newest per extension, marked
+    /// stale: the listing used when that backend cannot be reached.
+    pub fn cached_catalog(&self, source: Source) -> Vec<Extension> {
+        let mut keys: Vec<(ExtensionType, String)> = self
+            .index
+            .lock()
+            .values()
+            .filter(|e| e.source == source)
+            .map(|e| (e.ext_type, e.name.clone()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter_map(|(t, n)| {
+                let vs = self.cached_versions(source, t, &n);
+                crate::backend::newest(&vs).map(|e| e.record.clone())
+            })
+            .collect()
     }
 
     /// Removes entries not used within the last `days` days (0: all).

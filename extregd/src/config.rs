@@ -24,6 +24,7 @@ pub struct Config {
     pub local: Option<LocalConfig>,
     pub cache: CacheConfig,
     pub registry: RegistryConfig,
+    pub extensions: ExtensionsConfig,
     /// From `PROVISIONING_EXTENSIONS_PATH`; never read from the file.
     #[serde(skip)]
     pub extra_local_paths: Vec<PathBuf>,
@@ -86,6 +87,14 @@ pub struct OciConfig {
     pub insecure: bool,
 }
 
+/// Where `ext load` extracts extensions.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtensionsConfig {
+    /// Defaults to `$XDG_DATA_HOME/provisioning/extensions`.
+    pub dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LocalConfig {
@@ -103,6 +112,9 @@ pub struct CacheConfig {
     pub enable_version_cache: bool,
     /// Folder of the on-disk artifact cache; defaults to the XDG cache dir.
     pub artifact_dir: Option<PathBuf>,
+    /// Size cap of the artifact cache in bytes; least recently used
+    /// artifacts are evicted above it. No cap by default.
+    pub max_artifact_bytes: Option<u64>,
 }
 
 impl Default for CacheConfig {
@@ -114,6 +126,7 @@ impl Default for CacheConfig {
             enable_list_cache: true,
             enable_version_cache: true,
             artifact_dir: None,
+            max_artifact_bytes: None,
         }
     }
 }
@@ -274,6 +287,15 @@ impl Config {
             }
         }
         out
+    }
+
+    /// Where `ext load` extracts: `[extensions] dir`, else
+    /// `{data}/extensions`.
+    pub fn load_dir(&self, dirs: &Dirs) -> PathBuf {
+        self.extensions
+            .dir
+            .clone()
+            .unwrap_or_else(|| dirs.data.join("extensions"))
     }
 
     pub fn artifact_dir(&self, dirs: &Dirs) -> PathBuf {

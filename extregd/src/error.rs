@@ -22,6 +22,11 @@ impl ApiError {
         }
     }
 
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
         self.details = Some(details.into());
         self
@@ -101,6 +106,12 @@ impl From<ValidationError> for ApiError {
             _ => ErrorKind::InvalidName,
         };
         ApiError::new(kind, e.to_string())
+    }
+}
+
+impl From<extreg_shared::ConstraintError> for ApiError {
+    fn from(e: extreg_shared::ConstraintError) -> Self {
+        ApiError::new(ErrorKind::InvalidVersion, e.to_string())
     }
 }
 

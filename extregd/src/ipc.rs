@@ -268,15 +268,17 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         Request::Pull {
             ext_type,
             name,
-            version,
+            constraint,
+            pre,
             source,
         } => {
             check_name(&name)?;
+            let c = extreg_shared::Constraint::parse(&constraint)?;
             let t = match ext_type {
                 Some(t) => t,
                 None => reg.resolve_type(&name).await?,
             };
-            let record = reg.version_record(t, &name, version.as_deref()).await?;
+            let record = reg.resolve(t, &name, &c, pre).await?.record;
             if let Some(s) = source {
                 if record.source != s {
                     return Err(ApiError::not_found(format!(
@@ -294,6 +296,38 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
                 cached: art.hit,
             })
         }
+        Request::Load {
+            ext_type,
+            name,
+            constraint,
+            pre,
+            source,
+            force,
+        } => {
+            check_name(&name)?;
+            let constraint = extreg_shared::Constraint::parse(&constraint)?;
+            let ext_type = match ext_type {
+                Some(t) => t,
+                None => reg.resolve_type(&name).await?,
+            };
+            Response::Loaded(
+                state
+                    .loader
+                    .load(
+                        reg,
+                        crate::load::LoadRequest {
+                            ext_type,
+                            name,
+                            constraint,
+                            pre,
+                            source,
+                            force,
+                        },
+                    )
+                    .await?,
+            )
+        }
+        Request::Loaded => Response::LoadedList(state.loader.loaded()),
         Request::Health => Response::Health(crate::api::health_report(state).await),
         Request::CacheList => Response::CacheEntries(
             reg.artifacts()

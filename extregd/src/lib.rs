@@ -6,10 +6,13 @@ pub mod backend;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod ipc;
+pub mod load;
 pub mod manifest;
 pub mod metrics;
 pub mod pack;
+pub mod publish;
 pub mod registry;
 
 use crate::backend::local::LocalBackend;
@@ -63,8 +66,10 @@ fn backends(config: &Config, dirs: &Dirs) -> Result<Vec<Arc<dyn Backend>>, BootE
         }
         out.push(Arc::new(LocalBackend::new(roots)));
     }
-    if config.oci.is_some() {
-        return Err(BootError::Unsupported("oci"));
+    if let Some(o) = &config.oci {
+        let oci = backend::oci::OciBackend::new(o)
+            .map_err(|e| BootError::Config(crate::config::ConfigError::Invalid(e)))?;
+        out.push(Arc::new(oci));
     }
     if let Some(g) = &config.gitea {
         let gitea = backend::gitea::GiteaBackend::new(g)
@@ -107,12 +112,11 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
     let metrics = Arc::new(metrics::Metrics::new());
     let art_dir = config.artifact_dir(&dirs);
     let artifacts =
-        artifacts::ArtifactStore::open(&art_dir, metrics.clone()).map_err(|source| {
-            BootError::Artifacts {
+        artifacts::ArtifactStore::open(&art_dir, metrics.clone(), config.cache.max_artifact_bytes)
+            .map_err(|source| BootError::Artifacts {
                 path: art_dir.display().to_string(),
                 source,
-            }
-        })?;
+            })?;
     let base_url = config
         .server
         .public_url
@@ -126,6 +130,7 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
         base_url,
     );
     let state = Arc::new(api::AppState {
+        loader: load::Loader::new(config.load_dir(&dirs)),
         registry,
         metrics,
         started: Instant::now(),

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use extreg_shared::{
-    parse_version, CacheCounters, CacheStats, ErrorKind, Extension, ExtensionType,
+    parse_version, CacheCounters, CacheStats, Constraint, ErrorKind, Extension, ExtensionType,
     ExtensionVersion, Source,
 };
 use std::collections::{BTreeMap, HashMap};
@@ -184,10 +184,20 @@ impl Registry {
                         }
                     }
                 }
-                Err(e) => failures.push((b.source(), e)),
+                Err(e) => {
+                    // Offline: what the artifact cache holds of this source.
+                    for mut rec in self.artifacts.cached_catalog(b.source()) {
+                        let key = (rec.ext_type, rec.name.clone());
+                        if merged.get(&key).is_none_or(|cur| is_newer(&rec, cur)) {
+                            rec.download_url = Some(self.download_url(&rec));
+                            merged.insert(key, rec);
+                        }
+                    }
+                    failures.push((b.source(), e))
+                }
             }
         }
-        if failures.len() == asked.len() {
+        if failures.len() == asked.len() && merged.is_empty() {
             let (s, e) = &failures[0];
             return Err(ApiError::backend(*s, e));
         }
@@ -340,6 +350,37 @@ impl Registry {
         }
     }
 
+    /// The highest version satisfying `constraint` (pre-releases only when
+    /// named or `allow_pre`); 404 with the available versions otherwise.
+    pub async fn resolve(
+        &self,
+        ext_type: ExtensionType,
+        name: &str,
+        constraint: &Constraint,
+        allow_pre: bool,
+    ) -> Result<VersionEntry, ApiError> {
+        let versions = self.versions(ext_type, name).await?;
+        constraint
+            .resolve(
+                &versions.entries,
+                |e| (&e.semver, e.record.prerelease),
+                allow_pre,
+            )
+            .cloned()
+            .ok_or_else(|| {
+                not_found_version(ext_type, name, &constraint.to_string(), &versions).with_message(
+                    format!(
+                        "no version of {ext_type}/{name} satisfies '{constraint}'{}",
+                        if allow_pre {
+                            ""
+                        } else {
+                            " (pre-releases need --pre or a constraint that names one)"
+                        }
+                    ),
+                )
+            })
+    }
+
     /// The record of one version (newest stable when `version` is None).
     pub async fn version_record(
         &self,
@@ -372,12 +413,13 @@ impl Registry {
         }
         let backends = self.backends.clone();
         let metrics = self.metrics.clone();
+        let artifacts = self.artifacts.clone();
         let base = self.base_url.clone();
         let name = name.to_string();
         let res = self
             .version_flights
             .run(key.clone(), move || async move {
-                merge_versions(&backends, &metrics, &base, ext_type, &name).await
+                merge_versions(&backends, &metrics, &artifacts, &base, ext_type, &name).await
             })
             .await?;
         if res.complete {
@@ -523,6 +565,7 @@ fn is_newer(a: &Extension, b: &Extension) -> bool {
 async fn merge_versions(
     backends: &[Arc<dyn Backend>],
     metrics: &Metrics,
+    artifacts: &ArtifactStore,
     base: &str,
     ext_type: ExtensionType,
     name: &str,
@@ -548,6 +591,16 @@ async fn merge_versions(
             }
             Err(BackendError::NotFound(_)) => {}
             Err(e) => failures.push((source, e)),
+        }
+    }
+    // Offline: versions of failed backends that the artifact cache holds.
+    for (source, _) in &failures {
+        for mut e in artifacts.cached_versions(*source, ext_type, name) {
+            e.record.download_url = Some(format!(
+                "{base}/api/v1/extensions/{ext_type}/{name}/{}",
+                e.record.version
+            ));
+            merged.entry(e.semver.clone()).or_insert(e);
         }
     }
     if merged.is_empty() {

@@ -2,7 +2,7 @@
 //! names; `published_at`/`cached_at`/`last_used` become dates and `size`
 //! a filesize, so `where size > 1mb` and date arithmetic just work.
 
-use extreg_shared::protocol::{CacheEntry, PullResult};
+use extreg_shared::protocol::{CacheEntry, LoadResult, PullResult};
 use extreg_shared::{Extension, ExtensionVersion};
 use nu_protocol::{Record, Span, Value};
 
@@ -52,6 +52,7 @@ pub fn extension(e: &Extension, span: Span) -> Value {
         ),
     );
     r.push("prerelease", Value::bool(e.prerelease, span));
+    r.push("stale", Value::bool(e.stale, span));
     Value::record(r, span)
 }
 
@@ -64,6 +65,7 @@ pub fn version(v: &ExtensionVersion, span: Span) -> Value {
     r.push("size", size(v.size, span));
     r.push("prerelease", Value::bool(v.prerelease, span));
     r.push("source", Value::string(v.source.as_str(), span));
+    r.push("stale", Value::bool(v.stale, span));
     Value::record(r, span)
 }
 
@@ -90,6 +92,28 @@ pub fn pulled(p: &PullResult, span: Span) -> Value {
     r.push("size", size(Some(p.size), span));
     r.push("path", Value::string(&p.path, span));
     r.push("cached", Value::bool(p.cached, span));
+    Value::record(r, span)
+}
+
+pub fn loaded(l: &LoadResult, span: Span) -> Value {
+    let strs = |v: &[String]| Value::list(v.iter().map(|t| Value::string(t, span)).collect(), span);
+    let mut r = Record::new();
+    r.push("name", Value::string(&l.name, span));
+    r.push("type", Value::string(l.ext_type.as_str(), span));
+    r.push("version", Value::string(&l.version, span));
+    r.push("source", Value::string(l.source.as_str(), span));
+    r.push("path", Value::string(&l.path, span));
+    r.push("checksum", Value::string(&l.checksum, span));
+    r.push("description", Value::string(&l.description, span));
+    r.push("author", opt_str(&l.author, span));
+    r.push("tags", strs(&l.tags));
+    r.push("requires", strs(&l.requires));
+    r.push("dependencies", strs(&l.dependencies));
+    r.push("homepage", opt_str(&l.homepage, span));
+    r.push("license", opt_str(&l.license, span));
+    r.push("loaded_at", date(&l.loaded_at, span));
+    r.push("already_loaded", Value::bool(l.already_loaded, span));
+    r.push("from_cache", Value::bool(l.from_cache, span));
     Value::record(r, span)
 }
 
@@ -148,6 +172,7 @@ mod tests {
             size: Some(2048),
             tags: vec!["x".into()],
             prerelease: false,
+            stale: false,
         };
         let v = extension(&e, Span::test_data());
         let r = v.as_record().unwrap();
@@ -167,7 +192,8 @@ mod tests {
                 "checksum",
                 "size",
                 "tags",
-                "prerelease"
+                "prerelease",
+                "stale"
             ]
         );
         assert!(matches!(r.get("published_at"), Some(Value::Date { .. })));

@@ -39,6 +39,8 @@ pub enum ErrorKind {
     IntegrityError,
     /// Local socket only: the peer speaks another protocol version.
     VersionMismatch,
+    /// An artifact that is not a safe, well-formed extension archive.
+    InvalidArchive,
 }
 
 impl ErrorKind {
@@ -58,6 +60,7 @@ impl ErrorKind {
             Self::BackendTimeout => "backend_timeout",
             Self::IntegrityError => "integrity_error",
             Self::VersionMismatch => "version_mismatch",
+            Self::InvalidArchive => "invalid_archive",
         }
     }
 
@@ -70,6 +73,7 @@ impl ErrorKind {
             | Self::InvalidRequest
             | Self::VersionMismatch => 400,
             Self::AuthError => 401,
+            Self::InvalidArchive => 422,
             Self::RangeNotSatisfiable => 416,
             Self::RateLimit => 429,
             Self::ConfigError | Self::InternalError => 500,
@@ -82,7 +86,7 @@ impl ErrorKind {
         Self::ALL.into_iter().find(|k| k.code() == code)
     }
 
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         Self::NotFound,
         Self::InvalidType,
         Self::InvalidVersion,
@@ -97,6 +101,7 @@ impl ErrorKind {
         Self::BackendTimeout,
         Self::IntegrityError,
         Self::VersionMismatch,
+        Self::InvalidArchive,
     ];
 }
 

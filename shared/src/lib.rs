@@ -5,11 +5,13 @@
 //! plain data plus pure functions, so both sides (and their tests) agree on
 //! one definition.
 
+pub mod constraint;
 pub mod error;
 pub mod protocol;
 pub mod types;
 pub mod validate;
 
+pub use constraint::{Constraint, ConstraintError};
 pub use error::{ErrorBody, ErrorKind};
 pub use types::*;
 pub use validate::{parse_version, validate_name, ValidationError, MAX_NAME_LEN};

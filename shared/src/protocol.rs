@@ -61,13 +61,27 @@ pub enum Request {
         ext_type: Option<ExtensionType>,
         name: String,
     },
-    /// Fetch one version into the artifact cache (newest stable if none).
+    /// Fetch the version `constraint` resolves to into the artifact cache
+    /// (see `crate::constraint`; empty = newest stable).
     Pull {
         ext_type: Option<ExtensionType>,
         name: String,
-        version: Option<String>,
+        constraint: String,
+        pre: bool,
         source: Option<Source>,
     },
+    /// Resolve, fetch (unless cached), verify and extract into the
+    /// extensions folder; `force` fetches and extracts again.
+    Load {
+        ext_type: Option<ExtensionType>,
+        name: String,
+        constraint: String,
+        pre: bool,
+        source: Option<Source>,
+        force: bool,
+    },
+    /// The extensions extracted by `Load`.
+    Loaded,
     Health,
     CacheList,
     CacheStats,
@@ -90,6 +104,8 @@ pub enum Response {
     Extension(Extension),
     Versions(Vec<ExtensionVersion>),
     Pulled(PullResult),
+    Loaded(LoadResult),
+    LoadedList(Vec<LoadResult>),
     Health(HealthResponse),
     CacheEntries(Vec<CacheEntry>),
     CacheStats(CacheStats),
@@ -122,6 +138,32 @@ pub struct PullResult {
     pub path: String,
     /// True when it was already cached (no backend fetch).
     pub cached: bool,
+}
+
+/// What `ext load` returns (and `ext list --loaded` lists).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadResult {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ext_type: ExtensionType,
+    pub version: String,
+    pub source: Source,
+    /// The extracted folder.
+    pub path: String,
+    pub checksum: String,
+    pub description: String,
+    pub author: Option<String>,
+    pub tags: Vec<String>,
+    pub requires: Vec<String>,
+    pub dependencies: Vec<String>,
+    pub homepage: Option<String>,
+    pub license: Option<String>,
+    /// RFC 3339.
+    pub loaded_at: String,
+    /// Served from the already extracted copy (nothing fetched or unpacked).
+    pub already_loaded: bool,
+    /// No backend was asked for the bytes (extracted copy or artifact cache).
+    pub from_cache: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -251,6 +293,7 @@ mod tests {
             size: Some(10),
             tags: vec!["a".into()],
             prerelease: false,
+            stale: false,
         }
     }
 
@@ -412,7 +455,8 @@ mod tests {
             for body in [
                 Request::Versions { ext_type: Some(ExtensionType::Provider), name: name.clone() },
                 Request::CachePrune { days },
-                Request::Pull { ext_type: None, name: name.clone(), version: None, source: Some(Source::Gitea) },
+                Request::Pull { ext_type: None, name: name.clone(), constraint: "^1".into(), pre: false, source: Some(Source::Gitea) },
+                Request::Load { ext_type: None, name: name.clone(), constraint: String::new(), pre: true, source: None, force: true },
             ] {
                 let env = Envelope { id, body };
                 let bytes = encode(&env).unwrap();

@@ -127,6 +127,10 @@ pub struct Extension {
     /// Whether `version` carries a semver pre-release part.
     #[serde(default)]
     pub prerelease: bool,
+    /// Served from the local caches because its backend could not be
+    /// reached (offline operation).
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// One version of an extension (`ExtensionVersion` in the seed), with the
@@ -146,6 +150,8 @@ pub struct ExtensionVersion {
     #[serde(default)]
     pub prerelease: bool,
     pub source: Source,
+    #[serde(default)]
+    pub stale: bool,
 }
 
 impl From<&Extension> for ExtensionVersion {
@@ -158,6 +164,7 @@ impl From<&Extension> for ExtensionVersion {
             size: e.size,
             prerelease: e.prerelease,
             source: e.source,
+            stale: e.stale,
         }
     }
 }
@@ -237,6 +244,7 @@ mod tests {
             size: Some(10),
             tags: vec!["cloud".into()],
             prerelease: false,
+            stale: false,
         };
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "provider");

@@ -113,7 +113,8 @@ fn search_list_info_versions_as_nushell_tables() {
             "checksum",
             "size",
             "tags",
-            "prerelease"
+            "prerelease",
+            "stale"
         ])
     );
     let v = nu.json("ext list | first | [($in.published_at | describe) ($in.size | describe) ($in.tags | describe)]");

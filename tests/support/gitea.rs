@@ -247,6 +247,8 @@ struct Shared {
     /// `http://127.0.0.1:port/`, Gitea's `ROOT_URL`.
     root: String,
     latency_ms: AtomicU64,
+    /// When set, asset downloads send half their bytes, then wait this long.
+    stall_ms: AtomicU64,
     failing: AtomicBool,
     counts: Mutex<BTreeMap<String, u64>>,
     total: AtomicU64,
@@ -267,6 +269,7 @@ impl GiteaStandIn {
             world: Mutex::new(World::default()),
             root: root.clone(),
             latency_ms: AtomicU64::new(0),
+            stall_ms: AtomicU64::new(0),
             failing: AtomicBool::new(false),
             counts: Mutex::new(BTreeMap::new()),
             total: AtomicU64::new(0),
@@ -296,6 +299,14 @@ impl GiteaStandIn {
     }
 
     /// Delay added to every request.
+    /// Asset downloads send half their bytes, then stall for `d` (a
+    /// download in progress, for crash tests).
+    pub fn set_stall(&self, d: Duration) {
+        self.state
+            .stall_ms
+            .store(d.as_millis() as u64, Ordering::Relaxed);
+    }
+
     pub fn set_latency(&self, d: Duration) {
         self.state
             .latency_ms
@@ -798,8 +809,30 @@ async fn download(
             }
         }
     };
-    let mut r = (StatusCode::OK, bytes).into_response();
+    let len = bytes.len();
+    let stall = st.stall_ms.load(Ordering::Relaxed);
+    let mut r = if stall > 0 {
+        let (a, b) = bytes.split_at(len / 2);
+        let (a, b) = (a.to_vec(), b.to_vec());
+        let chunks = futures::stream::unfold(0u8, move |step| {
+            let (a, b) = (a.clone(), b.clone());
+            async move {
+                match step {
+                    0 => Some((Ok::<_, std::io::Error>(a), 1)),
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(stall)).await;
+                        Some((Ok(b), 2))
+                    }
+                    _ => None,
+                }
+            }
+        });
+        (StatusCode::OK, axum::body::Body::from_stream(chunks)).into_response()
+    } else {
+        (StatusCode::OK, bytes).into_response()
+    };
     let h = r.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),

@@ -6,6 +6,7 @@
 //! in parallel without sharing anything.
 
 pub mod gitea;
+pub mod registry;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -432,4 +433,39 @@ impl<'a> Nu<'a> {
 /// The default socket path the daemon derives in a sandbox.
 pub fn sandbox_socket(sb: &Sandbox) -> PathBuf {
     sb.path("runtime/extregd/extregd.sock")
+}
+
+/// One entry of a hand-made (possibly hostile) archive.
+pub enum TarItem<'a> {
+    File(&'a str, &'a [u8]),
+    /// A non-file entry: kind, and link target for links.
+    Raw(&'a str, tar::EntryType, Option<&'a str>),
+}
+
+/// A tar.gz written header by header: the tar crate's builder refuses `..`
+/// and absolute names, so hostile names go into the header bytes directly.
+pub fn raw_tar_gz(items: &[TarItem]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for it in items {
+        let (path, kind, size, link, data): (&str, tar::EntryType, u64, Option<&str>, &[u8]) =
+            match it {
+                TarItem::File(p, d) => (p, tar::EntryType::Regular, d.len() as u64, None, d),
+                TarItem::Raw(p, k, l) => (p, *k, 0, *l, &[]),
+            };
+        let mut h = tar::Header::new_old();
+        {
+            let old = h.as_old_mut();
+            old.name[..path.len()].copy_from_slice(path.as_bytes());
+            if let Some(l) = link {
+                old.linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+        }
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap()
 }

@@ -94,6 +94,21 @@ pub async fn versions(State(st): State<SharedState>, p: ExtPath) -> Result<Respo
     Ok(json_counted(v.body.clone(), v.entries.len()))
 }
 
+/// `GET /extensions/{type}/{name}/resolve?constraint=...&pre=...`: the
+/// record of the highest version satisfying the constraint.
+pub async fn resolve(
+    State(st): State<SharedState>,
+    p: ExtPath,
+    ApiQuery(q): ApiQuery,
+) -> Result<Response, ApiError> {
+    let constraint = extreg_shared::Constraint::parse(q.constraint.as_deref().unwrap_or(""))?;
+    let entry = st
+        .registry
+        .resolve(p.ext_type, &p.name, &constraint, q.pre()?)
+        .await?;
+    json_value(&entry.record)
+}
+
 pub async fn health(State(st): State<SharedState>) -> Result<Response, ApiError> {
     json_value(&health_report(&st).await)
 }

@@ -48,6 +48,8 @@ pub struct RawQuery {
     pub limit: Option<String>,
     pub offset: Option<String>,
     pub q: Option<String>,
+    pub constraint: Option<String>,
+    pub pre: Option<String>,
 }
 
 pub struct ApiQuery(pub RawQuery);
@@ -96,6 +98,18 @@ impl RawQuery {
                     shown(s)
                 ))),
             },
+        }
+    }
+
+    /// `pre=true|false` (also 1/0); absent is false.
+    pub fn pre(&self) -> Result<bool, ApiError> {
+        match self.pre.as_deref() {
+            None | Some("") | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(other) => Err(ApiError::invalid_request(format!(
+                "pre must be true or false, not '{}'",
+                shown(other)
+            ))),
         }
     }
 

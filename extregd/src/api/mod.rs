@@ -20,6 +20,7 @@ use std::time::Instant;
 
 pub struct AppState {
     pub registry: Registry,
+    pub loader: crate::load::Loader,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
 }
@@ -27,7 +28,7 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 /// Every route template, so metric labels are `&'static str`.
-const ROUTES: [&str; 8] = [
+const ROUTES: [&str; 9] = [
     "/api/v1/extensions",
     "/api/v1/extensions/search",
     "/api/v1/extensions/{type}/{name}",
@@ -36,6 +37,7 @@ const ROUTES: [&str; 8] = [
     "/api/v1/health",
     "/api/v1/metrics",
     "/api/v1/cache/stats",
+    "/api/v1/extensions/{type}/{name}/resolve",
 ];
 
 pub fn router(state: SharedState) -> Router {
@@ -48,6 +50,7 @@ pub fn router(state: SharedState) -> Router {
         .route(ROUTES[5], get(handlers::health))
         .route(ROUTES[6], get(handlers::metrics))
         .route(ROUTES[7], get(handlers::cache_stats))
+        .route(ROUTES[8], get(handlers::resolve))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))

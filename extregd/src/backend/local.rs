@@ -295,6 +295,7 @@ impl Inner {
                 size: Some(size),
                 tags: m.tags,
                 prerelease: !semver.pre.is_empty(),
+                stale: false,
             },
             semver,
             locator: path.display().to_string(),

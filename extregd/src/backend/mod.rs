@@ -4,6 +4,7 @@
 
 pub mod gitea;
 pub mod local;
+pub mod oci;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -122,6 +123,7 @@ mod tests {
                 size: None,
                 tags: vec![],
                 prerelease: flagged || !semver.pre.is_empty(),
+                stale: false,
             },
             semver,
             locator: String::new(),

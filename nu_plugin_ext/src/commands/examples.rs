@@ -31,6 +31,7 @@ pub fn version_row(ty: &str, name: &str, version: &str, checksum: &str, size: i6
     r.push("size", Value::filesize(size, Span::unknown()));
     r.push("prerelease", Value::bool(false, Span::unknown()));
     r.push("source", s("local"));
+    r.push("stale", Value::bool(false, Span::unknown()));
     Value::record(r, Span::unknown())
 }
 
@@ -67,6 +68,7 @@ pub fn extension_row(x: Row<'_>) -> Value {
     r.push("size", Value::filesize(x.size, Span::unknown()));
     r.push("tags", list(x.tags.iter().map(|t| s(t)).collect()));
     r.push("prerelease", Value::bool(false, Span::unknown()));
+    r.push("stale", Value::bool(false, Span::unknown()));
     Value::record(r, Span::unknown())
 }
 

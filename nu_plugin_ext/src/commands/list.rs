@@ -32,6 +32,11 @@ impl SimplePluginCommand for List {
                 "only this backend: gitea, oci or local",
                 Some('s'),
             )
+            .switch(
+                "loaded",
+                "list the extensions `ext load` extracted instead",
+                Some('l'),
+            )
             .input_output_type(Type::Nothing, Type::table())
             .category(super::category())
     }
@@ -46,6 +51,11 @@ impl SimplePluginCommand for List {
             Example {
                 example: "ext list --type taskserv | select name version",
                 description: "Task services with their newest version",
+                result: None,
+            },
+            Example {
+                example: "ext list --loaded | select name version path",
+                description: "What `ext load` has extracted",
                 result: None,
             },
             Example {
@@ -70,6 +80,20 @@ impl SimplePluginCommand for List {
             source: ss,
             ..Default::default()
         };
+        if call.has_flag("loaded")? {
+            return match request(plugin, engine, call, spans, Request::Loaded)? {
+                Response::LoadedList(items) => Ok(Value::list(
+                    items
+                        .iter()
+                        .filter(|l| ext_type.is_none_or(|t| l.ext_type == t))
+                        .filter(|l| source.is_none_or(|s| l.source == s))
+                        .map(|l| values::loaded(l, call.head))
+                        .collect(),
+                    call.head,
+                )),
+                other => Err(unexpected(other, call.head)),
+            };
+        }
         match request(
             plugin,
             engine,

@@ -8,6 +8,7 @@ mod ext;
 mod health;
 mod info;
 mod list;
+mod load;
 mod pull;
 mod search;
 mod versions;
@@ -30,6 +31,7 @@ pub fn all() -> Vec<Box<dyn PluginCommand<Plugin = ExtPlugin>>> {
         Box::new(info::Info),
         Box::new(versions::Versions),
         Box::new(pull::Pull),
+        Box::new(load::Load),
         Box::new(health::Health),
         Box::new(cache::Cache),
         Box::new(cache::CacheList),
@@ -103,6 +105,24 @@ pub fn version_flag(call: &EvaluatedCall) -> Result<(Option<String>, Option<Span
     let parsed = extreg_shared::parse_version(s)
         .map_err(|e| LabeledError::new("invalid version").with_label(e.to_string(), span))?;
     Ok((Some(parsed.to_string()), Some(span)))
+}
+
+/// `--version` as a constraint (`^1.2`, `>=1.2, <2`, `1.2.0 - 1.5.0`,
+/// `latest`, ...), checked here so a typo is labelled before any I/O.
+pub fn constraint_flag(call: &EvaluatedCall) -> Result<(String, Option<Span>), LabeledError> {
+    let Some(v) = flag_value(call, "version") else {
+        return Ok((String::new(), None));
+    };
+    let span = v.span();
+    let s = v.as_str().map_err(|_| {
+        LabeledError::new("--version takes a string").with_label("not a string", span)
+    })?;
+    extreg_shared::Constraint::parse(s).map_err(|e| {
+        LabeledError::new("invalid version constraint")
+            .with_label(e.reason.clone(), span)
+            .with_help("examples: 1.2.3, ^1.2, ~1.2.0, >=1.2, <2, 1.2.0 - 1.5.0, latest")
+    })?;
+    Ok((s.to_string(), Some(span)))
 }
 
 /// The positional extension name at `pos`, validated.

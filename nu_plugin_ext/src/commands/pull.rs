@@ -1,4 +1,4 @@
-use super::{name_arg, request, source_flag, type_flag, unexpected, version_flag, ArgSpans};
+use super::{constraint_flag, name_arg, request, source_flag, type_flag, unexpected, ArgSpans};
 use crate::{values, ExtPlugin};
 use extreg_shared::protocol::{Request, Response};
 use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
@@ -30,9 +30,10 @@ impl SimplePluginCommand for Pull {
             .named(
                 "version",
                 SyntaxShape::String,
-                "an exact version (default: newest stable)",
+                "a version or constraint: 1.2.3, ^1.2, >=1.2, <2, 1.2.0 - 1.5.0 (default: newest stable)",
                 Some('v'),
             )
+            .switch("pre", "allow pre-releases", None)
             .named(
                 "source",
                 SyntaxShape::String,
@@ -44,11 +45,18 @@ impl SimplePluginCommand for Pull {
     }
 
     fn examples(&self) -> Vec<Example<'_>> {
-        vec![Example {
-            example: "ext pull kubernetes --version 1.28.0",
-            description: "Cache kubernetes 1.28.0",
-            result: None,
-        }]
+        vec![
+            Example {
+                example: "ext pull kubernetes --version 1.28.0",
+                description: "Cache kubernetes 1.28.0",
+                result: None,
+            },
+            Example {
+                example: "ext pull kubernetes --version '~1.27'",
+                description: "Cache the newest 1.27.x",
+                result: None,
+            },
+        ]
     }
 
     fn run(
@@ -60,26 +68,23 @@ impl SimplePluginCommand for Pull {
     ) -> Result<Value, LabeledError> {
         let (name, ns) = name_arg(call, 0)?;
         let (ext_type, ts) = type_flag(call)?;
-        let (version, vs) = version_flag(call)?;
+        let (constraint, vs) = constraint_flag(call)?;
         let (source, ss) = source_flag(call)?;
+        let pre = call.has_flag("pre")?;
         let spans = ArgSpans {
             name: Some(ns),
             ext_type: ts,
             version: vs,
             source: ss,
         };
-        match request(
-            plugin,
-            engine,
-            call,
-            spans,
-            Request::Pull {
-                ext_type,
-                name,
-                version,
-                source,
-            },
-        )? {
+        let req = Request::Pull {
+            ext_type,
+            name,
+            constraint,
+            pre,
+            source,
+        };
+        match request(plugin, engine, call, spans, req)? {
             Response::Pulled(p) => Ok(values::pulled(&p, call.head)),
             other => Err(unexpected(other, call.head)),
         }

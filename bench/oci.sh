@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Benchmark: the OCI backend against the real docker-registry (Debian), in
+# one run on this machine:
+#   - cold and warm `GET /api/v1/extensions` over a namespace of 50
+#     extensions x 10 versions, next to a serial replay of the same registry
+#     requests (what one-after-another round trips would cost);
+#   - download throughput of a 200 MB artifact from the artifact cache vs
+#     nginx serving the same file, and the daemon's peak RSS.
+#
+#   bench/oci.sh [extensions] [versions] [megabytes]    (default 50 10 200)
+#
+# Not a test: figures vary by machine; compare the ratios. The daemon runs
+# with 1 worker thread and nginx with 1 worker process, so curl has the
+# other core (2-core machines).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTS=${1:-50}; VERS=${2:-10}; MB=${3:-200}
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v python3 >/dev/null || need+=(python3)
+if [ "${#need[@]}" -gt 0 ]; then
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+cargo build --release -q -p extregd -p extreg-tests --bin extregd --bin oci-fixtures
+BIN=$TARGET/release/extregd
+
+tmp=$(mktemp -d)
+cleanup() {
+  [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null
+  [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null
+  [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- the registry --------------------------------------------------------------
+RPORT=$(port)
+cat > "$tmp/registry.yml" <<YML
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $tmp/registry
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$RPORT
+  secret: bench
+catalog:
+  maxentries: 100
+YML
+docker-registry serve "$tmp/registry.yml" > "$tmp/registry.log" 2>&1 &
+RPID=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$RPORT/v2/" >/dev/null && break; sleep 0.1; done
+
+mkdir -p "$tmp/www"
+head -c "${MB}M" /dev/urandom > "$tmp/www/big.tar.gz"
+t0=$(date +%s.%N)
+DIGEST=$("$TARGET/release/oci-fixtures" "http://127.0.0.1:$RPORT" bench "$EXTS" "$VERS" "$tmp/www/big.tar.gz" | tail -1)
+t1=$(date +%s.%N)
+printf 'pushed %s extensions x %s versions and a %s MB artifact in %.1f s\n' "$EXTS" "$VERS" "$MB" "$(echo "$t1 - $t0" | bc)"
+
+# --- the daemon ----------------------------------------------------------------
+cat > "$tmp/extregd.toml" <<TOML
+[server]
+port = 0
+workers = 1
+[oci]
+registry = "127.0.0.1:$RPORT"
+namespace = "bench"
+timeout_seconds = 30
+[cache]
+artifact_dir = "$tmp/artifacts"
+ttl_seconds = 3600
+TOML
+EXTREGD_LOG=warn "$BIN" --config "$tmp/extregd.toml" > "$tmp/extregd.out" 2> "$tmp/extregd.err" &
+DPID=$!
+for _ in $(seq 100); do grep -q listening "$tmp/extregd.out" 2>/dev/null && break; sleep 0.05; done
+API=$(sed -n 's/.*listening on //p' "$tmp/extregd.out")/api/v1
+IDLE_RSS=$(awk '/VmRSS/ {print $2}' /proc/$DPID/status)
+
+# --- listing -----------------------------------------------------------------------
+before=$(wc -l < "$tmp/registry.log")
+COLD=$(curl -sf -o "$tmp/list.json" -w '%{time_total}' "$API/extensions")
+after=$(wc -l < "$tmp/registry.log")
+COUNT=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$tmp/list.json")
+[ "$COUNT" = "$((EXTS + 1))" ] || { echo "listed $COUNT extensions, expected $EXTS + big" >&2; exit 1; }
+sed -n "$((before + 1)),${after}p" "$tmp/registry.log" | grep -o '"[A-Z]* /v2/[^ ]*' | tr -d '"' > "$tmp/cold-requests.txt"
+UP=$(wc -l < "$tmp/cold-requests.txt")
+WARM=$(for _ in $(seq 20); do curl -sf -o /dev/null -w '%{time_total}\n' "$API/extensions"; done | sort -n | sed -n 10p)
+# The same registry requests one after another on one keep-alive connection.
+SERIAL=$(python3 - "$RPORT" "$tmp/cold-requests.txt" <<'PY'
+import http.client, sys, time
+port, path = int(sys.argv[1]), sys.argv[2]
+reqs = [l.split(' ', 1) for l in open(path).read().split('\n') if l]
+c = http.client.HTTPConnection('127.0.0.1', port)
+accept = 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
+t = time.monotonic()
+for m, p in reqs:
+    c.request(m, p, headers={'Accept': accept})
+    c.getresponse().read()
+print(f'{time.monotonic() - t:.4f}')
+PY
+)
+# Cold versions of every extension (10 manifests each), fanned out 8 at a time.
+VT0=$(date +%s.%N)
+python3 -c 'import json,sys; [print(e["type"], e["name"]) for e in json.load(open(sys.argv[1]))]' "$tmp/list.json" \
+  | xargs -P 8 -n 2 sh -c 'curl -sf -o /dev/null "$0/extensions/$1/$2/versions"' "$API"
+VT1=$(date +%s.%N)
+
+# --- download ------------------------------------------------------------------------
+NPORT=$(port)
+chmod 755 "$tmp" "$tmp/www"; chmod 644 "$tmp/www/big.tar.gz"   # nginx workers run as www-data
+cat > "$tmp/nginx.conf" <<NGINX
+worker_processes 1;
+daemon on;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx.err warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  server {
+    listen 127.0.0.1:$NPORT;
+    root $tmp/www;
+  }
+}
+NGINX
+nginx -c "$tmp/nginx.conf" -p "$tmp" -e "$tmp/nginx.err"
+DL=$API/extensions/provider/big/1.0.0
+NURL=http://127.0.0.1:$NPORT/big.tar.gz
+COLD_DL=$(curl -sf -o "$tmp/cold.bin" -w '%{speed_download}' "$DL")
+cmp -s "$tmp/cold.bin" "$tmp/www/big.tar.gz" || { echo "the daemon served other bytes" >&2; exit 1; }
+rm -f "$tmp/cold.bin"
+speed() { for _ in 1 2 3 4 5; do curl -sf -o /dev/null -w '%{speed_download}\n' "$1"; done | sort -n | sed -n 3p; }
+D_SPEED=$(speed "$DL")
+N_SPEED=$(speed "$NURL")
+PEAK_RSS=$(awk '/VmHWM/ {print $2}' /proc/$DPID/status)
+
+printf '\nListing %s extensions x %s versions, plus the big one (docker-registry on loopback, catalog pages of 100)\n' "$EXTS" "$VERS"
+printf '  cold GET /extensions:        %8.1f ms  (%s registry requests)\n' "$(echo "$COLD * 1000" | bc)" "$UP"
+printf '  serial replay of those:      %8.1f ms  (one after another, one connection)\n' "$(echo "$SERIAL * 1000" | bc)"
+printf '  warm GET /extensions (p50):  %8.2f ms\n' "$(echo "$WARM * 1000" | bc)"
+printf '  cold versions of all %s:     %8.1f ms  (8 clients)\n' "$EXTS" "$(echo "($VT1 - $VT0) * 1000" | bc)"
+awk -v c="$COLD" -v s="$SERIAL" 'BEGIN { printf "  cold listing / serial replay: %.2fx (below 1: faster than serial round trips)\n", c/s }'
+printf '\nDownload of a %s MB artifact (%s)\n' "$MB" "$DIGEST"
+awk -v s="$COLD_DL" 'BEGIN { printf "  cold (registry -> cache -> client): %7.0f MB/s\n", s/1e6 }'
+awk -v s="$D_SPEED" 'BEGIN { printf "  extregd from cache (median of 5):   %7.0f MB/s\n", s/1e6 }'
+awk -v s="$N_SPEED" 'BEGIN { printf "  nginx, same file (median of 5):     %7.0f MB/s\n", s/1e6 }'
+awk -v d="$D_SPEED" -v n="$N_SPEED" 'BEGIN { printf "  ratio extregd/nginx: %.2fx (target >= 0.80x)\n", d/n }'
+awk -v i="$IDLE_RSS" -v k="$PEAK_RSS" -v mb="$MB" 'BEGIN { printf "extregd RSS: idle %.1f MB, peak %.1f MB (artifact %d MB)\n", i/1024, k/1024, mb }'

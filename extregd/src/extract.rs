@@ -1,0 +1,613 @@
+//! Safe, atomic extraction of a verified artifact into the extensions
+//! folder, `{dir}/{type}/{name}/{version}/`.
+//!
+//! **Nothing half-done is ever visible.** The archive is unpacked into a
+//! temp folder beside the destination, checked, and renamed into place (an
+//! existing copy is swapped out the same way). Any refusal removes the temp
+//! folder, so a bad archive leaves nothing behind.
+//!
+//! Refused: absolute paths, `..` components, symbolic or hard links whose
+//! target leaves the folder, entries written through a link, device files
+//! and FIFOs, more than [`Limits::max_entries`] entries or
+//! [`Limits::max_bytes`] of content (a compression bomb stops there, not
+//! after filling the disk). Modes are kept to `rwx` for the owner and
+//! `r-x` for others (no setuid, no group or world write).
+//!
+//! The archive's `extension.yaml` (at its top, or in its single top folder)
+//! must exist and name the type, name and version that were asked for.
+
+use crate::manifest::Manifest;
+use extreg_shared::ExtensionType;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+/// Marker written into each extracted folder: what was loaded, from where.
+pub const MARKER: &str = ".extregd-load.json";
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: u64,
+    pub max_entries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 512 << 20,
+            max_entries: 20_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    #[error("unsafe archive: entry '{0}' has an absolute path")]
+    Absolute(String),
+    #[error("unsafe archive: entry '{0}' climbs out with '..'")]
+    DotDot(String),
+    #[error("unsafe archive: link '{entry}' points outside the extension ({target})")]
+    LinkEscapes { entry: String, target: String },
+    #[error("unsafe archive: entry '{0}' would be written through a link")]
+    ThroughLink(String),
+    #[error("unsafe archive: entry '{0}' is a device file or FIFO")]
+    Special(String),
+    #[error("unsafe archive: it expands beyond {0} bytes")]
+    TooLarge(u64),
+    #[error("unsafe archive: more than {0} entries")]
+    TooMany(usize),
+    #[error("the archive is not a readable tar.gz: {0}")]
+    Corrupt(String),
+    #[error("the archive holds no extension.yaml")]
+    NoManifest,
+    #[error("{0}")]
+    Manifest(String),
+    #[error("extension.yaml says {found} but {wanted} was asked for")]
+    Mismatch { found: String, wanted: String },
+    #[error("extracting failed: {0}")]
+    Io(String),
+}
+
+impl From<std::io::Error> for ExtractError {
+    fn from(e: std::io::Error) -> Self {
+        ExtractError::Io(e.to_string())
+    }
+}
+
+/// What was loaded, recorded in [`MARKER`] beside the files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadMarker {
+    #[serde(rename = "type")]
+    pub ext_type: ExtensionType,
+    pub name: String,
+    pub version: String,
+    pub source: extreg_shared::Source,
+    pub checksum: String,
+    /// Unix seconds.
+    pub loaded_at: u64,
+}
+
+/// Lexically normalises `rel` (no `.`), refusing absolute paths and `..`.
+fn clean(raw: &Path) -> Result<PathBuf, ExtractError> {
+    let shown = raw.display().to_string();
+    let mut out = PathBuf::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(ExtractError::DotDot(shown)),
+            Component::RootDir | Component::Prefix(_) => return Err(ExtractError::Absolute(shown)),
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `target`, seen from the folder `from` (relative to the root),
+/// stays inside the root.
+fn link_stays_inside(from: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: Vec<&std::ffi::OsStr> = from.iter().collect();
+    for c in target.components() {
+        match c {
+            Component::Normal(p) => depth.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth.pop().is_none() {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Refuses `rel` if any folder on its way inside `root` is a link.
+fn no_link_on_the_way(root: &Path, rel: &Path) -> Result<(), ExtractError> {
+    let mut cur = root.to_path_buf();
+    if let Some(parent) = rel.parent() {
+        for c in parent.components() {
+            cur.push(c);
+            if let Ok(m) = std::fs::symlink_metadata(&cur) {
+                if m.file_type().is_symlink() {
+                    return Err(ExtractError::ThroughLink(rel.display().to_string()));
+                }
+            }
+        }
+    }
+    if let Ok(m) = std::fs::symlink_metadata(root.join(rel)) {
+        if m.file_type().is_symlink() {
+            return Err(ExtractError::ThroughLink(rel.display().to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Unpacks `archive` into the folder `into` (which must exist and be empty).
+fn unpack(archive: &Path, into: &Path, limits: Limits) -> Result<(), ExtractError> {
+    let f = std::fs::File::open(archive)?;
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let mut total = 0u64;
+    let mut count = 0usize;
+    let corrupt = |e: std::io::Error| ExtractError::Corrupt(e.to_string());
+    for entry in ar.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        count += 1;
+        if count > limits.max_entries {
+            return Err(ExtractError::TooMany(limits.max_entries));
+        }
+        let raw = entry.path().map_err(corrupt)?.into_owned();
+        let rel = clean(&raw)?;
+        let kind = entry.header().entry_type();
+        if rel.as_os_str().is_empty() {
+            continue; // the archive's own "./"
+        }
+        no_link_on_the_way(into, &rel)?;
+        let dest = into.join(&rel);
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o755;
+        use tar::EntryType as E;
+        match kind {
+            E::Directory => std::fs::create_dir_all(&dest)?,
+            E::Regular | E::Continuous => {
+                if let Some(p) = dest.parent() {
+                    std::fs::create_dir_all(p)?;
+                }
+                let room = limits.max_bytes.saturating_sub(total);
+                let mut out = std::fs::File::create(&dest)?;
+                let n = std::io::copy(&mut (&mut entry).take(room + 1), &mut out)?;
+                total += n;
+                if n > room {
+                    return Err(ExtractError::TooLarge(limits.max_bytes));
+                }
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode | 0o600))?;
+            }
+            E::Symlink | E::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(corrupt)?
+                    .ok_or_else(|| {
+                        ExtractError::Corrupt(format!("link '{}' has no target", raw.display()))
+                    })?
+                    .into_owned();
+                let from = rel.parent().unwrap_or(Path::new(""));
+                let escapes = || ExtractError::LinkEscapes {
+                    entry: raw.display().to_string(),
+                    target: target.display().to_string(),
+                };
+                if let Some(p) = dest.parent() {
+                    std::fs::create_dir_all(p)?;
+                }
+                if kind == E::Symlink {
+                    if !link_stays_inside(from, &target) {
+                        return Err(escapes());
+                    }
+                    std::os::unix::fs::symlink(&target, &dest)?;
+                } else {
+                    // Hard link targets are archive paths from the root.
+                    let t = clean(&target).map_err(|_| escapes())?;
+                    no_link_on_the_way(into, &t).map_err(|_| escapes())?;
+                    let src = into.join(&t);
+                    if !src.is_file() {
+                        return Err(escapes());
+                    }
+                    std::fs::copy(&src, &dest)?;
+                }
+            }
+            E::Char | E::Block | E::Fifo => {
+                return Err(ExtractError::Special(raw.display().to_string()))
+            }
+            // pax and GNU long-name headers are consumed by the tar crate;
+            // anything else carries no file.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Finds the extension's root inside `dir`: `dir` itself when it holds
+/// `extension.yaml`, else its single sub-folder that does.
+fn find_root(dir: &Path) -> Result<PathBuf, ExtractError> {
+    if dir.join("extension.yaml").is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let subs: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .map(|e| e.path())
+        .collect();
+    match subs.as_slice() {
+        [one] if one.join("extension.yaml").is_file() => Ok(one.clone()),
+        _ => Err(ExtractError::NoManifest),
+    }
+}
+
+/// Extracts `archive` to `dest` (`.../{type}/{name}/{version}`), checking
+/// its manifest against the request and writing `marker`. Replaces an
+/// existing `dest` only after the new copy is complete.
+pub fn extract(
+    archive: &Path,
+    dest: &Path,
+    marker: &LoadMarker,
+    limits: Limits,
+) -> Result<Manifest, ExtractError> {
+    let parent = dest
+        .parent()
+        .ok_or_else(|| ExtractError::Io("destination has no parent".into()))?;
+    std::fs::create_dir_all(parent)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".extracting-")
+        .tempdir_in(parent)?;
+    let stage = tmp.path().join("x");
+    std::fs::create_dir(&stage)?;
+    unpack(archive, &stage, limits)?;
+    let root = find_root(&stage)?;
+    let bytes = std::fs::read(root.join("extension.yaml"))?;
+    let m = Manifest::parse(&bytes).map_err(|e| ExtractError::Manifest(e.to_string()))?;
+    let wanted = format!("{}/{} {}", marker.ext_type, marker.name, marker.version);
+    let found = format!("{}/{} {}", m.ext_type, m.name, m.version);
+    if found != wanted {
+        return Err(ExtractError::Mismatch { found, wanted });
+    }
+    std::fs::write(
+        root.join(MARKER),
+        serde_json::to_vec_pretty(marker).map_err(|e| ExtractError::Io(e.to_string()))?,
+    )?;
+    if dest.exists() {
+        let old = tmp.path().join("old");
+        std::fs::rename(dest, &old)?;
+    }
+    std::fs::rename(&root, dest)?;
+    // `tmp` (with any old copy) is removed on drop.
+    Ok(m)
+}
+
+/// The marker of an extracted folder, if it is one of ours and intact.
+pub fn read_marker(dir: &Path) -> Option<LoadMarker> {
+    let m: LoadMarker = serde_json::from_slice(&std::fs::read(dir.join(MARKER)).ok()?).ok()?;
+    dir.join("extension.yaml").is_file().then_some(m)
+}
+
+/// Every loaded extension under `dir` (`{type}/{name}/{version}`).
+pub fn loaded(dir: &Path) -> Vec<(LoadMarker, PathBuf)> {
+    let mut out = Vec::new();
+    for t in ExtensionType::ALL {
+        let Ok(names) = std::fs::read_dir(dir.join(t.as_str())) else {
+            continue;
+        };
+        for n in names.flatten() {
+            let Ok(versions) = std::fs::read_dir(n.path()) else {
+                continue;
+            };
+            for v in versions.flatten() {
+                if let Some(m) = read_marker(&v.path()) {
+                    out.push((m, v.path()));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.0.ext_type, &a.0.name, &a.0.version).cmp(&(b.0.ext_type, &b.0.name, &b.0.version))
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use extreg_shared::Source;
+
+    fn marker() -> LoadMarker {
+        LoadMarker {
+            ext_type: ExtensionType::Taskserv,
+            name: "k8s".into(),
+            version: "1.0.0".into(),
+            source: Source::Local,
+            checksum: "sha256:x".into(),
+            loaded_at: 0,
+        }
+    }
+
+    const MANIFEST: &[u8] = b"extension:\n  name: k8s\n  version: 1.0.0\n  type: taskserv\n";
+
+    /// A raw header: the tar crate's builder refuses `..` and absolute
+    /// paths, so hostile names are written into the header bytes directly.
+    fn raw_header(path: &str, kind: tar::EntryType, size: u64, link: Option<&str>) -> tar::Header {
+        let mut h = tar::Header::new_old();
+        {
+            let old = h.as_old_mut();
+            old.name[..path.len()].copy_from_slice(path.as_bytes());
+            if let Some(l) = link {
+                old.linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+        }
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        h
+    }
+
+    enum Item<'a> {
+        File(&'a str, &'a [u8]),
+        Raw(&'a str, tar::EntryType, Option<&'a str>),
+    }
+
+    fn archive(dir: &Path, items: &[Item]) -> PathBuf {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        for it in items {
+            match it {
+                Item::File(p, data) => {
+                    let h = raw_header(p, tar::EntryType::Regular, data.len() as u64, None);
+                    b.append(&h, *data).unwrap();
+                }
+                Item::Raw(p, kind, link) => {
+                    let h = raw_header(p, *kind, 0, *link);
+                    b.append(&h, std::io::empty()).unwrap();
+                }
+            }
+        }
+        let bytes = b.into_inner().unwrap().finish().unwrap();
+        let p = dir.join("a.tar.gz");
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    fn try_extract(items: &[Item]) -> (Result<Manifest, ExtractError>, tempfile::TempDir) {
+        let d = tempfile::tempdir().unwrap();
+        let a = archive(d.path(), items);
+        let dest = d.path().join("ext/taskserv/k8s/1.0.0");
+        let r = extract(
+            &a,
+            &dest,
+            &marker(),
+            Limits {
+                max_bytes: 1 << 20,
+                max_entries: 100,
+            },
+        );
+        (r, d)
+    }
+
+    /// After a refusal nothing is left in the extensions folder.
+    fn nothing_left(d: &tempfile::TempDir) {
+        let parent = d.path().join("ext/taskserv/k8s");
+        let left: Vec<_> = std::fs::read_dir(&parent)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    #[test]
+    fn a_good_archive_lands_atomically_with_its_marker() {
+        let (r, d) = try_extract(&[
+            Item::File("extension.yaml", MANIFEST),
+            Item::File("kcl/a.k", b"x"),
+        ]);
+        assert_eq!(r.unwrap().name, "k8s");
+        let dest = d.path().join("ext/taskserv/k8s/1.0.0");
+        assert_eq!(std::fs::read(dest.join("kcl/a.k")).unwrap(), b"x");
+        assert_eq!(read_marker(&dest).unwrap(), marker());
+        assert_eq!(loaded(&d.path().join("ext")).len(), 1);
+        let others: Vec<_> = std::fs::read_dir(d.path().join("ext/taskserv/k8s"))
+            .unwrap()
+            .collect();
+        assert_eq!(others.len(), 1, "no temp folder left");
+    }
+
+    #[test]
+    fn a_single_top_folder_is_stripped() {
+        let (r, d) = try_extract(&[
+            Item::File("k8s/extension.yaml", MANIFEST),
+            Item::File("k8s/x", b"1"),
+        ]);
+        r.unwrap();
+        assert!(d.path().join("ext/taskserv/k8s/1.0.0/x").is_file());
+    }
+
+    /// An archive, and a check of the error it must be refused with.
+    type Case<'a> = (Vec<Item<'a>>, fn(&ExtractError) -> bool);
+
+    #[test]
+    fn hostile_archives_are_refused_and_leave_nothing() {
+        use tar::EntryType as E;
+        let cases: Vec<Case> = vec![
+            (
+                vec![
+                    Item::File("extension.yaml", MANIFEST),
+                    Item::File("/etc/evil", b"x"),
+                ],
+                |e| matches!(e, ExtractError::Absolute(_)),
+            ),
+            (
+                vec![
+                    Item::File("extension.yaml", MANIFEST),
+                    Item::File("../evil", b"x"),
+                ],
+                |e| matches!(e, ExtractError::DotDot(_)),
+            ),
+            (
+                vec![
+                    Item::File("extension.yaml", MANIFEST),
+                    Item::File("a/../../evil", b"x"),
+                ],
+                |e| matches!(e, ExtractError::DotDot(_)),
+            ),
+            (
+                vec![
+                    Item::File("extension.yaml", MANIFEST),
+                    Item::Raw("up", E::Symlink, Some("../../..")),
+                ],
+                |e| matches!(e, ExtractError::LinkEscapes { .. }),
+            ),
+            (
+                vec![
+                    Item::File("extension.yaml", MANIFEST),
+                    Item::Raw("abs", E::Symlink, Some("/etc/passwd")),
+                ],
+                |e| matches!(e, ExtractError::LinkEscapes { .. }),
+            ),
+            (
+                vec![
+                    Item::File("extension.yaml", MANIFEST),
+                    Item::Raw("hard", E::Link, Some("../outside")),
+                ],
+                |e| matches!(e, ExtractError::LinkEscapes { .. }),
+            ),
+            // A link that stays inside, then a file written through it.
+            (
+                vec![
+                    Item::File("extension.yaml", MANIFEST),
+                    Item::Raw("sub", E::Directory, None),
+                    Item::Raw("l", E::Symlink, Some("sub")),
+                    Item::File("l/x", b"x"),
+                ],
+                |e| matches!(e, ExtractError::ThroughLink(_)),
+            ),
+            (
+                vec![
+                    Item::File("extension.yaml", MANIFEST),
+                    Item::Raw("dev", E::Char, None),
+                ],
+                |e| matches!(e, ExtractError::Special(_)),
+            ),
+            (
+                vec![
+                    Item::File("extension.yaml", MANIFEST),
+                    Item::Raw("blk", E::Block, None),
+                ],
+                |e| matches!(e, ExtractError::Special(_)),
+            ),
+            (
+                vec![
+                    Item::File("extension.yaml", MANIFEST),
+                    Item::Raw("fifo", E::Fifo, None),
+                ],
+                |e| matches!(e, ExtractError::Special(_)),
+            ),
+            (vec![Item::File("kcl/a.k", b"x")], |e| {
+                matches!(e, ExtractError::NoManifest)
+            }),
+            (
+                vec![Item::File(
+                    "extension.yaml",
+                    b"extension:\n  name: other\n  version: 1.0.0\n  type: taskserv\n",
+                )],
+                |e| matches!(e, ExtractError::Mismatch { .. }),
+            ),
+            (
+                vec![Item::File(
+                    "extension.yaml",
+                    b"extension:\n  description: x\n",
+                )],
+                |e| {
+                    e.to_string()
+                        .contains("extension.name, extension.version, extension.type")
+                },
+            ),
+        ];
+        for (i, (items, ok)) in cases.into_iter().enumerate() {
+            let (r, d) = try_extract(&items);
+            let e = r.expect_err(&format!("case {i} was accepted"));
+            assert!(ok(&e), "case {i}: unexpected error {e}");
+            nothing_left(&d);
+        }
+    }
+
+    #[test]
+    fn a_compression_bomb_stops_at_the_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let zeros = vec![0u8; 4 << 20];
+        let a = archive(
+            d.path(),
+            &[
+                Item::File("extension.yaml", MANIFEST),
+                Item::File("zeros", &zeros),
+            ],
+        );
+        assert!(
+            std::fs::metadata(&a).unwrap().len() < 64 << 10,
+            "it compresses well"
+        );
+        let dest = d.path().join("ext/taskserv/k8s/1.0.0");
+        let e = extract(
+            &a,
+            &dest,
+            &marker(),
+            Limits {
+                max_bytes: 1 << 20,
+                max_entries: 100,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e, ExtractError::TooLarge(1 << 20));
+        nothing_left(&d);
+        let many: Vec<Item> = (0..200).map(|_| Item::File("f", b"")).collect();
+        let (r, d) = try_extract(&many);
+        assert_eq!(r.unwrap_err(), ExtractError::TooMany(100));
+        nothing_left(&d);
+    }
+
+    #[test]
+    fn corrupt_archives_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a.tar.gz");
+        std::fs::write(&a, b"not gzip at all").unwrap();
+        let e = extract(
+            &a,
+            &d.path().join("ext/t/n/1.0.0"),
+            &marker(),
+            Limits::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ExtractError::Corrupt(_)), "{e}");
+    }
+
+    #[test]
+    fn a_reload_swaps_the_old_copy_out() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("ext/taskserv/k8s/1.0.0");
+        let a = archive(
+            d.path(),
+            &[
+                Item::File("extension.yaml", MANIFEST),
+                Item::File("v", b"1"),
+            ],
+        );
+        extract(&a, &dest, &marker(), Limits::default()).unwrap();
+        std::fs::write(dest.join("stray"), b"local edit").unwrap();
+        let a = archive(
+            d.path(),
+            &[
+                Item::File("extension.yaml", MANIFEST),
+                Item::File("v", b"2"),
+            ],
+        );
+        extract(&a, &dest, &marker(), Limits::default()).unwrap();
+        assert_eq!(std::fs::read(dest.join("v")).unwrap(), b"2");
+        assert!(!dest.join("stray").exists());
+    }
+}

@@ -1,0 +1,175 @@
+//! `ext load`: resolve a constraint, get the verified artifact (cache or
+//! backend), extract it safely into `{dir}/{type}/{name}/{version}/`.
+//!
+//! **Idempotent.** A folder already extracted for the same artifact digest
+//! is returned as is (`already_loaded`); `force` drops the cached artifact,
+//! fetches it again and re-extracts. Loads of one destination are
+//! serialised, so two concurrent loads never race on the rename.
+//! **The loaded set survives restarts**: it is the set of extracted
+//! folders carrying an intact `.extregd-load.json` marker.
+
+use crate::error::ApiError;
+use crate::extract::{self, Limits, LoadMarker};
+use crate::registry::Registry;
+use extreg_shared::protocol::LoadResult;
+use extreg_shared::{Constraint, ErrorKind, ExtensionType, Source};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub struct Loader {
+    dir: PathBuf,
+    /// One lock per destination folder.
+    locks: parking_lot::Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    limits: Limits,
+}
+
+pub struct LoadRequest {
+    pub ext_type: ExtensionType,
+    pub name: String,
+    pub constraint: Constraint,
+    pub pre: bool,
+    pub source: Option<Source>,
+    pub force: bool,
+}
+
+fn rfc3339(secs: u64) -> String {
+    crate::backend::rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn result(
+    m: &LoadMarker,
+    manifest: &crate::manifest::Manifest,
+    path: &Path,
+    already: bool,
+    from_cache: bool,
+) -> LoadResult {
+    LoadResult {
+        name: m.name.clone(),
+        ext_type: m.ext_type,
+        version: m.version.clone(),
+        source: m.source,
+        path: path.display().to_string(),
+        checksum: m.checksum.clone(),
+        description: manifest.description.clone(),
+        author: manifest.author.clone(),
+        tags: manifest.tags.clone(),
+        requires: manifest.requires.clone(),
+        dependencies: manifest.dependencies.clone(),
+        homepage: manifest.homepage.clone(),
+        license: manifest.license.clone(),
+        loaded_at: rfc3339(m.loaded_at),
+        already_loaded: already,
+        from_cache,
+    }
+}
+
+/// The result for an extracted folder, reading its marker and manifest.
+fn existing(dir: &Path) -> Option<LoadResult> {
+    let m = extract::read_marker(dir)?;
+    let manifest =
+        crate::manifest::Manifest::parse(&std::fs::read(dir.join("extension.yaml")).ok()?).ok()?;
+    Some(result(&m, &manifest, dir, true, true))
+}
+
+impl Loader {
+    pub fn new(dir: PathBuf) -> Loader {
+        Loader {
+            dir,
+            locks: parking_lot::Mutex::new(HashMap::new()),
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Every loaded extension, from the markers on disk.
+    pub fn loaded(&self) -> Vec<LoadResult> {
+        extract::loaded(&self.dir)
+            .into_iter()
+            .filter_map(|(_, p)| existing(&p))
+            .collect()
+    }
+
+    pub async fn load(&self, reg: &Registry, req: LoadRequest) -> Result<LoadResult, ApiError> {
+        let entry = reg
+            .resolve(req.ext_type, &req.name, &req.constraint, req.pre)
+            .await?;
+        if let Some(s) = req.source {
+            if entry.record.source != s {
+                return Err(ApiError::not_found(format!(
+                    "{}/{} {} is served by the {} backend, not {s}",
+                    req.ext_type, req.name, entry.record.version, entry.record.source
+                )));
+            }
+        }
+        let dest = self
+            .dir
+            .join(req.ext_type.as_str())
+            .join(&req.name)
+            .join(&entry.record.version);
+        let lock = self.locks.lock().entry(dest.clone()).or_default().clone();
+        let _held = lock.lock().await;
+        load_into(reg, entry, dest, req.force, self.limits).await
+    }
+}
+
+async fn load_into(
+    reg: &Registry,
+    entry: crate::backend::VersionEntry,
+    dest: PathBuf,
+    force: bool,
+    limits: Limits,
+) -> Result<LoadResult, ApiError> {
+    let rec = &entry.record;
+    if !force {
+        if let Some(have) = existing(&dest) {
+            if rec.checksum.as_deref().is_none_or(|c| c == have.checksum) {
+                return Ok(have);
+            }
+        }
+    } else {
+        let (t, n, v, s) = (
+            rec.ext_type,
+            rec.name.clone(),
+            rec.version.clone(),
+            rec.source,
+        );
+        reg.artifacts()
+            .remove_where(|e| e.ext_type == t && e.name == n && e.version == v && e.source == s);
+    }
+    let (entry, art) = reg.artifact(rec.ext_type, &rec.name, &rec.version).await?;
+    let marker = LoadMarker {
+        ext_type: entry.record.ext_type,
+        name: entry.record.name.clone(),
+        version: entry.record.version.clone(),
+        source: entry.record.source,
+        checksum: art.digest.clone(),
+        loaded_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    let (path, m2, dest2) = (art.path.clone(), marker.clone(), dest.clone());
+    let manifest =
+        tokio::task::spawn_blocking(move || extract::extract(&path, &dest2, &m2, limits))
+            .await
+            .map_err(|e| ApiError::internal(format!("extraction task failed: {e}")))?
+            .map_err(|e| {
+                let kind = match e {
+                    extract::ExtractError::Io(_) => ErrorKind::InternalError,
+                    _ => ErrorKind::InvalidArchive,
+                };
+                ApiError::new(
+                    kind,
+                    format!(
+                        "{}/{} {}: {e}",
+                        marker.ext_type, marker.name, marker.version
+                    ),
+                )
+            })?;
+    Ok(result(&marker, &manifest, &dest, false, art.hit))
+}

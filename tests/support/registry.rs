@@ -1,0 +1,807 @@
+//! The real OCI registry for the OCI tests: Debian's `docker-registry`
+//! (distribution 2.8.2) on a free loopback port with temp storage, deletes
+//! enabled, an optional bcrypt htpasswd file, and its access log captured so
+//! tests can count blob GETs. Fixtures are pushed with this module's own
+//! code (blocking reqwest, the Distribution upload flow), and OCI image
+//! layouts are written for `skopeo copy`.
+//!
+//! distribution 2.8 does not page `tags/list`; [`PagingProxy`] sits in front
+//! of it and pages tag lists the way registries that cap them do (`n`,
+//! `last`, `Link: <...>; rel="next"`), passing every other request through
+//! and recording each request line.
+
+use crate::require_tool;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+pub const EMPTY_DIGEST: &str =
+    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+pub const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// How to start a registry.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `Some((user, password))`: htpasswd auth with that one user.
+    pub htpasswd: Option<(String, String)>,
+    /// `catalog.maxentries` (the largest `_catalog` page); default 100.
+    pub catalog_max: Option<usize>,
+    /// Bearer token auth through this issuer (see [`TokenIssuer`]).
+    pub token_auth: Option<String>,
+}
+
+/// A running `docker-registry serve`, stopped on drop.
+pub struct Registry {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub storage: PathBuf,
+    log: PathBuf,
+    config: PathBuf,
+    pub auth: Option<(String, String)>,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Registry {
+    pub fn start(opts: Options) -> Registry {
+        let bin = require_tool("docker-registry", "docker-registry");
+        let dir = tempfile::Builder::new()
+            .prefix("extreg-registry-")
+            .tempdir()
+            .unwrap();
+        let storage = dir.path().join("storage");
+        std::fs::create_dir_all(&storage).unwrap();
+        let port = free_port();
+        let mut auth_yaml = opts.token_auth.clone().unwrap_or_default();
+        if let Some((u, p)) = &opts.htpasswd {
+            let htpasswd = require_tool("htpasswd", "apache2-utils");
+            let out = Command::new(htpasswd)
+                .args(["-Bbn", u, p])
+                .output()
+                .expect("run htpasswd");
+            assert!(out.status.success(), "htpasswd failed");
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, &out.stdout).unwrap();
+            auth_yaml = format!(
+                "auth:\n  htpasswd:\n    realm: extreg-test\n    path: {}\n",
+                file.display()
+            );
+        }
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: 127.0.0.1:{port}\n  secret: extreg-test-secret\n\
+                 catalog:\n  maxentries: {}\n{auth_yaml}",
+                storage.display(),
+                opts.catalog_max.unwrap_or(100)
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("registry.log");
+        let mut r = Registry {
+            child: None,
+            addr: format!("127.0.0.1:{port}"),
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            storage,
+            log,
+            config,
+            auth: opts.htpasswd.clone(),
+            dir,
+        };
+        let _ = bin;
+        r.spawn();
+        r
+    }
+
+    /// A handle on a registry started elsewhere (for pushing only; nothing
+    /// is stopped on drop).
+    pub fn attach(url: &str, auth: Option<(String, String)>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url.trim_end_matches('/').to_string();
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string();
+        Registry {
+            child: None,
+            port: addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0),
+            addr,
+            url,
+            storage: dir.path().join("storage"),
+            log: dir.path().join("registry.log"),
+            config: dir.path().join("config.yml"),
+            auth,
+            dir,
+        }
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(require_tool("docker-registry", "docker-registry"))
+            .arg("serve")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn docker-registry");
+        self.child = Some(child);
+        let client = self.client();
+        let ok = crate::wait_until(Duration::from_secs(20), || {
+            client
+                .get(format!("{}/v2/", self.url))
+                .send()
+                .is_ok_and(|r| r.status() == 200 || r.status() == 401)
+        });
+        assert!(ok, "docker-registry did not come up:\n{}", self.log());
+    }
+
+    /// Stops the registry (its storage stays).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Everything the registry wrote (access log and messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Access-log lines of `GET /v2/{repo}/blobs/{digest}`.
+    pub fn blob_gets(&self, repo: &str, digest: &str) -> usize {
+        let needle = format!("\"GET /v2/{repo}/blobs/{digest} ");
+        self.log().lines().filter(|l| l.contains(&needle)).count()
+    }
+
+    /// The file holding a blob's bytes in the registry's storage.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.storage
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    pub fn client(&self) -> reqwest::blocking::Client {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    }
+
+    fn authed(&self, rb: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
+        match &self.auth {
+            Some((u, p)) => rb.basic_auth(u, Some(p)),
+            None => rb,
+        }
+    }
+
+    /// Uploads a blob (POST, then PUT to `Location` + `digest=`).
+    pub fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = crate::sha256_tag(data);
+        let c = self.client();
+        let r = self
+            .authed(c.post(format!("{}/v2/{repo}/blobs/uploads/", self.url)))
+            .send()
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            202,
+            "POST upload: {}",
+            r.text().unwrap_or_default()
+        );
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = self
+            .authed(c.put(format!("{loc}{sep}digest={digest}")))
+            .header("content-type", "application/octet-stream")
+            .body(data.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            201,
+            "PUT blob: {}",
+            r.text().unwrap_or_default()
+        );
+        digest
+    }
+
+    /// Puts a manifest under each tag; returns its digest.
+    pub fn put_manifest(&self, repo: &str, manifest: &[u8], tags: &[&str]) -> String {
+        let c = self.client();
+        for t in tags {
+            let r = self
+                .authed(c.put(format!("{}/v2/{repo}/manifests/{t}", self.url)))
+                .header("content-type", OCI_MANIFEST)
+                .body(manifest.to_vec())
+                .send()
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                201,
+                "PUT manifest {repo}:{t}: {}",
+                r.text().unwrap_or_default()
+            );
+        }
+        crate::sha256_tag(manifest)
+    }
+
+    /// Pushes an artifact (empty config, one tar+gzip layer) under `tags`.
+    pub fn push_artifact(
+        &self,
+        repo: &str,
+        tags: &[&str],
+        layer: &[u8],
+        annotations: &[(&str, &str)],
+    ) -> Pushed {
+        self.push_blob(repo, b"{}");
+        let layer_digest = self.push_blob(repo, layer);
+        let manifest = artifact_manifest(&layer_digest, layer.len(), annotations);
+        let manifest_digest = self.put_manifest(repo, &manifest, tags);
+        Pushed {
+            layer_digest,
+            manifest_digest,
+            manifest,
+        }
+    }
+
+    /// `GET /v2/{repo}/tags/list` straight from the registry.
+    pub fn tags(&self, repo: &str) -> Vec<String> {
+        let r = self
+            .authed(
+                self.client()
+                    .get(format!("{}/v2/{repo}/tags/list", self.url)),
+            )
+            .send()
+            .unwrap();
+        if r.status() == 404 {
+            return vec![];
+        }
+        let v: Value = r.json().unwrap();
+        v["tags"]
+            .as_array()
+            .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What [`Registry::push_artifact`] pushed.
+pub struct Pushed {
+    pub layer_digest: String,
+    pub manifest_digest: String,
+    pub manifest: Vec<u8>,
+}
+
+/// An OCI artifact manifest: empty config, one layer.
+pub fn artifact_manifest(layer_digest: &str, size: usize, annotations: &[(&str, &str)]) -> Vec<u8> {
+    let ann: BTreeMap<&str, &str> = annotations.iter().copied().collect();
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.provisioning.extension.v1+tar+gzip",
+        "config": {"mediaType": EMPTY_CONFIG, "digest": EMPTY_DIGEST, "size": 2},
+        "layers": [{"mediaType": LAYER, "digest": layer_digest, "size": size,
+                    "annotations": {"org.opencontainers.image.title": "artifact.tar.gz"}}],
+        "annotations": ann,
+    }))
+    .unwrap()
+}
+
+/// Writes an OCI image layout holding one artifact tagged `tag` (for
+/// `skopeo copy oci:DIR:TAG ...`); returns the layer digest.
+pub fn write_oci_layout(
+    dir: &Path,
+    tag: &str,
+    layer: &[u8],
+    annotations: &[(&str, &str)],
+) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| {
+        let d = crate::sha256_tag(data);
+        std::fs::write(blobs.join(d.strip_prefix("sha256:").unwrap()), data).unwrap();
+        d
+    };
+    put(b"{}");
+    let layer_digest = put(layer);
+    let manifest = artifact_manifest(&layer_digest, layer.len(), annotations);
+    let md = put(&manifest);
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": md, "size": manifest.len(),
+                           "annotations": {"org.opencontainers.image.ref.name": tag}}]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    layer_digest
+}
+
+// ---- the paging proxy ------------------------------------------------------------
+
+struct ProxyState {
+    upstream: String,
+    cap: usize,
+    client: reqwest::Client,
+    requests: Mutex<Vec<String>>,
+    /// Answer blob GETs with a 307 to this origin instead of serving them.
+    redirect_blobs: Option<String>,
+}
+
+/// A pass-through proxy in front of a registry that pages `tags/list` at
+/// `cap` entries and records every request line (`METHOD /path?query
+/// auth=yes|no`, whether an `Authorization` header came with it).
+pub struct PagingProxy {
+    pub url: String,
+    /// `127.0.0.1:PORT`, for `[oci] registry`.
+    pub addr: String,
+    state: Arc<ProxyState>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl PagingProxy {
+    pub fn start(upstream: &str, cap: usize) -> PagingProxy {
+        Self::start_with(upstream, cap, None)
+    }
+
+    /// Like [`PagingProxy::start`], but blob GETs are redirected (307) to
+    /// `origin` (`http://host:port`) with the same path.
+    pub fn start_redirecting(upstream: &str, cap: usize, origin: &str) -> PagingProxy {
+        Self::start_with(
+            upstream,
+            cap,
+            Some(origin.trim_end_matches('/').to_string()),
+        )
+    }
+
+    fn start_with(upstream: &str, cap: usize, redirect_blobs: Option<String>) -> PagingProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let state = Arc::new(ProxyState {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            cap,
+            client: reqwest::Client::new(),
+            requests: Mutex::new(Vec::new()),
+            redirect_blobs,
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("paging-proxy")
+            .enable_all()
+            .build()
+            .unwrap();
+        let st = state.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let st = st.clone();
+            async move { forward(st, req).await }
+        });
+        runtime.spawn(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            let _ = axum::serve(l, app).await;
+        });
+        PagingProxy {
+            url: format!("http://{addr}"),
+            addr,
+            state,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Every request line seen so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, pred: impl Fn(&str) -> bool) -> usize {
+        self.requests().iter().filter(|r| pred(r)).count()
+    }
+}
+
+impl Drop for PagingProxy {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+async fn forward(st: Arc<ProxyState>, req: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let method = req.method().clone();
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let auth = if req.headers().contains_key("authorization") {
+        "yes"
+    } else {
+        "no"
+    };
+    st.requests
+        .lock()
+        .unwrap()
+        .push(format!("{method} {pq} auth={auth}"));
+    let path = req.uri().path().to_string();
+    if let Some(origin) = &st.redirect_blobs {
+        if method == axum::http::Method::GET && path.contains("/blobs/") {
+            return (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [("location", format!("{origin}{pq}"))],
+            )
+                .into_response();
+        }
+    }
+    let query: BTreeMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let headers = req.headers().clone();
+    let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    let paged = method == axum::http::Method::GET && path.ends_with("/tags/list");
+    let target = if paged {
+        format!("{}{path}", st.upstream)
+    } else {
+        format!("{}{pq}", st.upstream)
+    };
+    let mut out = st
+        .client
+        .request(
+            reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(),
+            &target,
+        )
+        .body(body.to_vec());
+    for (k, v) in headers.iter() {
+        if k != "host" && k != "content-length" {
+            out = out.header(k.as_str(), v.as_bytes());
+        }
+    }
+    let resp = match out.send().await {
+        Ok(r) => r,
+        Err(e) => return (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap();
+    let mut hdrs = axum::http::HeaderMap::new();
+    for (k, v) in resp.headers().iter() {
+        if k != "content-length" && k != "transfer-encoding" && k != "connection" {
+            hdrs.insert(
+                axum::http::HeaderName::from_bytes(k.as_str().as_bytes()).unwrap(),
+                axum::http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+            );
+        }
+    }
+    let bytes = resp.bytes().await.unwrap_or_default();
+    if !(paged && status.is_success()) {
+        return (status, hdrs, bytes.to_vec()).into_response();
+    }
+    let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+    let mut tags: Vec<String> = v["tags"]
+        .as_array()
+        .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    tags.sort();
+    let n = query
+        .get("n")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(st.cap)
+        .min(st.cap);
+    let start = match query.get("last") {
+        Some(last) => tags.iter().position(|t| t > last).unwrap_or(tags.len()),
+        None => 0,
+    };
+    let page: Vec<String> = tags.iter().skip(start).take(n).cloned().collect();
+    if start + page.len() < tags.len() {
+        let last = page.last().cloned().unwrap_or_default();
+        hdrs.insert(
+            "link",
+            format!("<{path}?n={n}&last={last}>; rel=\"next\"")
+                .parse()
+                .unwrap(),
+        );
+    }
+    v["tags"] = json!(page);
+    (status, hdrs, serde_json::to_vec(&v).unwrap()).into_response()
+}
+
+// ---- bearer token auth -------------------------------------------------------------
+
+/// `auth.token` settings for [`Registry::start_with_token`].
+struct TokenState {
+    dir: PathBuf,
+    user: String,
+    password: String,
+    issuer: String,
+    service: String,
+    x5c: String,
+    requests: Mutex<Vec<String>>,
+}
+
+/// A small token service for the registry's `auth.token` mode: checks HTTP
+/// Basic credentials, grants every scope asked for to its one user, and
+/// signs RS256 JWTs (with `openssl`) carrying its self-signed certificate in
+/// `x5c`; the registry trusts that certificate (`rootcertbundle`).
+pub struct TokenIssuer {
+    /// The realm, `http://127.0.0.1:PORT/token`.
+    pub realm: String,
+    pub cert: PathBuf,
+    state: Arc<TokenState>,
+    runtime: Option<tokio::runtime::Runtime>,
+    _dir: tempfile::TempDir,
+}
+
+pub const TOKEN_SERVICE: &str = "extreg-test-registry";
+pub const TOKEN_ISSUER: &str = "extreg-test-issuer";
+
+fn b64(data: &[u8], url: bool) -> String {
+    const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let t = if url { URL } else { STD };
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(t[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else if !url {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn b64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let digits: Vec<u32> = s.bytes().filter_map(val).collect();
+    let mut out = Vec::new();
+    for c in digits.chunks(4) {
+        let mut n = 0u32;
+        for (i, d) in c.iter().enumerate() {
+            n |= d << (18 - 6 * i);
+        }
+        for i in 0..c.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+impl TokenIssuer {
+    pub fn start(user: &str, password: &str) -> TokenIssuer {
+        let openssl = require_tool("openssl", "openssl");
+        let dir = tempfile::Builder::new()
+            .prefix("extreg-token-")
+            .tempdir()
+            .unwrap();
+        let key = dir.path().join("key.pem");
+        let cert = dir.path().join("cert.pem");
+        let out = Command::new(&openssl)
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=extreg-test-issuer",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let der = Command::new(&openssl)
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(der.status.success());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(TokenState {
+            dir: dir.path().to_path_buf(),
+            user: user.into(),
+            password: password.into(),
+            issuer: TOKEN_ISSUER.into(),
+            service: TOKEN_SERVICE.into(),
+            x5c: b64(&der.stdout, false),
+            requests: Mutex::new(Vec::new()),
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let st = state.clone();
+        let app = axum::Router::new().route(
+            "/token",
+            axum::routing::get(move |req: axum::extract::Request| {
+                let st = st.clone();
+                async move { issue(st, req) }
+            }),
+        );
+        runtime.spawn(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            let _ = axum::serve(l, app).await;
+        });
+        TokenIssuer {
+            realm: format!("http://{addr}/token"),
+            cert,
+            state,
+            runtime: Some(runtime),
+            _dir: dir,
+        }
+    }
+
+    /// Every token request's query (`service=..&scope=..`) and whether it
+    /// carried valid credentials.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The registry's `auth:` section for this issuer.
+    pub fn auth_yaml(&self) -> String {
+        format!(
+            "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            self.realm,
+            self.cert.display()
+        )
+    }
+}
+
+impl Drop for TokenIssuer {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn issue(st: Arc<TokenState>, req: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .map(|b| String::from_utf8_lossy(&b64_decode(b)).to_string())
+        .is_some_and(|up| up == format!("{}:{}", st.user, st.password));
+    st.requests
+        .lock()
+        .unwrap()
+        .push(format!("{query} authorized={authorized}"));
+    if !authorized {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            "{\"details\":\"bad credentials\"}",
+        )
+            .into_response();
+    }
+    let mut access = Vec::new();
+    for kv in query.split('&') {
+        let Some(scope) = kv.strip_prefix("scope=") else {
+            continue;
+        };
+        let scope = scope
+            .replace("%3A", ":")
+            .replace("%2F", "/")
+            .replace("%2C", ",")
+            .replace("%2A", "*");
+        let parts: Vec<&str> = scope.splitn(3, ':').collect();
+        if parts.len() == 3 {
+            access.push(json!({"type": parts[0], "name": parts[1],
+                "actions": parts[2].split(',').collect::<Vec<_>>()}));
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = json!({"typ": "JWT", "alg": "RS256", "x5c": [st.x5c]});
+    let claims = json!({"iss": st.issuer, "sub": st.user, "aud": st.service,
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
+        "access": access});
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes(), true),
+        b64(claims.to_string().as_bytes(), true)
+    );
+    let input_file = st.dir.join(format!(
+        "in-{}",
+        std::process::id() as u64 * 1000 + next_id()
+    ));
+    std::fs::write(&input_file, &signing_input).unwrap();
+    let sig = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(st.dir.join("key.pem"))
+        .arg(&input_file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&input_file);
+    assert!(sig.status.success());
+    let token = format!("{signing_input}.{}", b64(&sig.stdout, true));
+    axum::Json(json!({"token": token, "expires_in": 300})).into_response()
+}
+
+fn next_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
