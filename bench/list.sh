@@ -35,7 +35,7 @@ done
 cat > "$tmp/extregd.toml" <<TOML
 [server]
 port = 0
-workers = 1
+workers = ${WORKERS:-1}
 [local]
 path = "$tmp/catalog"
 [cache]

@@ -14,7 +14,6 @@
 //! Concurrent requests for one missing artifact share one fetch.
 
 use crate::backend::{Backend, VersionEntry};
-use crate::cache::SingleFlight;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use extreg_shared::{ArtifactCacheStats, ErrorKind, Extension, ExtensionType, Source};
@@ -70,6 +69,145 @@ impl IndexEntry {
     }
 }
 
+/// How far a download in progress has come.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// The backend answered; `size` and `digest` are what it announced.
+    pub started: bool,
+    pub size: Option<u64>,
+    pub digest: Option<String>,
+    /// Bytes written to the temp file so far.
+    pub written: u64,
+    /// Set once: the verified artifact, or why it was refused.
+    pub done: Option<Result<CachedArtifact, ApiError>>,
+}
+
+struct Inflight {
+    tmp_path: PathBuf,
+    revision: String,
+    rx: tokio::sync::watch::Receiver<Progress>,
+}
+
+impl Inflight {
+    /// A reader of this download: the temp file is opened now, so it stays
+    /// readable after the rename into `blobs/` (or the removal on failure).
+    fn join(&self) -> Result<Growing, ApiError> {
+        let file = std::fs::File::open(&self.tmp_path)
+            .map_err(|e| ApiError::internal(format!("artifact cache: {e}")))?;
+        Ok(Growing {
+            file,
+            rx: self.rx.clone(),
+        })
+    }
+}
+
+/// A download in progress, readable while it is written.
+pub struct Growing {
+    pub file: std::fs::File,
+    pub rx: tokio::sync::watch::Receiver<Progress>,
+}
+
+impl Growing {
+    /// Waits until the backend answered (or the download ended).
+    pub async fn started(&mut self) -> Progress {
+        let p = self
+            .rx
+            .wait_for(|p| p.started || p.done.is_some())
+            .await
+            .map(|p| p.clone());
+        p.unwrap_or_else(|_| Progress {
+            done: Some(Err(ApiError::internal(
+                "the download task ended unexpectedly",
+            ))),
+            ..Progress::default()
+        })
+    }
+
+    /// Waits for the end of the download.
+    pub async fn finished(mut self) -> Result<CachedArtifact, ApiError> {
+        match self.rx.wait_for(|p| p.done.is_some()).await {
+            Ok(p) => p.done.clone().expect("done is set"),
+            Err(_) => Err(ApiError::internal("the download task ended unexpectedly")),
+        }
+    }
+
+    /// The bytes as they arrive. **The last byte is held back until the
+    /// digest is verified**, so a client never receives a complete body
+    /// that failed verification: on failure the stream ends with an error
+    /// (the connection is cut).
+    pub fn stream(self) -> crate::backend::ByteStream {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        struct St {
+            file: tokio::fs::File,
+            rx: tokio::sync::watch::Receiver<Progress>,
+            pos: u64,
+            finished: bool,
+        }
+        let st = St {
+            file: tokio::fs::File::from_std(self.file),
+            rx: self.rx,
+            pos: 0,
+            finished: false,
+        };
+        Box::pin(futures::stream::unfold(st, |mut st| async move {
+            loop {
+                if st.finished {
+                    return None;
+                }
+                let p = st.rx.borrow_and_update().clone();
+                let (limit, last) = match &p.done {
+                    Some(Ok(a)) => (a.size, true),
+                    Some(Err(e)) => {
+                        st.finished = true;
+                        return Some((Err(std::io::Error::other(e.message.clone())), st));
+                    }
+                    // Hold back the final byte until verification.
+                    None => match p.size {
+                        Some(n) => (p.written.min(n.saturating_sub(1)), false),
+                        None => (p.written, false),
+                    },
+                };
+                if st.pos < limit {
+                    let want = (limit - st.pos).min(256 * 1024) as usize;
+                    let mut buf = vec![0u8; want];
+                    if let Err(e) = st.file.seek(std::io::SeekFrom::Start(st.pos)).await {
+                        st.finished = true;
+                        return Some((Err(e), st));
+                    }
+                    return match st.file.read_exact(&mut buf).await {
+                        Ok(_) => {
+                            st.pos += want as u64;
+                            Some((Ok(bytes::Bytes::from(buf)), st))
+                        }
+                        Err(e) => {
+                            st.finished = true;
+                            Some((Err(e), st))
+                        }
+                    };
+                }
+                if last {
+                    return None;
+                }
+                if st.rx.changed().await.is_err() {
+                    st.finished = true;
+                    return Some((
+                        Err(std::io::Error::other(
+                            "the download task ended unexpectedly",
+                        )),
+                        st,
+                    ));
+                }
+            }
+        }))
+    }
+}
+
+/// An artifact ready in the cache, or one still arriving.
+pub enum Fetched {
+    Ready(CachedArtifact),
+    Growing(Growing),
+}
+
 /// A verified artifact on disk, ready to serve.
 #[derive(Debug, Clone)]
 pub struct CachedArtifact {
@@ -83,7 +221,8 @@ pub struct CachedArtifact {
 pub struct ArtifactStore {
     root: PathBuf,
     index: Mutex<HashMap<ArtifactKey, IndexEntry>>,
-    flights: SingleFlight<ArtifactKey, Result<CachedArtifact, ApiError>>,
+    /// Downloads in progress, by key.
+    inflight: Mutex<HashMap<ArtifactKey, Inflight>>,
     hits: AtomicU64,
     misses: AtomicU64,
     metrics: Arc<Metrics>,
@@ -154,7 +293,7 @@ impl ArtifactStore {
         let store = ArtifactStore {
             root: root.to_path_buf(),
             index: Mutex::new(index),
-            flights: SingleFlight::default(),
+            inflight: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             metrics,
@@ -177,35 +316,78 @@ impl ArtifactStore {
     }
 
     /// The artifact of `entry`, from the cache when it holds the same
-    /// revision, else fetched from `backend`, verified and stored.
+    /// revision, else fetched from `backend`, verified and stored. Waits for
+    /// the whole download.
     pub async fn get_or_fetch(
         self: &Arc<Self>,
         entry: &VersionEntry,
         backend: Arc<dyn Backend>,
     ) -> Result<CachedArtifact, ApiError> {
+        match self.fetch_or_join(entry, backend)? {
+            Fetched::Ready(a) => Ok(a),
+            Fetched::Growing(g) => g.finished().await,
+        }
+    }
+
+    /// The artifact of `entry`: ready in the cache, or a download in
+    /// progress that the caller can read while it is written. Concurrent
+    /// callers for one missing artifact share one backend fetch.
+    pub fn fetch_or_join(
+        self: &Arc<Self>,
+        entry: &VersionEntry,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Fetched, ApiError> {
         let key = ArtifactKey {
             ext_type: entry.record.ext_type,
             name: entry.record.name.clone(),
             version: entry.record.version.clone(),
             source: entry.record.source,
         };
+        // Lock order: inflight, then index. A finishing download inserts
+        // its index entry and leaves `inflight` under this lock, so a caller
+        // sees one or the other, never neither.
+        let mut inflight = self.inflight.lock();
         if let Some(hit) = self.lookup(&key, &entry.revision) {
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(hit);
+            return Ok(Fetched::Ready(hit));
         }
+        if let Some(f) = inflight.get(&key) {
+            if f.revision == entry.revision {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Fetched::Growing(f.join()?));
+            }
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))
+            .map_err(|e| ApiError::internal(format!("artifact cache: {e}")))?;
+        let (tx, rx) = tokio::sync::watch::channel(Progress::default());
+        let flight = Inflight {
+            tmp_path: tmp.path().to_path_buf(),
+            revision: entry.revision.clone(),
+            rx,
+        };
+        let growing = flight.join()?;
+        inflight.insert(key.clone(), flight);
+        drop(inflight);
+        // Detached: the cache fills even if every client hangs up.
         let this = self.clone();
         let entry = entry.clone();
-        let fkey = key.clone();
-        self.flights
-            .run(key, move || async move {
-                // Another flight may have finished between lookup and here.
-                if let Some(hit) = this.lookup(&fkey, &entry.revision) {
-                    return Ok(hit);
-                }
-                this.misses.fetch_add(1, Ordering::Relaxed);
-                this.fetch(fkey, &entry, backend).await
-            })
-            .await
+        tokio::spawn(async move {
+            let res = this.download(&key, &entry, backend, tmp, &tx).await;
+            let mut inflight = this.inflight.lock();
+            let res = res.map(|(a, ie)| {
+                this.index.lock().insert(key.clone(), ie);
+                a
+            });
+            inflight.remove(&key);
+            drop(inflight);
+            if res.is_ok() {
+                this.evict_over_cap(&key);
+                this.update_gauges();
+            }
+            tx.send_modify(|p| p.done = Some(res));
+        });
+        Ok(Fetched::Growing(growing))
     }
 
     fn lookup(&self, key: &ArtifactKey, revision: &str) -> Option<CachedArtifact> {
@@ -231,12 +413,16 @@ impl ArtifactStore {
         })
     }
 
-    async fn fetch(
+    /// Streams the backend's bytes into `tmp`, hashing them and reporting
+    /// progress, verifies them, and renames the file into `blobs/`.
+    async fn download(
         &self,
-        key: ArtifactKey,
+        key: &ArtifactKey,
         entry: &VersionEntry,
         backend: Arc<dyn Backend>,
-    ) -> Result<CachedArtifact, ApiError> {
+        tmp: tempfile::NamedTempFile,
+        tx: &tokio::sync::watch::Sender<Progress>,
+    ) -> Result<(CachedArtifact, IndexEntry), ApiError> {
         let source = entry.record.source;
         let artifact = backend.fetch(entry).await;
         self.metrics
@@ -246,27 +432,39 @@ impl ArtifactStore {
             .digest
             .clone()
             .or_else(|| entry.record.checksum.clone());
-        let tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))
-            .map_err(|e| ApiError::internal(format!("artifact cache: {e}")))?;
+        tx.send_modify(|p| {
+            p.started = true;
+            p.size = artifact.size;
+            p.digest = expected.clone();
+        });
         let (std_file, tmp_path) = tmp.into_parts();
         let mut file = tokio::fs::File::from_std(std_file);
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut stream = artifact.stream;
         use tokio::io::AsyncWriteExt;
+        let write_err =
+            |e: std::io::Error| ApiError::internal(format!("artifact cache write: {e}"));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
                 ApiError::backend(source, &crate::backend::BackendError::Io(e.to_string()))
             })?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| ApiError::internal(format!("artifact cache write: {e}")))?;
+            if artifact.size.is_some_and(|announced| size > announced) {
+                return Err(ApiError::new(
+                    ErrorKind::IntegrityError,
+                    format!(
+                        "the {source} backend sent more bytes than the {} it announced",
+                        artifact.size.unwrap_or(0)
+                    ),
+                ));
+            }
+            file.write_all(&chunk).await.map_err(write_err)?;
+            // Readers may read what is flushed to the file.
+            file.flush().await.map_err(write_err)?;
+            tx.send_modify(|p| p.written = size);
         }
-        file.flush()
-            .await
-            .map_err(|e| ApiError::internal(format!("artifact cache write: {e}")))?;
         file.sync_all()
             .await
             .map_err(|e| ApiError::internal(format!("artifact cache sync: {e}")))?;
@@ -311,15 +509,13 @@ impl ArtifactStore {
         };
         self.write_ref(&ie)
             .map_err(|e| ApiError::internal(format!("artifact cache index: {e}")))?;
-        self.index.lock().insert(key.clone(), ie);
-        self.evict_over_cap(&key);
-        self.update_gauges();
-        Ok(CachedArtifact {
+        let a = CachedArtifact {
             path: blob,
             size,
             digest,
             hit: false,
-        })
+        };
+        Ok((a, ie))
     }
 
     fn write_ref(&self, e: &IndexEntry) -> std::io::Result<()> {

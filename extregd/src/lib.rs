@@ -84,9 +84,8 @@ fn backends(config: &Config, dirs: &Dirs) -> Result<Vec<Arc<dyn Backend>>, BootE
 /// Wires the components: config -> backends, caches, metrics -> router, and
 /// binds the listener.
 pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
-    for w in config.validate()? {
-        tracing::warn!("{w}");
-    }
+    // Warnings are printed by the caller (main); errors stop here too.
+    config.validate()?;
     let host = if config.server.host == "localhost" {
         "127.0.0.1".to_string()
     } else {

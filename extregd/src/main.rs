@@ -104,10 +104,30 @@ fn main() -> ExitCode {
             }
         };
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Validate before building the runtime: `workers` shapes it.
+    match config.validate() {
+        Ok(warnings) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+        }
+        Err(e) => {
+            eprintln!("extregd: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    // One worker: a current-thread runtime (no cross-thread wake-ups);
+    // otherwise a multi-thread runtime with `workers` (default: cores).
+    let mut builder = match config.server.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("extregd: cannot start the async runtime: {e}");

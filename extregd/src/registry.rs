@@ -8,7 +8,7 @@
 //! lists are the union, and when two backends hold the same version the one
 //! earlier in the order serves it.
 
-use crate::artifacts::{ArtifactStore, CachedArtifact};
+use crate::artifacts::{ArtifactStore, CachedArtifact, Fetched};
 use crate::backend::{newest, Backend, BackendError, VersionEntry};
 use crate::cache::{SingleFlight, TtlLru};
 use crate::config::CacheConfig;
@@ -444,13 +444,13 @@ impl Registry {
         Ok(body)
     }
 
-    /// One version's artifact, from the artifact cache or its backend.
-    pub async fn artifact(
+    /// One version's entry and its backend.
+    async fn entry_and_backend(
         &self,
         ext_type: ExtensionType,
         name: &str,
         version: &str,
-    ) -> Result<(VersionEntry, CachedArtifact), ApiError> {
+    ) -> Result<(VersionEntry, Arc<dyn Backend>), ApiError> {
         let wanted = parse_version(version)?;
         let versions = self.versions(ext_type, name).await?;
         let entry = versions
@@ -465,8 +465,33 @@ impl Registry {
             .find(|b| b.source() == entry.record.source)
             .cloned()
             .ok_or_else(|| ApiError::internal("no backend for this version's source"))?;
+        Ok((entry, backend))
+    }
+
+    /// One version's artifact, verified, from the artifact cache or its
+    /// backend (waiting for the whole download).
+    pub async fn artifact(
+        &self,
+        ext_type: ExtensionType,
+        name: &str,
+        version: &str,
+    ) -> Result<(VersionEntry, CachedArtifact), ApiError> {
+        let (entry, backend) = self.entry_and_backend(ext_type, name, version).await?;
         let cached = self.artifacts.get_or_fetch(&entry, backend).await?;
         Ok((entry, cached))
+    }
+
+    /// One version's artifact, ready or still arriving (see
+    /// [`ArtifactStore::fetch_or_join`]).
+    pub async fn open_artifact(
+        &self,
+        ext_type: ExtensionType,
+        name: &str,
+        version: &str,
+    ) -> Result<(VersionEntry, Fetched), ApiError> {
+        let (entry, backend) = self.entry_and_backend(ext_type, name, version).await?;
+        let f = self.artifacts.fetch_or_join(&entry, backend)?;
+        Ok((entry, f))
     }
 
     pub fn cache_stats(&self) -> CacheStats {

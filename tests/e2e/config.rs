@@ -344,3 +344,32 @@ fn the_readme_run_command_serves_the_example_catalogue() {
         assert_eq!(etag, format!("\"{}\"", sha256_tag(&r.bytes().unwrap())));
     }
 }
+
+/// Threads of a running process, from /proc.
+fn threads(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn server_workers_sets_the_runtime() {
+    for (workers, expected) in [(1u32, 1u32), (3, 4)] {
+        let sb = Sandbox::new();
+        let cfg = sb.write_config(&format!("[server]\nworkers = {workers}\n"));
+        let d = Daemon::start(&sb, &["--config", cfg.to_str().unwrap()], &[]);
+        // Before any request: the main thread plus the runtime's workers
+        // (one worker is a current-thread runtime on the main thread).
+        assert_eq!(threads(d.child.id()), expected, "workers = {workers}");
+    }
+    let sb = Sandbox::new();
+    let cfg = sb.write_config("[server]\nworkers = 0\n");
+    let o = sb.command(&bin("extregd")).args(["--config", cfg.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("workers must be between 1 and 256"));
+}

@@ -415,3 +415,121 @@ fn a_daemon_killed_mid_download_leaves_no_entry() {
     let v: Value = d.get_json("/cache/stats").1;
     assert_eq!(v["artifacts"]["entries"], 1);
 }
+
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn large_downloads_stream_while_they_are_written_and_are_verified() {
+    use std::io::Read;
+    let sb = Sandbox::new();
+    let g = GiteaStandIn::start();
+    let (good, bad) = g.with(|w| {
+        w.token(TOKEN, Access::Read);
+        w.org(ORG);
+        let mk = |name: &str, seed: u64| {
+            tar_gz(&[
+                (
+                    "extension.yaml".to_string(),
+                    manifest("cluster", name, "1.0.0", name, &[]).into_bytes(),
+                ),
+                ("payload".to_string(), noise(6 << 20, seed)),
+            ])
+        };
+        let good = mk("huge", 1);
+        w.repo(ORG, "huge_cluster")
+            .release("1.0.0")
+            .asset("huge_cluster.tar.gz", &good)
+            .sha256sums();
+        let bad = mk("forged", 2);
+        w.repo(ORG, "forged_cluster")
+            .release("1.0.0")
+            .asset("forged_cluster.tar.gz", &bad)
+            .sha256sums();
+        (good, bad)
+    });
+    assert!(good.len() > 5 << 20, "over the streaming threshold");
+    g.tamper(ORG, "forged_cluster", "1.0.0", "forged_cluster.tar.gz");
+    // Half the bytes, then a pause shorter than the 3 s read timeout.
+    g.set_stall(Duration::from_millis(1500));
+    let d = gitea_daemon(&sb, &g, "");
+
+    let mut r = d.get("/extensions/cluster/huge/1.0.0");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], good.len().to_string());
+    assert_eq!(r.headers()["etag"], format!("\"{}\"", sha256_tag(&good)));
+    let mut first = vec![0u8; 1 << 20];
+    r.read_exact(&mut first).unwrap();
+    // Bytes reached the client while the download is still in progress.
+    let (_, stats) = d.get_json("/cache/stats");
+    assert_eq!(
+        stats["artifacts"]["entries"], 0,
+        "not finished, not in the cache yet"
+    );
+    // A second client joins the same download.
+    let second = std::thread::spawn({
+        let url = d.api("/extensions/cluster/huge/1.0.0");
+        move || {
+            reqwest::blocking::get(url)
+                .unwrap()
+                .bytes()
+                .unwrap()
+                .to_vec()
+        }
+    });
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).unwrap();
+    first.extend(rest);
+    assert_eq!(first, good);
+    assert_eq!(second.join().unwrap(), good);
+    let downloads = g.with(|w| {
+        w.orgs[ORG].repos["huge_cluster"].releases[0]
+            .assets
+            .iter()
+            .find(|a| a.name == "huge_cluster.tar.gz")
+            .unwrap()
+            .download_count
+    });
+    assert_eq!(
+        downloads, 1,
+        "one upstream fetch of the tarball for both clients"
+    );
+    let (_, stats) = d.get_json("/cache/stats");
+    assert_eq!(stats["artifacts"]["entries"], 1);
+
+    // A tampered large artifact never arrives whole, and is not cached.
+    let r = d.get("/extensions/cluster/forged/1.0.0");
+    let got = if r.status() == 200 {
+        r.bytes().map(|b| b.to_vec()).ok()
+    } else {
+        None
+    };
+    assert!(
+        got.is_none_or(|b| b.len() < bad.len()),
+        "the full body of a bad artifact was delivered"
+    );
+    let (_, stats) = d.get_json("/cache/stats");
+    assert_eq!(
+        stats["artifacts"]["entries"], 1,
+        "the forged one was not cached"
+    );
+    assert!(std::fs::read_dir(sb.path("artifacts/tmp"))
+        .unwrap()
+        .next()
+        .is_none());
+    // Afterwards it answers with a clean error (the digest is known up front).
+    g.set_stall(Duration::ZERO);
+    let r = d.get("/extensions/cluster/forged/1.0.0");
+    let status = r.status().as_u16();
+    let body = r.bytes().map(|b| b.to_vec()).unwrap_or_default();
+    assert!(status != 200 || body.len() < bad.len(), "status {status}");
+}

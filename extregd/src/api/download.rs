@@ -4,6 +4,7 @@
 
 use super::input::ExtPath;
 use super::SharedState;
+use crate::artifacts::{Fetched, Growing, Progress};
 use crate::error::ApiError;
 use axum::body::Body;
 use axum::extract::State;
@@ -22,9 +23,27 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let version = p.version.unwrap_or_default();
-    let (entry, art) = st.registry.artifact(p.ext_type, &p.name, &version).await?;
-    let etag = format!("\"{}\"", art.digest);
+    let (entry, fetched) = st
+        .registry
+        .open_artifact(p.ext_type, &p.name, &version)
+        .await?;
     let filename = format!("{}-{}.tar.gz", entry.record.name, entry.record.version);
+    let art = match fetched {
+        Fetched::Ready(a) => a,
+        Fetched::Growing(mut g) => {
+            let progress = g.started().await;
+            match progress.done {
+                Some(done) => done?,
+                None if headers.contains_key(header::RANGE)
+                    || progress.size.is_none_or(|n| n <= STREAM_ABOVE) =>
+                {
+                    g.finished().await?
+                }
+                None => return live(g, &progress, &filename, &headers),
+            }
+        }
+    };
+    let etag = format!("\"{}\"", art.digest);
     let mut base = HeaderMap::new();
     base.insert(header::ETAG, hv(&etag)?);
     base.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -103,6 +122,49 @@ pub async fn download(
             hv(&format!("bytes {}-{}/{}", r.start(), r.end(), art.size))?,
         );
     }
+    Ok(resp)
+}
+
+/// Artifacts larger than this stream to the client while they download
+/// (the final byte held back until the digest is verified); smaller ones
+/// are verified first, so a bad digest is a clean `integrity_error`.
+pub const STREAM_ABOVE: u64 = 4 << 20;
+
+/// A download in progress, sent as it arrives.
+fn live(
+    g: Growing,
+    p: &Progress,
+    filename: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let mut h = HeaderMap::new();
+    if let Some(d) = &p.digest {
+        let etag = format!("\"{d}\"");
+        if let Some(inm) = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+        {
+            if etag_matches(inm, d) {
+                h.insert(header::ETAG, hv(&etag)?);
+                return Ok((StatusCode::NOT_MODIFIED, h).into_response());
+            }
+        }
+        h.insert(header::ETAG, hv(&etag)?);
+    }
+    if let Some(n) = p.size {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        hv(&format!("attachment; filename=\"{filename}\""))?,
+    );
+    h.insert("x-extregd-cache", HeaderValue::from_static("miss"));
+    let mut resp = Response::new(Body::from_stream(g.stream()));
+    resp.headers_mut().extend(h);
     Ok(resp)
 }
 

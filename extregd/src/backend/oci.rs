@@ -1097,8 +1097,7 @@ impl Inner {
         t: ExtensionType,
         name: &str,
         repo: &str,
-        tag: &str,
-        semver: semver::Version,
+        (tag, semver): (&str, semver::Version),
         digest: String,
         m: &Parsed,
     ) -> Option<VersionEntry> {
@@ -1170,7 +1169,7 @@ impl Inner {
                 Ok::<_, BackendError>(
                     self.manifest(repo, &tag)
                         .await?
-                        .and_then(|(d, m)| self.entry(t, name, repo, &tag, v, d, &m)),
+                        .and_then(|(d, m)| self.entry(t, name, repo, (&tag, v), d, &m)),
                 )
             })
             .buffer_unordered(MAX_IN_FLIGHT * 2)
@@ -1195,7 +1194,7 @@ impl Inner {
         });
         for (v, tag) in tags {
             if let Some((d, m)) = self.manifest(repo, &tag).await? {
-                if let Some(e) = self.entry(t, name, repo, &tag, v, d, &m) {
+                if let Some(e) = self.entry(t, name, repo, (&tag, v), d, &m) {
                     return Ok(Some(e.record));
                 }
             }
