@@ -337,6 +337,28 @@ impl ArtifactStore {
         entry: &VersionEntry,
         backend: Arc<dyn Backend>,
     ) -> Result<Fetched, ApiError> {
+        self.fetch_or_join_opt(entry, backend, false)
+    }
+
+    /// Fetches again even when cached; the cached copy stays until the new
+    /// one is verified (so a failed refetch loses nothing).
+    pub async fn refetch(
+        self: &Arc<Self>,
+        entry: &VersionEntry,
+        backend: Arc<dyn Backend>,
+    ) -> Result<CachedArtifact, ApiError> {
+        match self.fetch_or_join_opt(entry, backend, true)? {
+            Fetched::Ready(a) => Ok(a),
+            Fetched::Growing(g) => g.finished().await,
+        }
+    }
+
+    fn fetch_or_join_opt(
+        self: &Arc<Self>,
+        entry: &VersionEntry,
+        backend: Arc<dyn Backend>,
+        force: bool,
+    ) -> Result<Fetched, ApiError> {
         let key = ArtifactKey {
             ext_type: entry.record.ext_type,
             name: entry.record.name.clone(),
@@ -347,9 +369,11 @@ impl ArtifactStore {
         // its index entry and leaves `inflight` under this lock, so a caller
         // sees one or the other, never neither.
         let mut inflight = self.inflight.lock();
-        if let Some(hit) = self.lookup(&key, &entry.revision) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Fetched::Ready(hit));
+        if !force {
+            if let Some(hit) = self.lookup(&key, &entry.revision) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Fetched::Ready(hit));
+            }
         }
         if let Some(f) = inflight.get(&key) {
             if f.revision == entry.revision {
@@ -376,7 +400,16 @@ impl ArtifactStore {
             let res = this.download(&key, &entry, backend, tmp, &tx).await;
             let mut inflight = this.inflight.lock();
             let res = res.map(|(a, ie)| {
-                this.index.lock().insert(key.clone(), ie);
+                let mut index = this.index.lock();
+                // A new revision replaces the old entry: free its blob
+                // unless another entry still uses it.
+                if let Some(old) = index.insert(key.clone(), ie) {
+                    if old.digest != a.digest && !index.values().any(|e| e.digest == old.digest) {
+                        if let Some(p) = this.blob_path(&old.digest) {
+                            let _ = std::fs::remove_file(p);
+                        }
+                    }
+                }
                 a
             });
             inflight.remove(&key);
@@ -397,6 +430,15 @@ impl ArtifactStore {
             return None;
         }
         let path = self.blob_path(&e.digest)?;
+        // The index is repaired from disk, not trusted: a blob that went
+        // away (or changed size) drops its entry and is fetched again.
+        if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(e.size) {
+            tracing::warn!(path = %path.display(), "cached artifact missing or damaged; fetching again");
+            let gone = e.key();
+            index.remove(&gone);
+            let _ = std::fs::remove_file(ref_path(&self.root, &gone));
+            return None;
+        }
         let t = now();
         let persist = t.saturating_sub(e.last_used) >= 60;
         e.last_used = t;
@@ -671,7 +713,7 @@ impl ArtifactStore {
                 .values()
                 .map(|e| e.cached_at)
                 .min()
-                .map(|t| crate::backend::rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(t))),
+                .map(|t| crate::backend::rfc3339_secs(t)),
         }
     }
 }

@@ -95,7 +95,8 @@ impl<K: Hash + Eq, V: Clone> TtlLru<K, V> {
 }
 
 /// Coalesces concurrent computations of the same key: the first caller
-/// starts the work, later callers wait for its result.
+/// starts the work, later callers wait for its result. The work runs as a
+/// task of its own, so callers that give up do not leave it half-done.
 pub struct SingleFlight<K, V: Clone> {
     inflight: Mutex<HashMap<K, Shared<BoxFuture<'static, V>>>>,
 }
@@ -119,7 +120,16 @@ impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> SingleFlight<K, V> 
             match map.get(&key) {
                 Some(f) => f.clone(),
                 None => {
-                    let f = make().boxed().shared();
+                    // The work runs in its own task: it finishes (and frees
+                    // what it holds, such as backend permits) even when
+                    // every caller has gone away.
+                    let task = tokio::spawn(make());
+                    let f = async move {
+                        task.await
+                            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+                    }
+                    .boxed()
+                    .shared();
                     map.insert(key.clone(), f.clone());
                     f
                 }
@@ -180,6 +190,28 @@ mod tests {
         c.insert(1, 1);
         assert_eq!(c.get(&1), None);
         assert_eq!(c.misses(), 1);
+    }
+
+    #[tokio::test]
+    async fn abandoned_work_still_finishes() {
+        let sf: Arc<SingleFlight<u32, u32>> = Arc::new(SingleFlight::default());
+        let done = Arc::new(AtomicUsize::new(0));
+        let d2 = done.clone();
+        let caller = tokio::spawn({
+            let sf = sf.clone();
+            async move {
+                sf.run(1, || async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    d2.fetch_add(1, Ordering::SeqCst);
+                    7
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        caller.abort();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(done.load(Ordering::SeqCst), 1, "the work ran to the end");
     }
 
     #[tokio::test]

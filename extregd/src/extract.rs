@@ -206,14 +206,19 @@ fn unpack(archive: &Path, into: &Path, limits: Limits) -> Result<(), ExtractErro
                     }
                     std::os::unix::fs::symlink(&target, &dest)?;
                 } else {
-                    // Hard link targets are archive paths from the root.
+                    // Hard link targets are archive paths from the root. A
+                    // real hard link takes no space, so links cannot
+                    // multiply a file past the size limit.
                     let t = clean(&target).map_err(|_| escapes())?;
                     no_link_on_the_way(into, &t).map_err(|_| escapes())?;
                     let src = into.join(&t);
-                    if !src.is_file() {
+                    let is_file = std::fs::symlink_metadata(&src)
+                        .map(|m| m.file_type().is_file())
+                        .unwrap_or(false);
+                    if !is_file {
                         return Err(escapes());
                     }
-                    std::fs::copy(&src, &dest)?;
+                    std::fs::hard_link(&src, &dest)?;
                 }
             }
             E::Char | E::Block | E::Fifo => {
@@ -222,6 +227,38 @@ fn unpack(archive: &Path, into: &Path, limits: Limits) -> Result<(), ExtractErro
             // pax and GNU long-name headers are consumed by the tar crate;
             // anything else carries no file.
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// After unpacking: every symbolic link must resolve, through any chain of
+/// links, to something inside `stage`. Checking each target as text is not
+/// enough (`a -> ../..` inside a deep folder, then `b -> a/../..`).
+fn links_resolve_inside(stage: &Path) -> Result<(), ExtractError> {
+    let root = std::fs::canonicalize(stage)?;
+    let mut stack = vec![stage.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            let t = e.file_type()?;
+            let p = e.path();
+            if t.is_symlink() {
+                let target = std::fs::read_link(&p).unwrap_or_default();
+                let shown = p.strip_prefix(stage).unwrap_or(&p).display().to_string();
+                let escapes = || ExtractError::LinkEscapes {
+                    entry: shown.clone(),
+                    target: target.display().to_string(),
+                };
+                // A dangling link could point outside once its target
+                // appears: refuse it too.
+                let resolved = std::fs::canonicalize(&p).map_err(|_| escapes())?;
+                if !resolved.starts_with(&root) {
+                    return Err(escapes());
+                }
+            } else if t.is_dir() {
+                stack.push(p);
+            }
         }
     }
     Ok(())
@@ -263,6 +300,7 @@ pub fn extract(
     let stage = tmp.path().join("x");
     std::fs::create_dir(&stage)?;
     unpack(archive, &stage, limits)?;
+    links_resolve_inside(&stage)?;
     let root = find_root(&stage)?;
     let bytes = std::fs::read(root.join("extension.yaml"))?;
     let m = Manifest::parse(&bytes).map_err(|e| ExtractError::Manifest(e.to_string()))?;
@@ -271,10 +309,19 @@ pub fn extract(
     if found != wanted {
         return Err(ExtractError::Mismatch { found, wanted });
     }
-    std::fs::write(
-        root.join(MARKER),
-        serde_json::to_vec_pretty(marker).map_err(|e| ExtractError::Io(e.to_string()))?,
-    )?;
+    // The archive may carry an entry of this name (even a link): replace
+    // it, never write through it.
+    let _ = std::fs::remove_file(root.join(MARKER));
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(root.join(MARKER))?;
+        f.write_all(
+            &serde_json::to_vec_pretty(marker).map_err(|e| ExtractError::Io(e.to_string()))?,
+        )?;
+    }
     if dest.exists() {
         let old = tmp.path().join("old");
         std::fs::rename(dest, &old)?;
@@ -569,6 +616,65 @@ mod tests {
         let (r, d) = try_extract(&many);
         assert_eq!(r.unwrap_err(), ExtractError::TooMany(100));
         nothing_left(&d);
+    }
+
+    #[test]
+    fn a_chain_of_links_cannot_escape() {
+        use tar::EntryType as E;
+        let (r, d) = try_extract(&[
+            Item::File("extension.yaml", MANIFEST),
+            Item::Raw("a/b/c/d/e/f/g/h", E::Directory, None),
+            Item::Raw(
+                "a/b/c/d/e/f/g/h/l",
+                E::Symlink,
+                Some("../../../../../../../.."),
+            ),
+            Item::Raw(
+                ".extregd-load.json",
+                E::Symlink,
+                Some("a/b/c/d/e/f/g/h/l/../../../../../../../../victim"),
+            ),
+        ]);
+        let e = r.expect_err("the chain was accepted");
+        assert!(matches!(e, ExtractError::LinkEscapes { .. }), "{e}");
+        nothing_left(&d);
+        assert!(!d.path().join("ext/taskserv/victim").exists());
+    }
+
+    #[test]
+    fn hard_links_do_not_multiply_the_size() {
+        use tar::EntryType as E;
+        let big = vec![7u8; 600 << 10];
+        let mut items = vec![
+            Item::File("extension.yaml", MANIFEST),
+            Item::File("big", &big),
+        ];
+        let names: Vec<String> = (0..50).map(|i| format!("h{i}")).collect();
+        for n in &names {
+            items.push(Item::Raw(n, E::Link, Some("big")));
+        }
+        let (r, d) = try_extract(&items);
+        r.expect("hard links inside the folder are fine and take no space");
+        let dest = d.path().join("ext/taskserv/k8s/1.0.0");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(dest.join("h7")).unwrap().ino(),
+            std::fs::metadata(dest.join("big")).unwrap().ino()
+        );
+    }
+
+    #[test]
+    fn a_marker_in_the_archive_is_replaced_not_followed() {
+        use tar::EntryType as E;
+        let (r, d) = try_extract(&[
+            Item::File("extension.yaml", MANIFEST),
+            Item::File("inside", b"keep me"),
+            Item::Raw(".extregd-load.json", E::Symlink, Some("inside")),
+        ]);
+        r.unwrap();
+        let dest = d.path().join("ext/taskserv/k8s/1.0.0");
+        assert_eq!(std::fs::read(dest.join("inside")).unwrap(), b"keep me");
+        assert_eq!(read_marker(&dest).unwrap(), marker());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a peer may take to send the rest of a frame it started.
@@ -212,7 +212,7 @@ fn error(kind: ErrorKind, message: String) -> Response {
 }
 
 fn rfc3339(secs: u64) -> String {
-    crate::backend::rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
+    crate::backend::rfc3339_secs(secs)
 }
 
 async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> {
@@ -278,16 +278,8 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
                 Some(t) => t,
                 None => reg.resolve_type(&name).await?,
             };
-            let record = reg.resolve(t, &name, &c, pre).await?.record;
-            if let Some(s) = source {
-                if record.source != s {
-                    return Err(ApiError::not_found(format!(
-                        "{t}/{name} {} is served by the {} backend, not {s}",
-                        record.version, record.source
-                    )));
-                }
-            }
-            let (entry, art) = reg.artifact(t, &name, &record.version).await?;
+            let entry = reg.resolve_from(t, &name, &c, pre, source).await?;
+            let art = reg.artifact_of(&entry, false).await?;
             Response::Pulled(PullResult {
                 extension: entry.record,
                 digest: art.digest,

@@ -16,7 +16,7 @@ use extreg_shared::{Constraint, ErrorKind, ExtensionType, Source};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub struct Loader {
     dir: PathBuf,
@@ -35,7 +35,7 @@ pub struct LoadRequest {
 }
 
 fn rfc3339(secs: u64) -> String {
-    crate::backend::rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
+    crate::backend::rfc3339_secs(secs)
 }
 
 fn result(
@@ -96,16 +96,14 @@ impl Loader {
 
     pub async fn load(&self, reg: &Registry, req: LoadRequest) -> Result<LoadResult, ApiError> {
         let entry = reg
-            .resolve(req.ext_type, &req.name, &req.constraint, req.pre)
+            .resolve_from(
+                req.ext_type,
+                &req.name,
+                &req.constraint,
+                req.pre,
+                req.source,
+            )
             .await?;
-        if let Some(s) = req.source {
-            if entry.record.source != s {
-                return Err(ApiError::not_found(format!(
-                    "{}/{} {} is served by the {} backend, not {s}",
-                    req.ext_type, req.name, entry.record.version, entry.record.source
-                )));
-            }
-        }
         let dest = self
             .dir
             .join(req.ext_type.as_str())
@@ -124,24 +122,28 @@ async fn load_into(
     force: bool,
     limits: Limits,
 ) -> Result<LoadResult, ApiError> {
-    let rec = &entry.record;
     if !force {
         if let Some(have) = existing(&dest) {
-            if rec.checksum.as_deref().is_none_or(|c| c == have.checksum) {
-                return Ok(have);
+            match &entry.record.checksum {
+                Some(c) if *c == have.checksum => return Ok(have),
+                Some(_) => {}
+                // No checksum announced: compare with the artifact's digest
+                // (cached or fetched), so a re-uploaded asset is noticed.
+                None => {
+                    let art = reg.artifact_of(&entry, false).await?;
+                    if art.digest == have.checksum {
+                        return Ok(LoadResult {
+                            from_cache: art.hit,
+                            ..have
+                        });
+                    }
+                }
             }
         }
-    } else {
-        let (t, n, v, s) = (
-            rec.ext_type,
-            rec.name.clone(),
-            rec.version.clone(),
-            rec.source,
-        );
-        reg.artifacts()
-            .remove_where(|e| e.ext_type == t && e.name == n && e.version == v && e.source == s);
     }
-    let (entry, art) = reg.artifact(rec.ext_type, &rec.name, &rec.version).await?;
+    // With force, the cached artifact is replaced only once the new fetch
+    // verifies: offline, a failed --force loses nothing.
+    let art = reg.artifact_of(&entry, force).await?;
     let marker = LoadMarker {
         ext_type: entry.record.ext_type,
         name: entry.record.name.clone(),

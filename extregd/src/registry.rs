@@ -359,7 +359,25 @@ impl Registry {
         constraint: &Constraint,
         allow_pre: bool,
     ) -> Result<VersionEntry, ApiError> {
-        let versions = self.versions(ext_type, name).await?;
+        self.resolve_from(ext_type, name, constraint, allow_pre, None)
+            .await
+    }
+
+    /// [`Self::resolve`] among the versions of one source only, when given
+    /// (`--source`): a version held by several backends can then be taken
+    /// from a lower-priority one.
+    pub async fn resolve_from(
+        &self,
+        ext_type: ExtensionType,
+        name: &str,
+        constraint: &Constraint,
+        allow_pre: bool,
+        source: Option<Source>,
+    ) -> Result<VersionEntry, ApiError> {
+        let versions = match source {
+            None => self.versions(ext_type, name).await?,
+            Some(s) => self.source_versions(ext_type, name, s).await?,
+        };
         constraint
             .resolve(
                 &versions.entries,
@@ -444,6 +462,36 @@ impl Registry {
         Ok(body)
     }
 
+    /// The versions of one extension in one backend only (not cached: an
+    /// explicit `--source` is rare and must see that backend's own list).
+    async fn source_versions(
+        &self,
+        ext_type: ExtensionType,
+        name: &str,
+        source: Source,
+    ) -> Result<Arc<Versions>, ApiError> {
+        let backends: Vec<Arc<dyn Backend>> = self
+            .backends
+            .iter()
+            .filter(|b| b.source() == source)
+            .cloned()
+            .collect();
+        if backends.is_empty() {
+            return Err(ApiError::invalid_request(format!(
+                "the {source} backend is not configured"
+            )));
+        }
+        merge_versions(
+            &backends,
+            &self.metrics,
+            &self.artifacts,
+            &self.base_url,
+            ext_type,
+            name,
+        )
+        .await
+    }
+
     /// One version's entry and its backend.
     async fn entry_and_backend(
         &self,
@@ -479,6 +527,26 @@ impl Registry {
         let (entry, backend) = self.entry_and_backend(ext_type, name, version).await?;
         let cached = self.artifacts.get_or_fetch(&entry, backend).await?;
         Ok((entry, cached))
+    }
+
+    /// The artifact of a resolved entry, from its own backend; `force`
+    /// fetches again (keeping the cached copy until the new one verifies).
+    pub async fn artifact_of(
+        &self,
+        entry: &VersionEntry,
+        force: bool,
+    ) -> Result<CachedArtifact, ApiError> {
+        let backend = self
+            .backends
+            .iter()
+            .find(|b| b.source() == entry.record.source)
+            .cloned()
+            .ok_or_else(|| ApiError::internal("no backend for this version's source"))?;
+        if force {
+            self.artifacts.refetch(entry, backend).await
+        } else {
+            self.artifacts.get_or_fetch(entry, backend).await
+        }
     }
 
     /// One version's artifact, ready or still arriving (see
@@ -601,30 +669,22 @@ async fn merge_versions(
         (b.source(), r)
     }))
     .await;
+    // In priority order; a backend that failed contributes, at its own
+    // place, the versions the artifact cache holds for it (offline).
+    let url = |v: &str| format!("{base}/api/v1/extensions/{ext_type}/{name}/{v}");
     let mut merged: HashMap<semver::Version, VersionEntry> = HashMap::new();
     let mut failures = Vec::new();
     for (source, r) in results {
-        match r {
-            Ok(list) => {
-                for mut e in list {
-                    e.record.download_url = Some(format!(
-                        "{base}/api/v1/extensions/{ext_type}/{name}/{}",
-                        e.record.version
-                    ));
-                    merged.entry(e.semver.clone()).or_insert(e);
-                }
+        let entries = match r {
+            Ok(list) => list,
+            Err(BackendError::NotFound(_)) => continue,
+            Err(e) => {
+                failures.push((source, e));
+                artifacts.cached_versions(source, ext_type, name)
             }
-            Err(BackendError::NotFound(_)) => {}
-            Err(e) => failures.push((source, e)),
-        }
-    }
-    // Offline: versions of failed backends that the artifact cache holds.
-    for (source, _) in &failures {
-        for mut e in artifacts.cached_versions(*source, ext_type, name) {
-            e.record.download_url = Some(format!(
-                "{base}/api/v1/extensions/{ext_type}/{name}/{}",
-                e.record.version
-            ));
+        };
+        for mut e in entries {
+            e.record.download_url = Some(url(&e.record.version));
             merged.entry(e.semver.clone()).or_insert(e);
         }
     }

@@ -369,7 +369,11 @@ fn server_workers_sets_the_runtime() {
     }
     let sb = Sandbox::new();
     let cfg = sb.write_config("[server]\nworkers = 0\n");
-    let o = sb.command(&bin("extregd")).args(["--config", cfg.to_str().unwrap()]).output().unwrap();
+    let o = sb
+        .command(&bin("extregd"))
+        .args(["--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("workers must be between 1 and 256"));
 }

@@ -99,6 +99,20 @@ pub fn newest(entries: &[VersionEntry]) -> Option<&VersionEntry> {
 
 /// RFC 3339 (seconds, UTC) for a file time.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339_secs(secs)
+}
+
+/// Latest time humantime can format (9999-12-31T23:59:59Z).
+const MAX_FORMATTABLE: u64 = 253_402_300_799;
+
+/// RFC 3339 for Unix seconds, clamped to what can be written, so a damaged
+/// timestamp on disk cannot panic a formatter.
+pub fn rfc3339_secs(secs: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.min(MAX_FORMATTABLE));
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -129,6 +143,12 @@ mod tests {
             locator: String::new(),
             revision: String::new(),
         }
+    }
+
+    #[test]
+    fn timestamps_never_panic() {
+        assert_eq!(rfc3339_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_secs(u64::MAX), "9999-12-31T23:59:59Z");
     }
 
     #[test]
