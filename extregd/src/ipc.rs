@@ -203,6 +203,24 @@ async fn connection(mut stream: LocalSocketStream, state: &AppState) -> Result<(
     }
 }
 
+fn need_oci(state: &AppState) -> Result<&crate::backend::oci::OciBackend, ApiError> {
+    state.oci.as_deref().ok_or_else(|| {
+        ApiError::invalid_request(
+            "publishing needs the OCI backend: configure [oci] registry (or PROVISIONING_OCI_REGISTRY) and restart extregd",
+        )
+    })
+}
+
+fn publish_error(e: crate::publish::PublishError) -> ApiError {
+    use crate::publish::PublishError as P;
+    match e {
+        P::Invalid(m) => ApiError::invalid_request(m),
+        P::Exists { .. } => ApiError::invalid_request(e.to_string()),
+        P::NotFound(m) => ApiError::not_found(format!("{m} is not in the registry")),
+        P::Backend(b) => ApiError::backend(extreg_shared::Source::Oci, &b),
+    }
+}
+
 fn error(kind: ErrorKind, message: String) -> Response {
     Response::Error(ErrorBody {
         error: kind.code().into(),
@@ -320,6 +338,53 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             )
         }
         Request::Loaded => Response::LoadedList(state.loader.loaded()),
+        Request::Publish {
+            path,
+            version,
+            dry_run,
+            force,
+        } => {
+            let oci = need_oci(state)?;
+            let dir = std::path::PathBuf::from(&path);
+            if !dir.is_absolute() || !dir.is_dir() {
+                return Err(ApiError::invalid_request(format!(
+                    "{path} is not a folder (give an absolute path to a folder holding extension.yaml)"
+                )));
+            }
+            let r = crate::publish::publish(oci, &dir, &version, force, dry_run)
+                .await
+                .map_err(publish_error)?;
+            if r.pushed {
+                reg.clear_metadata();
+            }
+            Response::Published(extreg_shared::protocol::PublishResult {
+                name: r.name,
+                ext_type: r.ext_type,
+                version: r.version,
+                reference: r.reference,
+                manifest_digest: r.manifest_digest,
+                layer_digest: r.layer_digest,
+                size: r.size,
+                pushed: r.pushed,
+                replaced: r.replaced,
+            })
+        }
+        Request::Delete {
+            ext_type,
+            name,
+            version,
+        } => {
+            check_name(&name)?;
+            let v = extreg_shared::parse_version(&version)?;
+            let oci = need_oci(state)?;
+            crate::publish::delete(oci, ext_type, &name, &v.to_string())
+                .await
+                .map_err(publish_error)?;
+            reg.clear_metadata();
+            Response::Deleted {
+                reference: oci.reference(&oci.repository(ext_type, &name), &v.to_string()),
+            }
+        }
         Request::Health => Response::Health(crate::api::health_report(state).await),
         Request::CacheList => Response::CacheEntries(
             reg.artifacts()

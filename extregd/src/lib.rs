@@ -55,7 +55,13 @@ pub enum BootError {
 
 /// Builds the backends in merge priority order: `[registry] priority`,
 /// by default local, oci, gitea (see [`Config::source_priority`]).
-fn backends(config: &Config, dirs: &Dirs) -> Result<Vec<Arc<dyn Backend>>, BootError> {
+/// Builds the backends in priority order; `oci_out` receives the OCI
+/// backend itself (publishing needs more than the `Backend` trait).
+fn backends(
+    config: &Config,
+    dirs: &Dirs,
+    oci_out: &mut Option<Arc<backend::oci::OciBackend>>,
+) -> Result<Vec<Arc<dyn Backend>>, BootError> {
     let mut out: Vec<Arc<dyn Backend>> = Vec::new();
     let roots = config.local_roots(dirs);
     if !roots.is_empty() {
@@ -67,9 +73,12 @@ fn backends(config: &Config, dirs: &Dirs) -> Result<Vec<Arc<dyn Backend>>, BootE
         out.push(Arc::new(LocalBackend::new(roots)));
     }
     if let Some(o) = &config.oci {
-        let oci = backend::oci::OciBackend::new(o)
-            .map_err(|e| BootError::Config(crate::config::ConfigError::Invalid(e)))?;
-        out.push(Arc::new(oci));
+        let oci = Arc::new(
+            backend::oci::OciBackend::new(o)
+                .map_err(|e| BootError::Config(crate::config::ConfigError::Invalid(e)))?,
+        );
+        *oci_out = Some(oci.clone());
+        out.push(oci);
     }
     if let Some(g) = &config.gitea {
         let gitea = backend::gitea::GiteaBackend::new(g)
@@ -121,8 +130,9 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
+    let mut oci = None;
     let registry = registry::Registry::new(
-        backends(&config, &dirs)?,
+        backends(&config, &dirs, &mut oci)?,
         &config.cache,
         Arc::new(artifacts),
         metrics.clone(),
@@ -130,6 +140,7 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
     );
     let state = Arc::new(api::AppState {
         loader: load::Loader::new(config.load_dir(&dirs)),
+        oci,
         registry,
         metrics,
         started: Instant::now(),

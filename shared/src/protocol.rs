@@ -82,6 +82,20 @@ pub enum Request {
     },
     /// The extensions extracted by `Load`.
     Loaded,
+    /// Pack the folder at `path` (absolute) and push it to the OCI registry
+    /// as `{namespace}/{name}-{type}:{version}`.
+    Publish {
+        path: String,
+        version: String,
+        dry_run: bool,
+        force: bool,
+    },
+    /// Delete one version from the OCI registry.
+    Delete {
+        ext_type: ExtensionType,
+        name: String,
+        version: String,
+    },
     Health,
     CacheList,
     CacheStats,
@@ -106,6 +120,8 @@ pub enum Response {
     Pulled(PullResult),
     Loaded(LoadResult),
     LoadedList(Vec<LoadResult>),
+    Published(PublishResult),
+    Deleted { reference: String },
     Health(HealthResponse),
     CacheEntries(Vec<CacheEntry>),
     CacheStats(CacheStats),
@@ -164,6 +180,25 @@ pub struct LoadResult {
     pub already_loaded: bool,
     /// No backend was asked for the bytes (extracted copy or artifact cache).
     pub from_cache: bool,
+}
+
+/// What `ext publish` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishResult {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ext_type: ExtensionType,
+    pub version: String,
+    /// `host[:port]/{namespace}/{name}-{type}:{version}`.
+    pub reference: String,
+    pub manifest_digest: String,
+    /// The artifact's digest (its download ETag).
+    pub layer_digest: String,
+    pub size: u64,
+    /// False for a dry run.
+    pub pushed: bool,
+    /// True when an existing tag was overwritten (`force`).
+    pub replaced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

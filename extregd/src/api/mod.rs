@@ -21,6 +21,8 @@ use std::time::Instant;
 pub struct AppState {
     pub registry: Registry,
     pub loader: crate::load::Loader,
+    /// The OCI backend, for publish and delete (local socket only).
+    pub oci: Option<std::sync::Arc<crate::backend::oci::OciBackend>>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
 }

@@ -3,12 +3,14 @@
 //! fault and say what to do.
 
 mod cache;
+mod delete;
 pub mod examples;
 mod ext;
 mod health;
 mod info;
 mod list;
 mod load;
+mod publish;
 mod pull;
 mod search;
 mod versions;
@@ -32,6 +34,8 @@ pub fn all() -> Vec<Box<dyn PluginCommand<Plugin = ExtPlugin>>> {
         Box::new(versions::Versions),
         Box::new(pull::Pull),
         Box::new(load::Load),
+        Box::new(publish::Publish),
+        Box::new(delete::Delete),
         Box::new(health::Health),
         Box::new(cache::Cache),
         Box::new(cache::CacheList),

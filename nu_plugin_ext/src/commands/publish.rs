@@ -1,0 +1,114 @@
+use super::{request, unexpected, version_flag, ArgSpans};
+use crate::ExtPlugin;
+use extreg_shared::protocol::{Request, Response};
+use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
+use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Type, Value};
+
+/// `ext publish <path> --version <v>`: push a folder to the OCI registry.
+pub struct Publish;
+
+impl SimplePluginCommand for Publish {
+    type Plugin = ExtPlugin;
+
+    fn name(&self) -> &str {
+        "ext publish"
+    }
+
+    fn description(&self) -> &str {
+        "Publish an extension folder (with extension.yaml) to the OCI registry as {namespace}/{name}-{type}:{version}."
+    }
+
+    fn extra_description(&self) -> &str {
+        "The folder is validated (extension.yaml's version must equal --version), packed as a reproducible tar.gz \
+         and pushed by extregd. An existing version is refused unless --force. Needs [oci] in extregd's config."
+    }
+
+    fn signature(&self) -> Signature {
+        Signature::build(self.name())
+            .required(
+                "path",
+                SyntaxShape::Filepath,
+                "folder holding extension.yaml",
+            )
+            .required_named(
+                "version",
+                SyntaxShape::String,
+                "the version to publish (must match extension.yaml)",
+                Some('v'),
+            )
+            .switch("dry-run", "validate and pack only; push nothing", None)
+            .switch("force", "replace the version if it exists", Some('f'))
+            .input_output_type(Type::Nothing, Type::record())
+            .category(super::category())
+    }
+
+    fn examples(&self) -> Vec<Example<'_>> {
+        vec![
+            Example {
+                example: "ext publish ./my-extension --version 1.0.0 --dry-run",
+                description: "Check a folder without pushing",
+                result: None,
+            },
+            Example {
+                example: "ext publish ./my-extension --version 1.0.0",
+                description: "Publish it",
+                result: None,
+            },
+        ]
+    }
+
+    fn run(
+        &self,
+        plugin: &ExtPlugin,
+        engine: &EngineInterface,
+        call: &EvaluatedCall,
+        _input: &Value,
+    ) -> Result<Value, LabeledError> {
+        let p: Value = call.req(0)?;
+        let pspan = p.span();
+        let raw = std::path::PathBuf::from(p.as_str()?);
+        let path = if raw.is_absolute() {
+            raw
+        } else {
+            std::path::PathBuf::from(engine.get_current_dir()?).join(raw)
+        };
+        if !path.join("extension.yaml").is_file() {
+            return Err(
+                LabeledError::new(format!("{} holds no extension.yaml", path.display()))
+                    .with_label("not an extension folder", pspan),
+            );
+        }
+        let (version, vs) = version_flag(call)?;
+        let version = version.ok_or_else(|| {
+            LabeledError::new("--version is required").with_label("here", call.head)
+        })?;
+        let spans = ArgSpans {
+            name: Some(pspan),
+            version: vs,
+            ..Default::default()
+        };
+        let req = Request::Publish {
+            path: path.display().to_string(),
+            version,
+            dry_run: call.has_flag("dry-run")?,
+            force: call.has_flag("force")?,
+        };
+        match request(plugin, engine, call, spans, req)? {
+            Response::Published(r) => {
+                let h = call.head;
+                let mut rec = Record::new();
+                rec.push("name", Value::string(&r.name, h));
+                rec.push("type", Value::string(r.ext_type.as_str(), h));
+                rec.push("version", Value::string(&r.version, h));
+                rec.push("reference", Value::string(&r.reference, h));
+                rec.push("manifest_digest", Value::string(&r.manifest_digest, h));
+                rec.push("layer_digest", Value::string(&r.layer_digest, h));
+                rec.push("size", Value::filesize(r.size as i64, h));
+                rec.push("pushed", Value::bool(r.pushed, h));
+                rec.push("replaced", Value::bool(r.replaced, h));
+                Ok(Value::record(rec, h))
+            }
+            other => Err(unexpected(other, call.head)),
+        }
+    }
+}
