@@ -713,7 +713,7 @@ impl ArtifactStore {
                 .values()
                 .map(|e| e.cached_at)
                 .min()
-                .map(|t| crate::backend::rfc3339_secs(t)),
+                .map(crate::backend::rfc3339_secs),
         }
     }
 }

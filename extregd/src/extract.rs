@@ -165,17 +165,21 @@ fn unpack(archive: &Path, into: &Path, limits: Limits) -> Result<(), ExtractErro
             continue; // the archive's own "./"
         }
         no_link_on_the_way(into, &rel)?;
+        // A failure to create what the entry describes (a file where a
+        // folder is, a name twice) is the archive's fault.
+        let bad =
+            |e: std::io::Error| ExtractError::Corrupt(format!("entry '{}': {e}", raw.display()));
         let dest = into.join(&rel);
         let mode = entry.header().mode().unwrap_or(0o644) & 0o755;
         use tar::EntryType as E;
         match kind {
-            E::Directory => std::fs::create_dir_all(&dest)?,
+            E::Directory => std::fs::create_dir_all(&dest).map_err(bad)?,
             E::Regular | E::Continuous => {
                 if let Some(p) = dest.parent() {
-                    std::fs::create_dir_all(p)?;
+                    std::fs::create_dir_all(p).map_err(bad)?;
                 }
                 let room = limits.max_bytes.saturating_sub(total);
-                let mut out = std::fs::File::create(&dest)?;
+                let mut out = std::fs::File::create(&dest).map_err(bad)?;
                 let n = std::io::copy(&mut (&mut entry).take(room + 1), &mut out)?;
                 total += n;
                 if n > room {
@@ -204,7 +208,7 @@ fn unpack(archive: &Path, into: &Path, limits: Limits) -> Result<(), ExtractErro
                     if !link_stays_inside(from, &target) {
                         return Err(escapes());
                     }
-                    std::os::unix::fs::symlink(&target, &dest)?;
+                    std::os::unix::fs::symlink(&target, &dest).map_err(bad)?;
                 } else {
                     // Hard link targets are archive paths from the root. A
                     // real hard link takes no space, so links cannot
@@ -218,7 +222,7 @@ fn unpack(archive: &Path, into: &Path, limits: Limits) -> Result<(), ExtractErro
                     if !is_file {
                         return Err(escapes());
                     }
-                    std::fs::hard_link(&src, &dest)?;
+                    std::fs::hard_link(&src, &dest).map_err(bad)?;
                 }
             }
             E::Char | E::Block | E::Fifo => {
@@ -323,12 +327,60 @@ pub fn extract(
         )?;
     }
     if dest.exists() {
-        let old = tmp.path().join("old");
-        std::fs::rename(dest, &old)?;
+        // Swap in one step: readers see the old copy or the new one, never
+        // neither; the old one ends up in `tmp` and goes with it.
+        if exchange(&root, dest).is_err() {
+            let old = tmp.path().join("old");
+            std::fs::rename(dest, &old)?;
+            std::fs::rename(&root, dest)?;
+        }
+    } else {
+        std::fs::rename(&root, dest)?;
     }
-    std::fs::rename(&root, dest)?;
     // `tmp` (with any old copy) is removed on drop.
     Ok(m)
+}
+
+/// Atomically exchanges two paths (Linux `renameat2(RENAME_EXCHANGE)`).
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let ca = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+    let cb = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD makes them
+    // relative to the working directory when not absolute.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Removes `.extracting-*` folders a crash left under `dir/{type}/{name}/`.
+pub fn clean_leftovers(dir: &Path) {
+    for t in ExtensionType::ALL {
+        let Ok(names) = std::fs::read_dir(dir.join(t.as_str())) else {
+            continue;
+        };
+        for n in names.flatten() {
+            let Ok(entries) = std::fs::read_dir(n.path()) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".extracting-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
 }
 
 /// The marker of an extracted folder, if it is one of ours and intact.
@@ -675,6 +727,27 @@ mod tests {
         let dest = d.path().join("ext/taskserv/k8s/1.0.0");
         assert_eq!(std::fs::read(dest.join("inside")).unwrap(), b"keep me");
         assert_eq!(read_marker(&dest).unwrap(), marker());
+    }
+
+    #[test]
+    fn conflicting_entries_are_the_archives_fault() {
+        use tar::EntryType as E;
+        let (r, d) = try_extract(&[
+            Item::File("extension.yaml", MANIFEST),
+            Item::File("x", b"a file"),
+            Item::Raw("x/y", E::Directory, None),
+        ]);
+        assert!(matches!(r, Err(ExtractError::Corrupt(_))), "{r:?}");
+        nothing_left(&d);
+    }
+
+    #[test]
+    fn leftovers_of_a_crash_are_cleaned() {
+        let d = tempfile::tempdir().unwrap();
+        let left = d.path().join("taskserv/k8s/.extracting-abc/x");
+        std::fs::create_dir_all(&left).unwrap();
+        clean_leftovers(d.path());
+        assert!(!d.path().join("taskserv/k8s/.extracting-abc").exists());
     }
 
     #[test]

@@ -59,7 +59,14 @@ fn prepare(path: &Path) -> Result<(), IpcError> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| folder_err(e.to_string()))?;
-    let meta = std::fs::metadata(dir).map_err(|e| folder_err(e.to_string()))?;
+    // Not following links: a link planted at the folder's place (say in
+    // /tmp) must not make us chmod or bind somewhere else.
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| folder_err(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(folder_err(
+            "is not a folder (a symbolic link is refused)".into(),
+        ));
+    }
     if meta.uid() != euid() {
         return Err(folder_err(format!(
             "belongs to uid {}, not to us (uid {})",
@@ -71,7 +78,14 @@ fn prepare(path: &Path) -> Result<(), IpcError> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| folder_err(e.to_string()))?;
     }
-    if path.exists() {
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !m.file_type().is_socket() {
+            return Err(IpcError::Folder {
+                path: path.to_path_buf(),
+                message: "exists and is not a socket; not removing it".into(),
+            });
+        }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(IpcError::InUse(path.to_path_buf()));
         }
@@ -140,12 +154,15 @@ async fn connection(mut stream: LocalSocketStream, state: &AppState) -> Result<(
             Err(e) => return Err(format!("read failed: {e}")),
         }
         let len = frame_len(header).map_err(|e| e.to_string())?;
-        let mut payload = vec![0u8; len];
-        match tokio::time::timeout(FRAME_TIMEOUT, stream.read_exact(&mut payload)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+        // Grown as bytes arrive: an announced length costs nothing until
+        // the bytes are really sent.
+        let mut payload = Vec::with_capacity(len.min(64 * 1024));
+        let mut limited = (&mut stream).take(len as u64);
+        match tokio::time::timeout(FRAME_TIMEOUT, limited.read_to_end(&mut payload)).await {
+            Ok(Ok(n)) if n == len => {}
+            Ok(Ok(n)) => {
                 return Err(format!(
-                    "truncated frame: announced {len} bytes, the peer hung up first"
+                    "truncated frame: announced {len} bytes, the peer hung up after {n}"
                 ))
             }
             Ok(Err(e)) => return Err(format!("read failed: {e}")),

@@ -75,6 +75,7 @@ fn existing(dir: &Path) -> Option<LoadResult> {
 
 impl Loader {
     pub fn new(dir: PathBuf) -> Loader {
+        extract::clean_leftovers(&dir);
         Loader {
             dir,
             locks: parking_lot::Mutex::new(HashMap::new()),

@@ -55,8 +55,11 @@ fn load(cli: &Cli) -> Result<(Config, Option<PathBuf>), extregd::config::ConfigE
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: logs in files and journals stay text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EXTREGD_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

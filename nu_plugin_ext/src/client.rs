@@ -109,9 +109,17 @@ fn start_daemon(settings: &Settings) -> Result<std::process::Child, ClientError>
         .map_err(|e| ClientError::StartFailed {
             detail: format!("cannot create {}: {e}", dir.display()),
         })?;
-    let log =
-        std::fs::File::create(dir.join("extregd.log")).map_err(|e| ClientError::StartFailed {
-            detail: format!("cannot write {}: {e}", dir.join("extregd.log").display()),
+    use std::os::unix::fs::OpenOptionsExt;
+    let log_path = dir.join("extregd.log");
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&log_path)
+        .map_err(|e| ClientError::StartFailed {
+            detail: format!("cannot write {}: {e}", log_path.display()),
         })?;
     let mut cmd = Command::new(&bin);
     cmd.arg("--socket")
@@ -164,7 +172,8 @@ impl Connection {
 
     async fn start_and_wait(settings: &Settings) -> Result<LocalSocketStream, ClientError> {
         let mut child = start_daemon(settings)?;
-        let deadline = Instant::now() + settings.start_timeout;
+        let mut deadline = Instant::now() + settings.start_timeout;
+        let mut exited = None;
         loop {
             match open(&settings.socket).await {
                 Ok(s) => return Ok(s),
@@ -175,18 +184,24 @@ impl Connection {
                 }
                 Err(_) => {}
             }
-            if let Ok(Some(status)) = child.try_wait() {
+            if exited.is_none() {
+                // Another command may have started a daemon at the same
+                // moment (ours then lost the race and exits): keep polling
+                // for a while before reporting why ours stopped.
+                exited = child.try_wait().ok().flatten();
+                if exited.is_some() {
+                    deadline = deadline.min(Instant::now() + Duration::from_secs(2));
+                }
+            }
+            if let (Some(status), true) = (exited, Instant::now() >= deadline) {
                 let log = settings.socket.with_file_name("extregd.log");
-                let tail = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: String = tail
-                    .lines()
-                    .rev()
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail: String = lines[lines.len().saturating_sub(5)..]
+                    .join("\n")
+                    .chars()
+                    .filter(|c| *c == '\n' || !c.is_control())
+                    .collect();
                 return Err(ClientError::StartFailed {
                     detail: format!("extregd exited ({status}): {}", tail.trim()),
                 });

@@ -690,3 +690,38 @@ fn a_changed_local_artifact_is_not_served_stale() {
     let (_, rec) = d.get_json("/extensions/provider/aws");
     assert_eq!(rec["checksum"], sha256_tag(&second));
 }
+
+#[test]
+fn range_edge_cases_follow_rfc_9110() {
+    let (_sb, d, upcloud) = start();
+    let get = |hs: &[(&str, &str)]| {
+        let mut req = d.client.get(d.api("/extensions/provider/upcloud/2.1.3"));
+        for (k, v) in hs {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().unwrap();
+        (r.status().as_u16(), r.bytes().unwrap().len())
+    };
+    let n = upcloud.len();
+    // Malformed ranges and unknown units are ignored: the whole body.
+    assert_eq!(get(&[("Range", "bytes=abc")]), (200, n));
+    assert_eq!(get(&[("Range", "bytes=5-2")]), (200, n));
+    assert_eq!(get(&[("Range", "items=0-5")]), (200, n));
+    assert_eq!(get(&[("Range", "bytes=0-")]), (206, n));
+    assert_eq!(
+        get(&[("Range", "bytes=-999999")]),
+        (206, n),
+        "a suffix larger than the file is the file"
+    );
+    assert_eq!(get(&[("Range", &format!("bytes={n}-"))]).0, 416);
+    // If-Range: the current ETag honours the range, any other ignores it.
+    let etag = format!("\"{}\"", sha256_tag(&upcloud));
+    assert_eq!(
+        get(&[("Range", "bytes=0-9"), ("If-Range", &etag)]),
+        (206, 10)
+    );
+    assert_eq!(
+        get(&[("Range", "bytes=0-9"), ("If-Range", "\"sha256:old\"")]),
+        (200, n)
+    );
+}

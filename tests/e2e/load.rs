@@ -169,7 +169,9 @@ fn hostile_archives_are_refused_and_leave_nothing() {
     use tar::EntryType as E;
     let sb = Sandbox::new();
     let manifest = |n: &str| manifest("taskserv", n, "1.0.0", "hostile", &[]);
-    let cases: Vec<(&str, Vec<(String, Option<(E, &str)>)>)> = vec![
+    // (extension name, extra entries: path and, for non-files, kind + link)
+    type Extra<'a> = Vec<(String, Option<(E, &'a str)>)>;
+    let cases: Vec<(&str, Extra)> = vec![
         ("dotdot", vec![("../../escaped".into(), None)]),
         ("absolute", vec![("/tmp/extregd-escaped".into(), None)]),
         (

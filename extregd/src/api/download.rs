@@ -65,7 +65,18 @@ pub async fn download(
         }
     }
 
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+    // RFC 9110: a Range that cannot be parsed (or an unknown unit) is
+    // ignored, as is one whose If-Range does not name the current ETag;
+    // only a well-formed range outside the artifact is a 416.
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ir| ir.trim() == etag);
+    let raw_range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| if_range_ok);
+    let range = match raw_range {
         None => None,
         Some(r) => match http_range_header::parse_range_header(r)
             .and_then(|parsed| parsed.validate(art.size))
@@ -73,6 +84,9 @@ pub async fn download(
             Ok(ranges) if ranges.len() == 1 => Some(ranges[0].clone()),
             // Several ranges: answering with the whole body is allowed.
             Ok(_) => None,
+            Err(e) if !matches!(e, http_range_header::RangeUnsatisfiableError::Unsatisfiable) => {
+                None
+            }
             Err(_) => {
                 let mut resp = ApiError::new(
                     ErrorKind::RangeNotSatisfiable,
