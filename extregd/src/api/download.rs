@@ -14,8 +14,9 @@ use extreg_shared::ErrorKind;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Read size when streaming from disk: small reads cost a trip to the
-/// blocking pool each (see COMPONENTS.md), 256 KiB keeps up with nginx.
-const CHUNK: usize = 256 * 1024;
+/// blocking pool each (see COMPONENTS.md); 1 MiB measured best here
+/// (docs/benchmarks.md, cached 200 MB download).
+const CHUNK: usize = 1024 * 1024;
 
 pub async fn download(
     State(st): State<SharedState>,
