@@ -230,6 +230,9 @@ pub struct ArtifactStore {
     max_bytes: Option<u64>,
 }
 
+/// Largest download accepted when the backend announces no size.
+const MAX_UNANNOUNCED: u64 = 16 << 30;
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -443,10 +446,12 @@ impl ArtifactStore {
         let persist = t.saturating_sub(e.last_used) >= 60;
         e.last_used = t;
         let snapshot = e.clone();
-        drop(index);
+        // Under the lock: a concurrent clear cannot be undone by this write
+        // (at most once a minute per entry, a small file).
         if persist {
             let _ = self.write_ref(&snapshot);
         }
+        drop(index);
         Some(CachedArtifact {
             path,
             size: snapshot.size,
@@ -493,6 +498,17 @@ impl ArtifactStore {
             })?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
+            // Without an announced size, the cache cap (or 16 GiB) bounds it.
+            let ceiling = self
+                .max_bytes
+                .unwrap_or(MAX_UNANNOUNCED)
+                .min(MAX_UNANNOUNCED);
+            if artifact.size.is_none() && size > ceiling {
+                return Err(ApiError::new(
+                    ErrorKind::IntegrityError,
+                    format!("the {source} backend sent more than {ceiling} bytes without announcing a size"),
+                ));
+            }
             if artifact.size.is_some_and(|announced| size > announced) {
                 return Err(ApiError::new(
                     ErrorKind::IntegrityError,

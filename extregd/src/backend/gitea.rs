@@ -46,7 +46,7 @@
 //! private repository the token cannot read, so such an extension looks
 //! absent.
 
-use super::{newest, Artifact, Backend, BackendError, VersionEntry};
+use super::{newest, root_cause, utc, Artifact, Backend, BackendError, VersionEntry};
 use async_trait::async_trait;
 use extreg_shared::{parse_version, validate_name, Extension, ExtensionType, Source};
 use futures::{StreamExt, TryStreamExt};
@@ -296,45 +296,6 @@ fn enc(seg: &str) -> String {
     out
 }
 
-/// An RFC 3339 time as UTC seconds (`2024-05-01T08:00:00Z`); Gitea writes
-/// its server's offset. Unparseable input is passed through.
-fn utc(t: &str) -> String {
-    let t = t.trim();
-    let (local, offset_secs) = match t.strip_suffix('Z').or_else(|| t.strip_suffix('z')) {
-        Some(l) => (l, 0i64),
-        None => {
-            if t.len() < 6 {
-                return t.to_string();
-            }
-            let (l, off) = t.split_at(t.len() - 6);
-            let sign = match off.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return t.to_string(),
-            };
-            let mut hm = off[1..].split(':');
-            let (Some(Ok(h)), Some(Ok(m))) = (
-                hm.next().map(str::parse::<i64>),
-                hm.next().map(str::parse::<i64>),
-            ) else {
-                return t.to_string();
-            };
-            (l, sign * (h * 3600 + m * 60))
-        }
-    };
-    let Ok(st) = humantime::parse_rfc3339_weak(&format!("{local}Z")) else {
-        return t.to_string();
-    };
-    let adjusted = if offset_secs >= 0 {
-        st.checked_sub(Duration::from_secs(offset_secs as u64))
-    } else {
-        st.checked_add(Duration::from_secs((-offset_secs) as u64))
-    };
-    adjusted
-        .map(super::rfc3339)
-        .unwrap_or_else(|| t.to_string())
-}
-
 /// Parses a checksum file into `file name -> lowercase hex`. Lines are
 /// `<hex>  <file>` or `<hex> *<file>`; with `bare_for`, a line holding only
 /// a digest counts for that file.
@@ -376,15 +337,6 @@ fn pick_asset<'a>(assets: &'a [Asset], repo: &str, name: &str, version: &str) ->
                 _ => None,
             }
         })
-}
-
-/// The innermost cause of an error, for messages (no URL, no headers).
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 impl Inner {

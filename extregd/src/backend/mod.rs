@@ -116,6 +116,52 @@ pub fn rfc3339_secs(secs: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// An RFC 3339 time as UTC seconds (`2024-05-01T08:00:00Z`). Unparseable
+/// input is passed through.
+pub(crate) fn utc(t: &str) -> String {
+    let t = t.trim();
+    let (local, offset_secs) = match t.strip_suffix('Z').or_else(|| t.strip_suffix('z')) {
+        Some(l) => (l, 0i64),
+        None => {
+            if t.len() < 6 || !t.is_char_boundary(t.len() - 6) {
+                return t.to_string();
+            }
+            let (l, off) = t.split_at(t.len() - 6);
+            let sign = match off.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return t.to_string(),
+            };
+            let mut hm = off[1..].split(':');
+            let (Some(Ok(h)), Some(Ok(m))) = (
+                hm.next().map(str::parse::<i64>),
+                hm.next().map(str::parse::<i64>),
+            ) else {
+                return t.to_string();
+            };
+            (l, sign * (h * 3600 + m * 60))
+        }
+    };
+    let Ok(st) = humantime::parse_rfc3339_weak(&format!("{local}Z")) else {
+        return t.to_string();
+    };
+    let adjusted = if offset_secs >= 0 {
+        st.checked_sub(std::time::Duration::from_secs(offset_secs as u64))
+    } else {
+        st.checked_add(std::time::Duration::from_secs((-offset_secs) as u64))
+    };
+    adjusted.map(rfc3339).unwrap_or_else(|| t.to_string())
+}
+
+/// The innermost cause of an error, for messages (no URL, no headers).
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,7 +66,7 @@
 //! 429 and 5xx answers are retried [`MAX_RETRIES`] times with exponential
 //! backoff and jitter. Health is `GET /v2/` reachable and authorized.
 
-use super::{Artifact, Backend, BackendError, VersionEntry};
+use super::{root_cause, utc, Artifact, Backend, BackendError, VersionEntry};
 use async_trait::async_trait;
 use bytes::Bytes;
 use extreg_shared::{parse_version, validate_name, Extension, ExtensionType, Source};
@@ -470,53 +470,6 @@ fn parse_manifest(bytes: &[u8]) -> Result<Parsed, String> {
 }
 
 // ---- small helpers --------------------------------------------------------------
-
-/// An RFC 3339 time as UTC seconds (`2024-05-01T08:00:00Z`). Unparseable
-/// input is passed through.
-fn utc(t: &str) -> String {
-    let t = t.trim();
-    let (local, offset_secs) = match t.strip_suffix('Z').or_else(|| t.strip_suffix('z')) {
-        Some(l) => (l, 0i64),
-        None => {
-            if t.len() < 6 || !t.is_char_boundary(t.len() - 6) {
-                return t.to_string();
-            }
-            let (l, off) = t.split_at(t.len() - 6);
-            let sign = match off.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return t.to_string(),
-            };
-            let mut hm = off[1..].split(':');
-            let (Some(Ok(h)), Some(Ok(m))) = (
-                hm.next().map(str::parse::<i64>),
-                hm.next().map(str::parse::<i64>),
-            ) else {
-                return t.to_string();
-            };
-            (l, sign * (h * 3600 + m * 60))
-        }
-    };
-    let Ok(st) = humantime::parse_rfc3339_weak(&format!("{local}Z")) else {
-        return t.to_string();
-    };
-    let adjusted = if offset_secs >= 0 {
-        st.checked_sub(Duration::from_secs(offset_secs as u64))
-    } else {
-        st.checked_add(Duration::from_secs((-offset_secs) as u64))
-    };
-    adjusted
-        .map(super::rfc3339)
-        .unwrap_or_else(|| t.to_string())
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
 
 /// The `rel="next"` target of a `Link` header.
 fn next_link(h: &str) -> Option<String> {
