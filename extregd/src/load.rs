@@ -111,8 +111,16 @@ impl Loader {
             .join(&req.name)
             .join(&entry.record.version);
         let lock = self.locks.lock().entry(dest.clone()).or_default().clone();
-        let _held = lock.lock().await;
-        load_into(reg, entry, dest, req.force, self.limits).await
+        let res = {
+            let _held = lock.lock().await;
+            load_into(reg, entry, dest.clone(), req.force, self.limits).await
+        };
+        // Drop the lock's entry when no one else holds or waits for it.
+        let mut locks = self.locks.lock();
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(&dest);
+        }
+        res
     }
 }
 

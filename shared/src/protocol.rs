@@ -113,20 +113,32 @@ pub enum Request {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
-    Hello { protocol: u32, server: String },
-    Extensions { items: Vec<Extension>, total: u64 },
+    Hello {
+        protocol: u32,
+        server: String,
+    },
+    /// Second on purpose (see `hello_and_error_keep_their_wire_positions`).
+    Error(ErrorBody),
+    Extensions {
+        items: Vec<Extension>,
+        total: u64,
+    },
     Extension(Extension),
     Versions(Vec<ExtensionVersion>),
     Pulled(PullResult),
     Loaded(LoadResult),
     LoadedList(Vec<LoadResult>),
     Published(PublishResult),
-    Deleted { reference: String },
+    Deleted {
+        reference: String,
+    },
     Health(HealthResponse),
     CacheEntries(Vec<CacheEntry>),
     CacheStats(CacheStats),
-    CacheRemoved { entries: u64, bytes: u64 },
-    Error(ErrorBody),
+    CacheRemoved {
+        entries: u64,
+        bytes: u64,
+    },
 }
 
 /// One artifact cache entry as `ext cache list` shows it.
@@ -379,6 +391,47 @@ mod tests {
         };
         let bytes = encode(&resp).unwrap();
         assert_eq!(decode::<Response>(&bytes[HEADER_LEN..]).unwrap(), resp);
+    }
+
+    /// A peer of another release must still read our hello and our error:
+    /// `Request::Hello` (0), `Response::Hello` (0) and `Response::Error` (1)
+    /// keep their variant positions (postcard writes the index as the first
+    /// byte after the id). New variants go at the end.
+    #[test]
+    fn hello_and_error_keep_their_wire_positions() {
+        let tag = |bytes: Vec<u8>| bytes[HEADER_LEN + 1]; // id 1 is one varint byte
+        let req = encode(&Envelope {
+            id: 1,
+            body: Request::Hello {
+                protocol: 1,
+                client: String::new(),
+            },
+        })
+        .unwrap();
+        assert_eq!(tag(req), 0);
+        let hello = encode(&Envelope {
+            id: 1,
+            body: Response::Hello {
+                protocol: 1,
+                server: String::new(),
+            },
+        })
+        .unwrap();
+        assert_eq!(tag(hello), 0);
+        let err = encode(&Envelope {
+            id: 1,
+            body: Response::Error(ErrorBody {
+                error: String::new(),
+                message: String::new(),
+                details: None,
+            }),
+        })
+        .unwrap();
+        assert_eq!(
+            tag(err),
+            1,
+            "Response::Error moved: old and new releases would misread refusals"
+        );
     }
 
     #[test]
