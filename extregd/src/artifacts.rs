@@ -83,6 +83,9 @@ pub struct Progress {
 }
 
 struct Inflight {
+    /// Tells this flight from a later one for the same key (a new
+    /// revision): a superseded flight neither removes nor indexes anything.
+    generation: u64,
     tmp_path: PathBuf,
     revision: String,
     rx: tokio::sync::watch::Receiver<Progress>,
@@ -91,19 +94,20 @@ struct Inflight {
 impl Inflight {
     /// A reader of this download: the temp file is opened now, so it stays
     /// readable after the rename into `blobs/` (or the removal on failure).
-    fn join(&self) -> Result<Growing, ApiError> {
-        let file = std::fs::File::open(&self.tmp_path)
-            .map_err(|e| ApiError::internal(format!("artifact cache: {e}")))?;
-        Ok(Growing {
-            file,
+    /// A temp file already gone (the flight is ending) leaves only the
+    /// result to wait for.
+    fn join(&self) -> Growing {
+        Growing {
+            file: std::fs::File::open(&self.tmp_path).ok(),
             rx: self.rx.clone(),
-        })
+        }
     }
 }
 
-/// A download in progress, readable while it is written.
+/// A download in progress, readable while it is written (`file` is None
+/// when it ended as it was joined: wait for [`Growing::finished`]).
 pub struct Growing {
-    pub file: std::fs::File,
+    pub file: Option<std::fs::File>,
     pub rx: tokio::sync::watch::Receiver<Progress>,
 }
 
@@ -131,10 +135,15 @@ impl Growing {
         }
     }
 
+    /// Whether the bytes can be read while they arrive.
+    pub fn readable(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// The bytes as they arrive. **The last byte is held back until the
     /// digest is verified**, so a client never receives a complete body
     /// that failed verification: on failure the stream ends with an error
-    /// (the connection is cut).
+    /// (the connection is cut). Call only when [`Self::readable`].
     pub fn stream(self) -> crate::backend::ByteStream {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         struct St {
@@ -144,7 +153,7 @@ impl Growing {
             finished: bool,
         }
         let st = St {
-            file: tokio::fs::File::from_std(self.file),
+            file: tokio::fs::File::from_std(self.file.expect("stream() needs a readable download")),
             rx: self.rx,
             pos: 0,
             finished: false,
@@ -164,7 +173,7 @@ impl Growing {
                     // Hold back the final byte until verification.
                     None => match p.size {
                         Some(n) => (p.written.min(n.saturating_sub(1)), false),
-                        None => (p.written, false),
+                        None => (p.written.saturating_sub(1), false),
                     },
                 };
                 if st.pos < limit {
@@ -202,6 +211,12 @@ impl Growing {
     }
 }
 
+/// A download whose bytes passed verification, not yet visible.
+struct Verified {
+    tmp: tempfile::TempPath,
+    entry: IndexEntry,
+}
+
 /// An artifact ready in the cache, or one still arriving.
 pub enum Fetched {
     Ready(CachedArtifact),
@@ -223,6 +238,7 @@ pub struct ArtifactStore {
     index: Mutex<HashMap<ArtifactKey, IndexEntry>>,
     /// Downloads in progress, by key.
     inflight: Mutex<HashMap<ArtifactKey, Inflight>>,
+    generations: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
     metrics: Arc<Metrics>,
@@ -297,6 +313,7 @@ impl ArtifactStore {
             root: root.to_path_buf(),
             index: Mutex::new(index),
             inflight: Mutex::new(HashMap::new()),
+            generations: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             metrics,
@@ -381,19 +398,21 @@ impl ArtifactStore {
         if let Some(f) = inflight.get(&key) {
             if f.revision == entry.revision {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(Fetched::Growing(f.join()?));
+                return Ok(Fetched::Growing(f.join()));
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))
             .map_err(|e| ApiError::internal(format!("artifact cache: {e}")))?;
         let (tx, rx) = tokio::sync::watch::channel(Progress::default());
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let flight = Inflight {
+            generation,
             tmp_path: tmp.path().to_path_buf(),
             revision: entry.revision.clone(),
             rx,
         };
-        let growing = flight.join()?;
+        let growing = flight.join();
         inflight.insert(key.clone(), flight);
         drop(inflight);
         // Detached: the cache fills even if every client hangs up.
@@ -402,26 +421,22 @@ impl ArtifactStore {
         tokio::spawn(async move {
             let res = this.download(&key, &entry, backend, tmp, &tx).await;
             let mut inflight = this.inflight.lock();
-            let res = res.map(|(a, ie)| {
-                let mut index = this.index.lock();
-                // A new revision replaces the old entry: free its blob
-                // unless another entry still uses it.
-                if let Some(old) = index.insert(key.clone(), ie) {
-                    if old.digest != a.digest && !index.values().any(|e| e.digest == old.digest) {
-                        if let Some(p) = this.blob_path(&old.digest) {
-                            let _ = std::fs::remove_file(p);
-                        }
-                    }
-                }
-                a
-            });
-            inflight.remove(&key);
+            let current = inflight
+                .get(&key)
+                .is_some_and(|f| f.generation == generation);
+            let res = res.and_then(|v| this.commit(&key, v, current));
+            if current {
+                inflight.remove(&key);
+            }
             drop(inflight);
-            if res.is_ok() {
+            if let (Ok((_, ie)), true) = (&res, current) {
+                if let Err(e) = this.write_ref(ie) {
+                    tracing::warn!(error = %e, "artifact cache: writing the index entry failed");
+                }
                 this.evict_over_cap(&key);
                 this.update_gauges();
             }
-            tx.send_modify(|p| p.done = Some(res));
+            tx.send_modify(|p| p.done = Some(res.map(|(a, _)| a)));
         });
         Ok(Fetched::Growing(growing))
     }
@@ -469,7 +484,7 @@ impl ArtifactStore {
         backend: Arc<dyn Backend>,
         tmp: tempfile::NamedTempFile,
         tx: &tokio::sync::watch::Sender<Progress>,
-    ) -> Result<(CachedArtifact, IndexEntry), ApiError> {
+    ) -> Result<Verified, ApiError> {
         let source = entry.record.source;
         let artifact = backend.fetch(entry).await;
         self.metrics
@@ -548,10 +563,6 @@ impl ArtifactStore {
                 ));
             }
         }
-        let blob = self.blob_path(&digest).expect("digest is well-formed");
-        tmp_path
-            .persist(&blob)
-            .map_err(|e| ApiError::internal(format!("artifact cache rename: {}", e.error)))?;
         let t = now();
         let ie = IndexEntry {
             ext_type: key.ext_type,
@@ -565,15 +576,49 @@ impl ArtifactStore {
             last_used: t,
             record: Some(entry.record.clone()),
         };
-        self.write_ref(&ie)
-            .map_err(|e| ApiError::internal(format!("artifact cache index: {e}")))?;
+        Ok(Verified {
+            tmp: tmp_path,
+            entry: ie,
+        })
+    }
+
+    /// Makes a verified download visible: rename into `blobs/` and index
+    /// insert in one step under the index lock (so no removal computing
+    /// live blobs can run in between). A superseded flight (`current`
+    /// false) still moves its blob into place for its own waiters but does
+    /// not touch the index; start-up sweeps such an orphan.
+    fn commit(
+        &self,
+        key: &ArtifactKey,
+        v: Verified,
+        current: bool,
+    ) -> Result<(CachedArtifact, IndexEntry), ApiError> {
+        let blob = self
+            .blob_path(&v.entry.digest)
+            .expect("digest is well-formed");
+        let mut index = self.index.lock();
+        v.tmp
+            .persist(&blob)
+            .map_err(|e| ApiError::internal(format!("artifact cache rename: {}", e.error)))?;
+        if current {
+            // A new revision replaces the old entry: free its blob unless
+            // another entry still uses it.
+            if let Some(old) = index.insert(key.clone(), v.entry.clone()) {
+                if old.digest != v.entry.digest && !index.values().any(|e| e.digest == old.digest) {
+                    if let Some(p) = self.blob_path(&old.digest) {
+                        let _ = std::fs::remove_file(p);
+                    }
+                }
+            }
+        }
+        drop(index);
         let a = CachedArtifact {
             path: blob,
-            size,
-            digest,
+            size: v.entry.size,
+            digest: v.entry.digest.clone(),
             hit: false,
         };
-        Ok((a, ie))
+        Ok((a, v.entry))
     }
 
     fn write_ref(&self, e: &IndexEntry) -> std::io::Result<()> {
@@ -633,25 +678,27 @@ impl ArtifactStore {
     /// the one just stored) until the total fits.
     fn evict_over_cap(&self, keep: &ArtifactKey) {
         let Some(cap) = self.max_bytes else { return };
-        let mut victims: Vec<(u64, ArtifactKey, u64)> = self
+        let mut victims: Vec<(u64, ArtifactKey, u64, String)> = self
             .index
             .lock()
             .iter()
             .filter(|(k, _)| *k != keep)
-            .map(|(k, e)| (e.last_used, k.clone(), e.size))
+            .map(|(k, e)| (e.last_used, k.clone(), e.size, e.digest.clone()))
             .collect();
         victims.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
         let mut total: u64 = self.index.lock().values().map(|e| e.size).sum();
         let mut doomed = HashSet::new();
-        for (_, k, size) in victims {
+        for (_, k, size, digest) in victims {
             if total <= cap {
                 break;
             }
             total = total.saturating_sub(size);
-            doomed.insert(k);
+            doomed.insert((k, digest));
         }
         if !doomed.is_empty() {
-            let (n, bytes) = self.remove_where(|e| doomed.contains(&e.key()));
+            // Only the entries chosen: one replaced meanwhile (same key, new
+            // digest) stays.
+            let (n, bytes) = self.remove_where(|e| doomed.contains(&(e.key(), e.digest.clone())));
             tracing::info!(
                 entries = n,
                 bytes,

@@ -304,8 +304,10 @@ pub fn extract(
     let stage = tmp.path().join("x");
     std::fs::create_dir(&stage)?;
     unpack(archive, &stage, limits)?;
-    links_resolve_inside(&stage)?;
     let root = find_root(&stage)?;
+    // Against the folder that will be moved into place (a single top
+    // folder is all that moves, so `..` from it must not count as inside).
+    links_resolve_inside(&root)?;
     let bytes = std::fs::read(root.join("extension.yaml"))?;
     let m = Manifest::parse(&bytes).map_err(|e| ExtractError::Manifest(e.to_string()))?;
     let wanted = format!("{}/{} {}", marker.ext_type, marker.name, marker.version);
@@ -315,7 +317,14 @@ pub fn extract(
     }
     // The archive may carry an entry of this name (even a link): replace
     // it, never write through it.
-    let _ = std::fs::remove_file(root.join(MARKER));
+    if let Ok(m) = std::fs::symlink_metadata(root.join(MARKER)) {
+        if m.is_dir() {
+            return Err(ExtractError::Corrupt(format!(
+                "entry '{MARKER}' is a folder"
+            )));
+        }
+        std::fs::remove_file(root.join(MARKER))?;
+    }
     {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
@@ -727,6 +736,22 @@ mod tests {
         let dest = d.path().join("ext/taskserv/k8s/1.0.0");
         assert_eq!(std::fs::read(dest.join("inside")).unwrap(), b"keep me");
         assert_eq!(read_marker(&dest).unwrap(), marker());
+    }
+
+    #[test]
+    fn links_are_checked_against_the_folder_that_moves() {
+        use tar::EntryType as E;
+        let (r, d) = try_extract(&[
+            Item::File("k8s/extension.yaml", MANIFEST),
+            Item::Raw("k8s/up", E::Symlink, Some("..")),
+        ]);
+        assert!(matches!(r, Err(ExtractError::LinkEscapes { .. })), "{r:?}");
+        nothing_left(&d);
+        let (r, _d) = try_extract(&[
+            Item::File("extension.yaml", MANIFEST),
+            Item::Raw(".extregd-load.json", E::Directory, None),
+        ]);
+        assert!(matches!(r, Err(ExtractError::Corrupt(_))), "{r:?}");
     }
 
     #[test]

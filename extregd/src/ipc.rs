@@ -392,14 +392,16 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             version,
         } => {
             check_name(&name)?;
-            let v = extreg_shared::parse_version(&version)?;
+            // Validated as semver, but passed on as written: a tag may carry
+            // a leading `v` (the backend lists `v1.2.3` as 1.2.3).
+            extreg_shared::parse_version(&version)?;
             let oci = need_oci(state)?;
-            crate::publish::delete(oci, ext_type, &name, &v.to_string())
+            crate::publish::delete(oci, ext_type, &name, &version)
                 .await
                 .map_err(publish_error)?;
             reg.clear_metadata();
             Response::Deleted {
-                reference: oci.reference(&oci.repository(ext_type, &name), &v.to_string()),
+                reference: oci.reference(&oci.repository(ext_type, &name), &version),
             }
         }
         Request::Health => Response::Health(crate::api::health_report(state).await),

@@ -109,12 +109,28 @@ fn start_daemon(settings: &Settings) -> Result<std::process::Child, ClientError>
         .map_err(|e| ClientError::StartFailed {
             detail: format!("cannot create {}: {e}", dir.display()),
         })?;
+    // The same checks the daemon makes: our own folder, not a link.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(dir).map_err(|e| ClientError::StartFailed {
+            detail: format!("{}: {e}", dir.display()),
+        })?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if !m.is_dir() || m.uid() != me {
+            return Err(ClientError::StartFailed {
+                detail: format!(
+                    "{} is not a folder of ours (a link, or another user's); refusing to use it",
+                    dir.display()
+                ),
+            });
+        }
+    }
     use std::os::unix::fs::OpenOptionsExt;
     let log_path = dir.join("extregd.log");
     let log = std::fs::OpenOptions::new()
-        .write(true)
+        .append(true)
         .create(true)
-        .truncate(true)
         .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(&log_path)

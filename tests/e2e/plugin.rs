@@ -229,9 +229,13 @@ fn assert_labeled(out: &NuOutput, message: &str, needle: &str) {
     );
     // miette underlines the labelled span under the source line.
     // The numbered source line (` 2 | ext list --type widget`).
+    // Not line 1 (`plugin use` with a random temp path, which may hold
+    // the needle by chance).
     let is_source = |l: &str| {
         let t = l.trim_start();
-        t.starts_with(|c: char| c.is_ascii_digit()) && t.contains(" | ")
+        t.starts_with(|c: char| c.is_ascii_digit())
+            && t.contains(" | ")
+            && !t.contains("plugin use")
     };
     let src = out
         .stderr

@@ -23,7 +23,35 @@ pub async fn download(
     p: ExtPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let version = p.version.unwrap_or_default();
+    match serve(&st, &p, &headers).await {
+        Ok(r) => Ok(r),
+        Err(Fail::Api(e)) => Err(e),
+        // The blob went away between lookup and open (evicted or cleared
+        // meanwhile): once more, which finds the entry gone and refetches.
+        Err(Fail::Vanished) => match serve(&st, &p, &headers).await {
+            Ok(r) => Ok(r),
+            Err(Fail::Api(e)) => Err(e),
+            Err(Fail::Vanished) => Err(ApiError::internal(
+                "the cached artifact vanished twice while being opened",
+            )),
+        },
+    }
+}
+
+enum Fail {
+    Api(ApiError),
+    /// The cached file disappeared before it could be opened.
+    Vanished,
+}
+
+impl From<ApiError> for Fail {
+    fn from(e: ApiError) -> Self {
+        Fail::Api(e)
+    }
+}
+
+async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Response, Fail> {
+    let version = p.version.clone().unwrap_or_default();
     let (entry, fetched) = st
         .registry
         .open_artifact(p.ext_type, &p.name, &version)
@@ -35,12 +63,13 @@ pub async fn download(
             let progress = g.started().await;
             match progress.done {
                 Some(done) => done?,
-                None if headers.contains_key(header::RANGE)
+                None if !g.readable()
+                    || headers.contains_key(header::RANGE)
                     || progress.size.is_none_or(|n| n <= STREAM_ABOVE) =>
                 {
                     g.finished().await?
                 }
-                None => return live(g, &progress, &filename, &headers),
+                None => return Ok(live(g, &progress, &filename, headers)?),
             }
         }
     };
@@ -105,9 +134,11 @@ pub async fn download(
         },
     };
 
-    let mut file = tokio::fs::File::open(&art.path)
-        .await
-        .map_err(|e| ApiError::internal(format!("opening cached artifact: {e}")))?;
+    let mut file = match tokio::fs::File::open(&art.path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Fail::Vanished),
+        Err(e) => return Err(ApiError::internal(format!("opening cached artifact: {e}")).into()),
+    };
     let (status, start, len) = match &range {
         Some(r) => (
             StatusCode::PARTIAL_CONTENT,

@@ -51,9 +51,10 @@ impl SimplePluginCommand for Delete {
         let (name, ns) = name_arg(call, 0)?;
         let v: Value = call.req(1)?;
         let vspan = v.span();
-        let version = extreg_shared::parse_version(v.as_str()?)
-            .map_err(|e| LabeledError::new("invalid version").with_label(e.to_string(), vspan))?
-            .to_string();
+        let raw = v.as_str()?.to_string();
+        extreg_shared::parse_version(&raw)
+            .map_err(|e| LabeledError::new("invalid version").with_label(e.to_string(), vspan))?;
+        let version = raw;
         let (ext_type, ts) = type_flag(call)?;
         let ext_type = ext_type
             .ok_or_else(|| LabeledError::new("--type is required").with_label("here", call.head))?;
