@@ -211,6 +211,39 @@ impl Growing {
     }
 }
 
+/// Clears a flight whose task ended without finishing (a panic).
+struct FlightGuard {
+    store: Arc<ArtifactStore>,
+    key: ArtifactKey,
+    generation: u64,
+    tx: Option<tokio::sync::watch::Sender<Progress>>,
+}
+
+impl FlightGuard {
+    fn disarm(mut self) {
+        self.tx = None;
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else { return };
+        let mut inflight = self.store.inflight.lock();
+        if inflight
+            .get(&self.key)
+            .is_some_and(|f| f.generation == self.generation)
+        {
+            inflight.remove(&self.key);
+        }
+        drop(inflight);
+        tx.send_modify(|p| {
+            p.done = Some(Err(ApiError::internal(
+                "the download task failed unexpectedly",
+            )))
+        });
+    }
+}
+
 /// A download whose bytes passed verification, not yet visible.
 struct Verified {
     tmp: tempfile::TempPath,
@@ -419,6 +452,14 @@ impl ArtifactStore {
         let this = self.clone();
         let entry = entry.clone();
         tokio::spawn(async move {
+            // If this task dies (a panic in a backend), the guard still
+            // clears the flight and tells every waiter.
+            let guard = FlightGuard {
+                store: this.clone(),
+                key: key.clone(),
+                generation,
+                tx: Some(tx.clone()),
+            };
             let res = this.download(&key, &entry, backend, tmp, &tx).await;
             let mut inflight = this.inflight.lock();
             let current = inflight
@@ -437,6 +478,7 @@ impl ArtifactStore {
                 this.update_gauges();
             }
             tx.send_modify(|p| p.done = Some(res.map(|(a, _)| a)));
+            guard.disarm();
         });
         Ok(Fetched::Growing(growing))
     }
@@ -811,5 +853,89 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Artifact, BackendError};
+    use extreg_shared::Extension;
+
+    struct Panicky;
+
+    #[async_trait::async_trait]
+    impl Backend for Panicky {
+        fn source(&self) -> Source {
+            Source::Local
+        }
+        async fn list(&self) -> Result<Vec<Extension>, BackendError> {
+            Ok(vec![])
+        }
+        async fn versions(
+            &self,
+            _: ExtensionType,
+            _: &str,
+        ) -> Result<Vec<VersionEntry>, BackendError> {
+            Ok(vec![])
+        }
+        async fn fetch(&self, _: &VersionEntry) -> Result<Artifact, BackendError> {
+            panic!("a backend bug")
+        }
+        async fn health(&self) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
+    fn entry() -> VersionEntry {
+        VersionEntry {
+            record: Extension {
+                name: "x".into(),
+                ext_type: ExtensionType::Provider,
+                version: "1.0.0".into(),
+                description: String::new(),
+                author: None,
+                repository: None,
+                source: Source::Local,
+                published_at: None,
+                download_url: None,
+                checksum: None,
+                size: None,
+                tags: vec![],
+                prerelease: false,
+                stale: false,
+            },
+            semver: "1.0.0".parse().unwrap(),
+            locator: String::new(),
+            revision: "r1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_download_fails_its_waiters_and_clears_the_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(ArtifactStore::open(dir.path(), Arc::new(Metrics::new()), None).unwrap());
+        let e = store
+            .get_or_fetch(&entry(), Arc::new(Panicky))
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("failed unexpectedly"), "{e}");
+        assert!(
+            store.inflight.lock().is_empty(),
+            "no dead flight left behind"
+        );
+        // A later request starts afresh (and fails the same way), no hang.
+        let again = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            store.get_or_fetch(&entry(), Arc::new(Panicky)),
+        )
+        .await
+        .expect("no hang on a dead flight");
+        assert!(again.is_err());
+        assert!(std::fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 }

@@ -152,35 +152,45 @@ async fn load_into(
     }
     // With force, the cached artifact is replaced only once the new fetch
     // verifies: offline, a failed --force loses nothing.
-    let art = reg.artifact_of(&entry, force).await?;
-    let marker = LoadMarker {
-        ext_type: entry.record.ext_type,
-        name: entry.record.name.clone(),
-        version: entry.record.version.clone(),
-        source: entry.record.source,
-        checksum: art.digest.clone(),
-        loaded_at: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    };
-    let (path, m2, dest2) = (art.path.clone(), marker.clone(), dest.clone());
-    let manifest =
-        tokio::task::spawn_blocking(move || extract::extract(&path, &dest2, &m2, limits))
+    let mut art = reg.artifact_of(&entry, force).await?;
+    let mut retried = false;
+    loop {
+        let marker = LoadMarker {
+            ext_type: entry.record.ext_type,
+            name: entry.record.name.clone(),
+            version: entry.record.version.clone(),
+            source: entry.record.source,
+            checksum: art.digest.clone(),
+            loaded_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        let (path, m2, dest2) = (art.path.clone(), marker.clone(), dest.clone());
+        let res = tokio::task::spawn_blocking(move || extract::extract(&path, &dest2, &m2, limits))
             .await
-            .map_err(|e| ApiError::internal(format!("extraction task failed: {e}")))?
-            .map_err(|e| {
+            .map_err(|e| ApiError::internal(format!("extraction task failed: {e}")))?;
+        match res {
+            Ok(manifest) => return Ok(result(&marker, &manifest, &dest, false, art.hit)),
+            // The blob was evicted or cleared after it was handed out: once
+            // more (the lookup then finds it gone and fetches again).
+            Err(extract::ExtractError::Io(_)) if !retried && !art.path.exists() => {
+                retried = true;
+                art = reg.artifact_of(&entry, false).await?;
+            }
+            Err(e) => {
                 let kind = match e {
                     extract::ExtractError::Io(_) => ErrorKind::InternalError,
                     _ => ErrorKind::InvalidArchive,
                 };
-                ApiError::new(
+                return Err(ApiError::new(
                     kind,
                     format!(
                         "{}/{} {}: {e}",
                         marker.ext_type, marker.name, marker.version
                     ),
-                )
-            })?;
-    Ok(result(&marker, &manifest, &dest, false, art.hit))
+                ));
+            }
+        }
+    }
 }
