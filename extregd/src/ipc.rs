@@ -220,6 +220,18 @@ async fn connection(mut stream: LocalSocketStream, state: &AppState) -> Result<(
     }
 }
 
+/// The type asked for, or the one type that holds `name`.
+async fn type_of(
+    reg: &crate::registry::Registry,
+    ext_type: Option<extreg_shared::ExtensionType>,
+    name: &str,
+) -> Result<extreg_shared::ExtensionType, ApiError> {
+    match ext_type {
+        Some(t) => Ok(t),
+        None => reg.resolve_type(name).await,
+    }
+}
+
 fn need_oci(state: &AppState) -> Result<&crate::backend::oci::OciBackend, ApiError> {
     state.oci.as_deref().ok_or_else(|| {
         ApiError::invalid_request(
@@ -285,18 +297,12 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             version,
         } => {
             check_name(&name)?;
-            let t = match ext_type {
-                Some(t) => t,
-                None => reg.resolve_type(&name).await?,
-            };
+            let t = type_of(reg, ext_type, &name).await?;
             Response::Extension(reg.version_record(t, &name, version.as_deref()).await?)
         }
         Request::Versions { ext_type, name } => {
             check_name(&name)?;
-            let t = match ext_type {
-                Some(t) => t,
-                None => reg.resolve_type(&name).await?,
-            };
+            let t = type_of(reg, ext_type, &name).await?;
             let v = reg.versions(t, &name).await?;
             Response::Versions(v.entries.iter().map(|e| (&e.record).into()).collect())
         }
@@ -309,10 +315,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         } => {
             check_name(&name)?;
             let c = extreg_shared::Constraint::parse(&constraint)?;
-            let t = match ext_type {
-                Some(t) => t,
-                None => reg.resolve_type(&name).await?,
-            };
+            let t = type_of(reg, ext_type, &name).await?;
             let entry = reg.resolve_from(t, &name, &c, pre, source).await?;
             let art = reg.artifact_of(&entry, false).await?;
             Response::Pulled(PullResult {
@@ -333,10 +336,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         } => {
             check_name(&name)?;
             let constraint = extreg_shared::Constraint::parse(&constraint)?;
-            let ext_type = match ext_type {
-                Some(t) => t,
-                None => reg.resolve_type(&name).await?,
-            };
+            let ext_type = type_of(reg, ext_type, &name).await?;
             Response::Loaded(
                 state
                     .loader

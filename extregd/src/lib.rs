@@ -49,8 +49,6 @@ pub enum BootError {
     },
     #[error(transparent)]
     Ipc(#[from] ipc::IpcError),
-    #[error("the {0} backend is configured but not available in this build yet")]
-    Unsupported(&'static str),
 }
 
 /// Builds the backends in merge priority order: `[registry] priority`,

@@ -38,7 +38,6 @@ use extreg_shared::{parse_version, validate_name, ExtensionType};
 use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Url};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::Duration;
 
@@ -83,10 +82,6 @@ pub enum PublishError {
     Backend(#[from] BackendError),
 }
 
-fn sha256_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 fn push_scope(repo: &str) -> String {
     format!("repository:{repo}:pull,push")
 }
@@ -127,7 +122,7 @@ pub async fn publish(
         .map_err(|e| PublishError::Invalid(format!("packing failed: {e}")))?
         .map_err(|e| PublishError::Invalid(format!("cannot pack {}: {e}", dir.display())))?;
     let layer = Bytes::from(layer);
-    let layer_digest = sha256_of(&layer);
+    let layer_digest = crate::backend::sha256_tag(&layer);
     let repo = backend.repository(m.ext_type, &m.name);
     let title = format!("{}-{tag}.tar.gz", m.name);
     let mut ann = serde_json::Map::new();
@@ -175,7 +170,7 @@ pub async fn publish(
         repository: repo.clone(),
         tag: tag.clone(),
         reference: backend.reference(&repo, &tag),
-        manifest_digest: sha256_of(&manifest),
+        manifest_digest: crate::backend::sha256_tag(&manifest),
         layer_digest: layer_digest.clone(),
         size: layer.len() as u64,
         pushed: false,

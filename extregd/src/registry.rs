@@ -492,6 +492,15 @@ impl Registry {
         .await
     }
 
+    /// The backend that serves `source`.
+    fn backend_for(&self, source: Source) -> Result<Arc<dyn Backend>, ApiError> {
+        self.backends
+            .iter()
+            .find(|b| b.source() == source)
+            .cloned()
+            .ok_or_else(|| ApiError::internal("no backend for this version's source"))
+    }
+
     /// One version's entry and its backend.
     async fn entry_and_backend(
         &self,
@@ -507,26 +516,8 @@ impl Registry {
             .find(|e| e.semver == wanted)
             .ok_or_else(|| not_found_version(ext_type, name, version, &versions))?
             .clone();
-        let backend = self
-            .backends
-            .iter()
-            .find(|b| b.source() == entry.record.source)
-            .cloned()
-            .ok_or_else(|| ApiError::internal("no backend for this version's source"))?;
+        let backend = self.backend_for(entry.record.source)?;
         Ok((entry, backend))
-    }
-
-    /// One version's artifact, verified, from the artifact cache or its
-    /// backend (waiting for the whole download).
-    pub async fn artifact(
-        &self,
-        ext_type: ExtensionType,
-        name: &str,
-        version: &str,
-    ) -> Result<(VersionEntry, CachedArtifact), ApiError> {
-        let (entry, backend) = self.entry_and_backend(ext_type, name, version).await?;
-        let cached = self.artifacts.get_or_fetch(&entry, backend).await?;
-        Ok((entry, cached))
     }
 
     /// The artifact of a resolved entry, from its own backend; `force`
@@ -536,12 +527,7 @@ impl Registry {
         entry: &VersionEntry,
         force: bool,
     ) -> Result<CachedArtifact, ApiError> {
-        let backend = self
-            .backends
-            .iter()
-            .find(|b| b.source() == entry.record.source)
-            .cloned()
-            .ok_or_else(|| ApiError::internal("no backend for this version's source"))?;
+        let backend = self.backend_for(entry.record.source)?;
         if force {
             self.artifacts.refetch(entry, backend).await
         } else {

@@ -148,9 +148,7 @@ fn type_dirs(root: &Path, ty: ExtensionType) -> [PathBuf; 2] {
     ]
 }
 
-pub fn sha256_tag(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
+pub use super::sha256_tag;
 
 /// A cheap fingerprint of a file or tree: sizes and modification times.
 fn revision(path: &Path) -> std::io::Result<String> {

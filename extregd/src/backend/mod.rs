@@ -97,6 +97,13 @@ pub fn newest(entries: &[VersionEntry]) -> Option<&VersionEntry> {
         .or_else(|| entries.iter().max_by(|a, b| a.semver.cmp(&b.semver)))
 }
 
+/// `sha256:<hex>` of some bytes: the form of every digest in records,
+/// ETags and OCI descriptors.
+pub fn sha256_tag(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
 /// RFC 3339 (seconds, UTC) for a file time.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
     let secs = t

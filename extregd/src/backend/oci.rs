@@ -75,7 +75,6 @@ use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
@@ -489,10 +488,6 @@ fn next_link(h: &str) -> Option<String> {
                     .to_string()
             })
     })
-}
-
-fn sha256_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -1007,7 +1002,7 @@ impl Inner {
             Err(BackendError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let digest = sha256_of(&body);
+        let digest = crate::backend::sha256_tag(&body);
         if let Some(announced) = headers
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())

@@ -27,7 +27,7 @@ impl SimplePluginCommand for Load {
     fn signature(&self) -> Signature {
         Signature::build(self.name())
             .required("name", SyntaxShape::String, "extension name")
-            .named("type", SyntaxShape::String, "provider, taskserv or cluster (needed when the name is in several)", Some('t'))
+            .named("type", SyntaxShape::String, super::TYPE_FLAG_HELP, Some('t'))
             .named("version", SyntaxShape::String, "a version or constraint: 1.2.3, ^1.2, ~1.2.0, >=1.2, <2, 1.2.0 - 1.5.0 (default: newest stable)", Some('v'))
             .named("source", SyntaxShape::String, "insist on this backend: gitea, oci or local", Some('s'))
             .switch("pre", "allow pre-releases", None)

@@ -25,6 +25,10 @@ use nu_protocol::{LabeledError, Span, Value};
 
 pub const CATEGORY: &str = "extensions";
 
+/// `--type` on commands that take one extension name.
+pub const TYPE_FLAG_HELP: &str =
+    "provider, taskserv or cluster (needed when the name is in several)";
+
 pub fn all() -> Vec<Box<dyn PluginCommand<Plugin = ExtPlugin>>> {
     vec![
         Box::new(ext::Ext),

@@ -21,12 +21,7 @@ impl SimplePluginCommand for Pull {
     fn signature(&self) -> Signature {
         Signature::build(self.name())
             .required("name", SyntaxShape::String, "extension name")
-            .named(
-                "type",
-                SyntaxShape::String,
-                "provider, taskserv or cluster (needed when the name is in several)",
-                Some('t'),
-            )
+            .named("type", SyntaxShape::String, super::TYPE_FLAG_HELP, Some('t'))
             .named(
                 "version",
                 SyntaxShape::String,

@@ -24,7 +24,7 @@ impl SimplePluginCommand for Versions {
             .named(
                 "type",
                 SyntaxShape::String,
-                "provider, taskserv or cluster (needed when the name is in several)",
+                super::TYPE_FLAG_HELP,
                 Some('t'),
             )
             .input_output_type(Type::Nothing, Type::table())
