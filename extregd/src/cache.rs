@@ -68,6 +68,23 @@ impl<K: Hash + Eq, V: Clone> TtlLru<K, V> {
         self.inner.lock().clear();
     }
 
+    /// Drops every entry whose key `drop` selects.
+    pub fn remove_where(&self, drop: impl Fn(&K) -> bool)
+    where
+        K: Clone,
+    {
+        let mut inner = self.inner.lock();
+        let doomed: Vec<K> = inner
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| drop(k))
+            .cloned()
+            .collect();
+        for k in doomed {
+            inner.pop(&k);
+        }
+    }
+
     /// Live entries (expired ones still held are not counted).
     pub fn len(&self) -> u64 {
         let inner = self.inner.lock();
@@ -158,6 +175,20 @@ mod tests {
             Counter::new("h", "h").unwrap(),
             Counter::new("m", "m").unwrap(),
         )
+    }
+
+    #[test]
+    fn remove_where_drops_only_the_selected_keys() {
+        let c = cache(8, 10_000, true);
+        for k in 0..6 {
+            c.insert(k, k * 10);
+        }
+        c.remove_where(|k| k % 2 == 0);
+        assert_eq!((c.get(&0), c.get(&2), c.get(&4)), (None, None, None));
+        assert_eq!(
+            (c.get(&1), c.get(&3), c.get(&5)),
+            (Some(10), Some(30), Some(50))
+        );
     }
 
     #[test]

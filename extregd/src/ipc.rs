@@ -446,5 +446,11 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             let (entries, bytes) = reg.artifacts().prune(days);
             Response::CacheRemoved { entries, bytes }
         }
+        Request::Discover { ext_type, refresh } => {
+            if refresh {
+                reg.refresh(ext_type);
+            }
+            Response::Discovered(reg.discover(ext_type).await?)
+        }
     })
 }

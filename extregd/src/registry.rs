@@ -599,6 +599,61 @@ impl Registry {
         }
     }
 
+    /// Drops the listing caches so the next answer asks the backends again
+    /// (`ext discover --refresh`): all of them, or with `ext_type` the
+    /// entries about that type (the per-backend listings hold every type,
+    /// so they go in both cases).
+    pub fn refresh(&self, ext_type: Option<ExtensionType>) {
+        let Some(t) = ext_type else {
+            return self.clear_metadata();
+        };
+        self.catalogs.clear();
+        self.lists.remove_where(|k| match k {
+            ListKey::List { ext_type, .. } | ListKey::Search { ext_type, .. } => {
+                ext_type.is_none_or(|x| x == t)
+            }
+        });
+        self.metadata.remove_where(|k| k.0 == t);
+        self.versions.remove_where(|k| k.0 == t);
+    }
+
+    /// `ext discover`: every extension (of `ext_type`) across all backends,
+    /// its newest version and the backends holding it.
+    pub async fn discover(
+        &self,
+        ext_type: Option<ExtensionType>,
+    ) -> Result<Vec<extreg_shared::protocol::Discovered>, ApiError> {
+        let (merged, _) = self.list_records(ext_type, None).await?;
+        // Served from the per-backend caches list_records just filled.
+        let mut holders: HashMap<ExtKey, Vec<Source>> = HashMap::new();
+        for b in &self.backends {
+            let records = match self.backend_catalog(b).await {
+                Ok(c) => c.as_ref().clone(),
+                Err(_) => self.artifacts.cached_catalog(b.source()),
+            };
+            for e in records {
+                let v = holders.entry((e.ext_type, e.name.clone())).or_default();
+                if !v.contains(&b.source()) {
+                    v.push(b.source());
+                }
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .map(|e| extreg_shared::protocol::Discovered {
+                sources: holders
+                    .remove(&(e.ext_type, e.name.clone()))
+                    .unwrap_or_else(|| vec![e.source]),
+                name: e.name,
+                ext_type: e.ext_type,
+                latest: e.version,
+                description: e.description,
+                source: e.source,
+                stale: e.stale,
+            })
+            .collect())
+    }
+
     /// Drops every metadata cache entry (the artifact cache is untouched).
     pub fn clear_metadata(&self) {
         self.lists.clear();

@@ -109,6 +109,13 @@ pub enum Request {
     CachePrune {
         days: u32,
     },
+    /// Every extension across all backends with the sources holding it;
+    /// `refresh` first drops the listing caches (of `ext_type` only, when
+    /// given) so tags pushed by other tools show at once.
+    Discover {
+        ext_type: Option<ExtensionType>,
+        refresh: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +146,24 @@ pub enum Response {
         entries: u64,
         bytes: u64,
     },
+    Discovered(Vec<Discovered>),
+}
+
+/// One row of `ext discover`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discovered {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ext_type: ExtensionType,
+    /// The newest version across every backend (stable first).
+    pub latest: String,
+    pub description: String,
+    /// The backend serving `latest`.
+    pub source: Source,
+    /// Every backend that holds the extension, in priority order.
+    pub sources: Vec<Source>,
+    /// Served from the artifact cache because a backend is unreachable.
+    pub stale: bool,
 }
 
 /// One artifact cache entry as `ext cache list` shows it.

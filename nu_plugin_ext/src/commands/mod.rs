@@ -4,6 +4,7 @@
 
 mod cache;
 mod delete;
+mod discover;
 pub mod examples;
 mod ext;
 mod health;
@@ -46,6 +47,7 @@ pub fn all() -> Vec<Box<dyn PluginCommand<Plugin = ExtPlugin>>> {
         Box::new(cache::CacheStats),
         Box::new(cache::CacheClear),
         Box::new(cache::CachePrune),
+        Box::new(discover::Discover),
     ]
 }
 
