@@ -528,9 +528,15 @@ impl ArtifactStore {
         tx: &tokio::sync::watch::Sender<Progress>,
     ) -> Result<Verified, ApiError> {
         let source = entry.record.source;
+        let t = std::time::Instant::now();
         let artifact = backend.fetch(entry).await;
         self.metrics
-            .backend_call(source.as_str(), "fetch", artifact.is_ok());
+            .backend_timed(source.as_str(), "fetch", artifact.is_ok(), t);
+        let fetched_bytes = self
+            .metrics
+            .ops
+            .bytes_fetched
+            .with_label_values(&[source.as_str()]);
         let artifact = artifact.map_err(|e| ApiError::backend(source, &e))?;
         let expected = artifact
             .digest
@@ -555,6 +561,7 @@ impl ArtifactStore {
             })?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
+            fetched_bytes.inc_by(chunk.len() as u64);
             // Without an announced size, the cache cap (or 16 GiB) bounds it.
             let ceiling = self
                 .max_bytes

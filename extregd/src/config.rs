@@ -45,6 +45,15 @@ pub struct ServerConfig {
     /// `$XDG_RUNTIME_DIR/extregd/extregd.sock` (`/tmp/extregd-{uid}/` without
     /// `XDG_RUNTIME_DIR`).
     pub socket: Option<PathBuf>,
+    /// CORS for the read-only API (seed 001): preflights answered, `GET`
+    /// and `HEAD` allowed from `cors_allowed_origins`.
+    pub enable_cors: bool,
+    /// Origins allowed when `enable_cors` is on; empty (the default) or
+    /// `["*"]` allows any origin (the API is read-only and credential-free).
+    pub cors_allowed_origins: Vec<String>,
+    /// gzip/br/zstd on JSON answers per `Accept-Encoding` (seed 001); never
+    /// on artifact bytes.
+    pub enable_compression: bool,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +64,9 @@ impl Default for ServerConfig {
             public_url: None,
             workers: None,
             socket: None,
+            enable_cors: false,
+            cors_allowed_origins: Vec::new(),
+            enable_compression: true,
         }
     }
 }
@@ -69,6 +81,10 @@ pub struct GiteaConfig {
     pub timeout_seconds: u64,
     #[serde(default = "yes")]
     pub verify_ssl: bool,
+    /// PEM file of extra CA certificates trusted for this backend (a
+    /// private CA), on top of the system store.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -85,6 +101,9 @@ pub struct OciConfig {
     /// Plain HTTP even for a non-loopback registry.
     #[serde(default)]
     pub insecure: bool,
+    /// PEM file of extra CA certificates trusted for this registry.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where `ext load` extracts extensions.
@@ -218,7 +237,9 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::from_toml(&text, path)
+        let mut config = Config::from_toml(&text, path)?;
+        crate::deploy::expand_config_paths(&mut config, &|k| std::env::var(k).ok())?;
+        Ok(config)
     }
 
     /// Applies the `PROVISIONING_*` environment variables. `get` abstracts
@@ -236,6 +257,7 @@ impl Config {
                         timeout_seconds: default_timeout(),
                         verify_ssl: true,
                         insecure: false,
+                        ca_file: None,
                     })
                 }
             }
@@ -328,6 +350,7 @@ impl Config {
                 )));
             }
         }
+        crate::deploy::check_cors_origins(&self.server.cors_allowed_origins)?;
         if self.cache.capacity == 0 {
             return Err(ConfigError::Invalid(
                 "[cache] capacity must be at least 1 (disable a cache with enable_*_cache = false)"
@@ -353,6 +376,9 @@ impl Config {
             if let Some(p) = &g.token_path {
                 check_secret_file("[gitea] token_path", p, &mut warnings)?;
             }
+            if let Some(p) = &g.ca_file {
+                crate::deploy::check_ca_file("[gitea] ca_file", p)?;
+            }
         }
         if let Some(o) = &self.oci {
             if o.registry.trim().is_empty() {
@@ -364,6 +390,9 @@ impl Config {
             check_timeout("oci", o.timeout_seconds)?;
             if let Some(p) = &o.auth_token_path {
                 check_secret_file("[oci] auth_token_path", p, &mut warnings)?;
+            }
+            if let Some(p) = &o.ca_file {
+                crate::deploy::check_ca_file("[oci] ca_file", p)?;
             }
         }
         for (i, s) in self.registry.priority.iter().enumerate() {

@@ -5,15 +5,20 @@ pub mod artifacts;
 pub mod backend;
 pub mod cache;
 pub mod config;
+pub mod deploy;
 pub mod error;
 pub mod extract;
+pub mod http_layers;
 pub mod ipc;
 pub mod load;
 pub mod manifest;
 pub mod metrics;
+pub mod metrics_ops;
 pub mod pack;
+pub mod probe;
 pub mod publish;
 pub mod registry;
+pub mod systemd;
 
 use crate::backend::local::LocalBackend;
 use crate::backend::Backend;
@@ -31,6 +36,9 @@ pub struct Daemon {
     /// The local socket for `nu_plugin_ext`, and its path.
     pub ipc: interprocess::local_socket::tokio::Listener,
     pub socket: std::path::PathBuf,
+    /// The local socket came from socket activation: its file belongs to
+    /// systemd and stays when the daemon stops.
+    pub socket_activated: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,18 +111,35 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
     } else {
         format!("{host}:{}", config.server.port)
     };
-    let listener = tokio::net::TcpListener::bind(&bind)
-        .await
-        .map_err(|source| BootError::Bind {
-            addr: bind.clone(),
-            source,
-        })?;
+    // Socket activation (systemd::init_activation) hands a bound listener.
+    let activated = systemd::take_tcp().map_err(|source| BootError::Bind {
+        addr: "inherited socket (LISTEN_FDS)".into(),
+        source,
+    })?;
+    let listener = match activated {
+        Some(l) => l,
+        None => tokio::net::TcpListener::bind(&bind)
+            .await
+            .map_err(|source| BootError::Bind {
+                addr: bind.clone(),
+                source,
+            })?,
+    };
     let addr = listener.local_addr().map_err(|source| BootError::Bind {
         addr: bind.clone(),
         source,
     })?;
-    let socket = config.socket_path(dirs.runtime.as_deref());
-    let ipc = ipc::bind(&socket)?;
+    let (ipc, socket, socket_activated) =
+        match systemd::take_unix().map_err(|source| BootError::Bind {
+            addr: "inherited local socket (LISTEN_FDS)".into(),
+            source,
+        })? {
+            Some((l, path)) => (l, path, true),
+            None => {
+                let socket = config.socket_path(dirs.runtime.as_deref());
+                (ipc::bind(&socket)?, socket, false)
+            }
+        };
     let metrics = Arc::new(metrics::Metrics::new());
     let art_dir = config.artifact_dir(&dirs);
     let artifacts =
@@ -136,20 +161,24 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
         metrics.clone(),
         base_url,
     );
+    let readiness = probe::readiness_for(registry.backends());
     let state = Arc::new(api::AppState {
+        readiness,
         loader: load::Loader::new(config.load_dir(&dirs)),
         oci,
         registry,
         metrics,
         started: Instant::now(),
     });
+    probe::spawn_watch(state.clone());
     Ok(Daemon {
-        router: api::router(state.clone()),
+        router: http_layers::apply(api::router(state.clone()), &config.server),
         listener,
         addr,
         state,
         ipc,
         socket,
+        socket_activated,
     })
 }
 
@@ -164,7 +193,9 @@ impl Daemon {
             .with_graceful_shutdown(shutdown)
             .await;
         ipc.abort();
-        let _ = std::fs::remove_file(&self.socket);
+        if !self.socket_activated {
+            let _ = std::fs::remove_file(&self.socket);
+        }
         res
     }
 }

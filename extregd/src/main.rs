@@ -5,26 +5,47 @@ use std::process::ExitCode;
 
 /// Extension registry daemon: serves provider, taskserv and cluster
 /// extensions from local folders, OCI registries and Gitea releases over the
-/// /api/v1 REST API.
+/// /api/v1 REST API. Without a subcommand it serves.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Config file (TOML). Without it, $XDG_CONFIG_HOME/provisioning/extregd.toml
     /// is read if present, else the embedded default (local folder only).
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
-    /// Address to bind, overriding [server] host.
-    #[arg(long)]
+    /// Address to bind, overriding [server] host and EXTREGD_HOST.
+    #[arg(long, global = true)]
     host: Option<String>,
-    /// Port to bind, overriding [server] port (0 picks a free one).
-    #[arg(long)]
+    /// Port to bind, overriding [server] port and EXTREGD_PORT (0 picks a free one).
+    #[arg(long, global = true)]
     port: Option<u16>,
     /// Local socket for nu_plugin_ext, overriding [server] socket.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     socket: Option<PathBuf>,
     /// Validate the configuration, print the effective one, and exit.
     #[arg(long)]
     check_config: bool,
+}
+
+/// Subcommands; serving is the default when none is given.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Probe a running daemon over HTTP and exit 0 (healthy) or 1, for
+    /// container HEALTHCHECKs in images without a shell.
+    Healthcheck {
+        /// URL to ask; default: the configured listener's
+        /// /api/v1/health/live (/ready with --ready), seen from this host.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Ask the readiness probe instead of the liveness probe.
+        #[arg(long)]
+        ready: bool,
+        /// Give up after this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        timeout: u64,
+    },
 }
 
 fn default_config_path() -> Option<PathBuf> {
@@ -41,6 +62,7 @@ fn load(cli: &Cli) -> Result<(Config, Option<PathBuf>), extregd::config::ConfigE
         None => Config::default(),
     };
     config.apply_env(|k| std::env::var(k).ok());
+    extregd::deploy::apply_server_env(&mut config, |k| std::env::var(k).ok())?;
     if let Some(h) = &cli.host {
         config.server.host = h.clone();
     }
@@ -55,16 +77,23 @@ fn load(cli: &Cli) -> Result<(Config, Option<PathBuf>), extregd::config::ConfigE
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: logs in files and journals stay text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EXTREGD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    extregd::systemd::init_logging(
+        tracing_subscriber::EnvFilter::try_from_env("EXTREGD_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    );
+    if let Some(Command::Healthcheck {
+        url,
+        ready,
+        timeout,
+    }) = &cli.command
+    {
+        return healthcheck(&cli, url.as_deref(), *ready, *timeout);
+    }
+    // Inherited sockets (systemd socket activation), before any thread.
+    if let Err(e) = extregd::systemd::init_activation() {
+        eprintln!("extregd: socket activation: {e}");
+        return ExitCode::from(2);
+    }
     let (config, path) = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -152,6 +181,7 @@ fn main() -> ExitCode {
             daemon.addr
         );
         tracing::info!(addr = %daemon.addr, socket = %daemon.socket.display(), "serving /api/v1 and the local socket");
+        extregd::systemd::notify_ready(&format!("serving on http://{}", daemon.addr));
         match daemon.serve(shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -170,4 +200,39 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down");
+}
+
+/// `extregd healthcheck`: one probe request, exit 0 on a 2xx, else 1.
+fn healthcheck(cli: &Cli, url: Option<&str>, ready: bool, timeout: u64) -> ExitCode {
+    let url = match url {
+        Some(u) => u.to_string(),
+        None => match load(cli) {
+            Ok((c, _)) => extregd::probe::default_url(&c.server.host, c.server.port, ready),
+            Err(e) => {
+                eprintln!("extregd healthcheck: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("extregd healthcheck: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let timeout = std::time::Duration::from_secs(timeout.clamp(1, 300));
+    match rt.block_on(extregd::probe::check(&url, timeout)) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("extregd healthcheck: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

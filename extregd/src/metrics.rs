@@ -24,6 +24,8 @@ pub struct Metrics {
     pub backend_requests: IntCounterVec,
     pub artifact_entries: IntGauge,
     pub artifact_bytes: IntGauge,
+    /// Operator metrics (issue 11): see [`crate::metrics_ops`].
+    pub ops: crate::metrics_ops::OpsMetrics,
 }
 
 const BUCKETS: [f64; 16] = [
@@ -98,6 +100,7 @@ impl Metrics {
                 "artifact_cache_bytes",
                 "Bytes held in the on-disk artifact cache",
             ),
+            ops: crate::metrics_ops::OpsMetrics::register(&r),
             registry: r,
         }
     }
@@ -115,6 +118,21 @@ impl Metrics {
         self.backend_requests
             .with_label_values(&[backend, operation, if ok { "ok" } else { "error" }])
             .inc();
+    }
+
+    /// Counts and times one backend call that started at `started`.
+    pub fn backend_timed(
+        &self,
+        backend: &str,
+        operation: &str,
+        ok: bool,
+        started: std::time::Instant,
+    ) {
+        self.backend_call(backend, operation, ok);
+        self.ops
+            .backend_duration
+            .with_label_values(&[backend, operation])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// Counts and times one HTTP request.

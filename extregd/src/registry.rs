@@ -141,8 +141,9 @@ impl Registry {
         let res = self
             .catalog_flights
             .run(source, move || async move {
+                let t = std::time::Instant::now();
                 let r = b2.list().await;
-                metrics.backend_call(source.as_str(), "list", r.is_ok());
+                metrics.backend_timed(source.as_str(), "list", r.is_ok(), t);
                 r.map(Arc::new)
             })
             .await;
@@ -705,8 +706,9 @@ async fn merge_versions(
     name: &str,
 ) -> Result<Arc<Versions>, ApiError> {
     let results = futures::future::join_all(backends.iter().map(|b| async move {
+        let t = std::time::Instant::now();
         let r = b.versions(ext_type, name).await;
-        metrics.backend_call(b.source().as_str(), "versions", r.is_ok());
+        metrics.backend_timed(b.source().as_str(), "versions", r.is_ok(), t);
         (b.source(), r)
     }))
     .await;

@@ -421,6 +421,7 @@ fn backend_for(reg: &Registry) -> OciBackend {
         timeout_seconds: 10,
         verify_ssl: true,
         insecure: false,
+        ca_file: None,
     })
     .unwrap()
 }
@@ -645,6 +646,7 @@ fn bearer_token_auth_flow() {
         timeout_seconds: 10,
         verify_ssl: true,
         insecure: false,
+        ca_file: None,
     })
     .unwrap();
     let src = tempfile::tempdir().unwrap();

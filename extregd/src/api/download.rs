@@ -69,7 +69,10 @@ async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Res
                 {
                     g.finished().await?
                 }
-                None => return Ok(live(g, &progress, &filename, headers)?),
+                None => {
+                    let served = st.metrics.ops.bytes_served.clone();
+                    return Ok(live(g, &progress, &filename, headers, served)?);
+                }
             }
         }
     };
@@ -153,6 +156,7 @@ async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Res
             .map_err(|e| ApiError::internal(format!("seeking cached artifact: {e}")))?;
     }
     let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
+    let stream = st.metrics.ops.count_served(stream);
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -182,6 +186,7 @@ fn live(
     p: &Progress,
     filename: &str,
     headers: &HeaderMap,
+    served: prometheus::IntCounter,
 ) -> Result<Response, ApiError> {
     let mut h = HeaderMap::new();
     if let Some(d) = &p.digest {
@@ -209,7 +214,8 @@ fn live(
         hv(&format!("attachment; filename=\"{filename}\""))?,
     );
     h.insert("x-extregd-cache", HeaderValue::from_static("miss"));
-    let mut resp = Response::new(Body::from_stream(g.stream()));
+    let stream = crate::metrics_ops::count_bytes(g.stream(), served);
+    let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut().extend(h);
     Ok(resp)
 }

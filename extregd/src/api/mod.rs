@@ -25,12 +25,14 @@ pub struct AppState {
     pub oci: Option<std::sync::Arc<crate::backend::oci::OciBackend>>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
+    /// Readiness for `/api/v1/health/ready`; see [`crate::probe`].
+    pub readiness: Arc<crate::probe::Readiness>,
 }
 
 pub type SharedState = Arc<AppState>;
 
 /// Every route template, so metric labels are `&'static str`.
-const ROUTES: [&str; 9] = [
+const ROUTES: [&str; 11] = [
     "/api/v1/extensions",
     "/api/v1/extensions/search",
     "/api/v1/extensions/{type}/{name}",
@@ -40,6 +42,8 @@ const ROUTES: [&str; 9] = [
     "/api/v1/metrics",
     "/api/v1/cache/stats",
     "/api/v1/extensions/{type}/{name}/resolve",
+    crate::probe::LIVE_PATH,
+    crate::probe::READY_PATH,
 ];
 
 pub fn router(state: SharedState) -> Router {
@@ -53,6 +57,8 @@ pub fn router(state: SharedState) -> Router {
         .route(ROUTES[6], get(handlers::metrics))
         .route(ROUTES[7], get(handlers::cache_stats))
         .route(ROUTES[8], get(handlers::resolve))
+        .route(ROUTES[9], get(crate::probe::live))
+        .route(ROUTES[10], get(crate::probe::ready))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))

@@ -177,14 +177,18 @@ impl GiteaBackend {
         let _ = shown.set_password(None);
         let shown = shown.to_string().trim_end_matches('/').to_string();
         let timeout = Duration::from_secs(cfg.timeout_seconds.max(1));
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .read_timeout(timeout)
-            .danger_accept_invalid_certs(!cfg.verify_ssl)
-            .user_agent(concat!("extregd/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(MAX_IN_FLIGHT)
-            .build()
-            .map_err(|e| format!("[gitea] cannot build the HTTP client: {e}"))?;
+        let client = crate::deploy::tls_trust(
+            reqwest::Client::builder(),
+            cfg.verify_ssl,
+            cfg.ca_file.as_deref(),
+        )
+        .map_err(|e| format!("[gitea] ca_file {e}"))?
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .user_agent(concat!("extregd/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(MAX_IN_FLIGHT)
+        .build()
+        .map_err(|e| format!("[gitea] cannot build the HTTP client: {e}"))?;
         Ok(GiteaBackend {
             inner: Arc::new(Inner {
                 client,
@@ -957,6 +961,7 @@ mod tests {
             token_path: Some(p.clone()),
             timeout_seconds: 5,
             verify_ssl: true,
+            ca_file: None,
         })
         .unwrap();
         let shown = format!("{b:?}");
@@ -974,6 +979,7 @@ mod tests {
             token_path: Some(p),
             timeout_seconds: 5,
             verify_ssl: true,
+            ca_file: None,
         })
         .unwrap_err();
         assert!(e.contains("empty"), "{e}");
@@ -983,6 +989,7 @@ mod tests {
             token_path: None,
             timeout_seconds: 5,
             verify_ssl: true,
+            ca_file: None,
         })
         .unwrap();
         let shown = format!("{b:?}");
@@ -1008,6 +1015,7 @@ mod tests {
             token_path: Some(p),
             timeout_seconds: 5,
             verify_ssl: true,
+            ca_file: None,
         })
         .unwrap();
         let e = b.health().await.unwrap_err();

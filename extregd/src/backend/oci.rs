@@ -342,14 +342,18 @@ impl OciBackend {
             .map(read_credentials)
             .transpose()?;
         let timeout = Duration::from_secs(cfg.timeout_seconds.max(1));
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .read_timeout(timeout)
-            .danger_accept_invalid_certs(!cfg.verify_ssl)
-            .user_agent(concat!("extregd/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(MAX_IN_FLIGHT)
-            .build()
-            .map_err(|e| format!("[oci] cannot build the HTTP client: {e}"))?;
+        let client = crate::deploy::tls_trust(
+            reqwest::Client::builder(),
+            cfg.verify_ssl,
+            cfg.ca_file.as_deref(),
+        )
+        .map_err(|e| format!("[oci] ca_file {e}"))?
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .user_agent(concat!("extregd/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(MAX_IN_FLIGHT)
+        .build()
+        .map_err(|e| format!("[oci] cannot build the HTTP client: {e}"))?;
         let namespace = cfg.namespace.trim().trim_matches('/').to_string();
         Ok(OciBackend {
             inner: Arc::new(Inner {
@@ -1279,6 +1283,7 @@ mod tests {
             timeout_seconds: 5,
             verify_ssl: true,
             insecure: false,
+            ca_file: None,
         }
     }
 
