@@ -126,16 +126,16 @@ pub fn stderr_is_journal() -> bool {
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
         return false;
     };
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes a `stat` into valid memory for fd 2, which is
-    // always open in a running process (or fails with EBADF).
-    let rc = unsafe { libc::fstat(2, st.as_mut_ptr()) };
-    if rc != 0 {
+    // fstat of fd 2 through a duplicate (std, no unsafe).
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
         return false;
-    }
-    // SAFETY: fstat succeeded, so it initialised `st`.
-    let st = unsafe { st.assume_init() };
-    st.st_dev as u64 == dev && st.st_ino as u64 == ino
+    };
+    let Ok(meta) = std::fs::File::from(fd).metadata() else {
+        return false;
+    };
+    meta.dev() == dev && meta.ino() == ino
 }
 
 /// Log lines for the journal: `<N>target: message key=value`, no time (the

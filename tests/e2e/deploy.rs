@@ -758,7 +758,7 @@ fn operator_metrics_are_exposed_and_promtool_clean() {
         assert!(metric_value(&m, name) > 0.0, "{name} missing:\n{m}");
     }
     assert!(
-        m.contains(&format!("extregd_build_info{{rustc=\"",))
+        m.contains("extregd_build_info{rustc=\"")
             && m.contains(&format!("version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))),
         "{m}"
     );
