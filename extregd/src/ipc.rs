@@ -232,10 +232,12 @@ async fn type_of(
     }
 }
 
-fn need_oci(state: &AppState) -> Result<&crate::backend::oci::OciBackend, ApiError> {
-    state.oci.as_deref().ok_or_else(|| {
+fn need_oci(
+    state: &AppState,
+) -> Result<&std::sync::Arc<crate::backend::oci::OciBackend>, ApiError> {
+    state.oci.as_ref().ok_or_else(|| {
         ApiError::invalid_request(
-            "publishing needs the OCI backend: configure [oci] registry (or PROVISIONING_OCI_REGISTRY) and restart extregd",
+            "publishing needs the OCI backend: configure [oci] registry (or PROVISIONING_OCI_REGISTRY) and restart extregd, or name a registry with --registry",
         )
     })
 }
@@ -260,6 +262,59 @@ fn error(kind: ErrorKind, message: String) -> Response {
 
 fn rfc3339(secs: u64) -> String {
     crate::backend::rfc3339_secs(secs)
+}
+
+/// `ext publish`, to the configured registry or the one asked for.
+async fn publish_request(
+    state: &AppState,
+    spec: extreg_shared::protocol::PublishSpec,
+) -> Result<Response, ApiError> {
+    let reg = &state.registry;
+    let elsewhere = spec.registry.is_some() || spec.namespace.is_some();
+    let target = if elsewhere {
+        let configured = state.oci_config.as_ref().zip(state.oci.as_ref());
+        let wanted = crate::remote::Wanted {
+            registry: spec.registry.as_deref(),
+            namespace: spec.namespace.as_deref(),
+            auth_file: None,
+        };
+        crate::remote::target(configured, &wanted, &crate::auth_files::AuthEnv::from_env())
+            .map_err(ApiError::invalid_request)?
+            .backend
+    } else {
+        need_oci(state)?.clone()
+    };
+    let dir = std::path::PathBuf::from(&spec.path);
+    if !dir.is_absolute() || !dir.is_dir() {
+        return Err(ApiError::invalid_request(format!(
+            "{} is not a folder (give an absolute path to a folder holding extension.yaml)",
+            spec.path
+        )));
+    }
+    let opts = crate::publish::PublishOptions {
+        force: spec.force,
+        dry_run: spec.dry_run,
+        created: None,
+    };
+    let r = crate::publish::publish_with(&target, &dir, &spec.version, &opts)
+        .await
+        .map_err(publish_error)?;
+    if r.pushed {
+        reg.clear_metadata();
+    }
+    Ok(Response::Published(
+        extreg_shared::protocol::PublishResult {
+            name: r.name,
+            ext_type: r.ext_type,
+            version: r.version,
+            reference: r.reference,
+            manifest_digest: r.manifest_digest,
+            layer_digest: r.layer_digest,
+            size: r.size,
+            pushed: r.pushed,
+            replaced: r.replaced,
+        },
+    ))
 }
 
 async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> {
@@ -361,30 +416,18 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             dry_run,
             force,
         } => {
-            let oci = need_oci(state)?;
-            let dir = std::path::PathBuf::from(&path);
-            if !dir.is_absolute() || !dir.is_dir() {
-                return Err(ApiError::invalid_request(format!(
-                    "{path} is not a folder (give an absolute path to a folder holding extension.yaml)"
-                )));
-            }
-            let r = crate::publish::publish(oci, &dir, &version, force, dry_run)
-                .await
-                .map_err(publish_error)?;
-            if r.pushed {
-                reg.clear_metadata();
-            }
-            Response::Published(extreg_shared::protocol::PublishResult {
-                name: r.name,
-                ext_type: r.ext_type,
-                version: r.version,
-                reference: r.reference,
-                manifest_digest: r.manifest_digest,
-                layer_digest: r.layer_digest,
-                size: r.size,
-                pushed: r.pushed,
-                replaced: r.replaced,
-            })
+            publish_request(
+                state,
+                extreg_shared::protocol::PublishSpec {
+                    path,
+                    version,
+                    dry_run,
+                    force,
+                    registry: None,
+                    namespace: None,
+                },
+            )
+            .await?
         }
         Request::Delete {
             ext_type,
@@ -446,6 +489,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             let (entries, bytes) = reg.artifacts().prune(days);
             Response::CacheRemoved { entries, bytes }
         }
+        Request::PublishTo(spec) => publish_request(state, spec).await?,
         Request::Discover { ext_type, refresh } => {
             if refresh {
                 reg.refresh(ext_type);

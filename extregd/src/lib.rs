@@ -2,8 +2,10 @@
 
 pub mod api;
 pub mod artifacts;
+pub mod auth_files;
 pub mod backend;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod error;
@@ -18,6 +20,7 @@ pub mod pack;
 pub mod probe;
 pub mod publish;
 pub mod registry;
+pub mod remote;
 pub mod systemd;
 
 use crate::backend::local::LocalBackend;
@@ -166,6 +169,7 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
         readiness,
         loader: load::Loader::new(config.load_dir(&dirs)),
         oci,
+        oci_config: config.oci.clone(),
         registry,
         metrics,
         started: Instant::now(),

@@ -46,6 +46,9 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 5)]
         timeout: u64,
     },
+    /// publish, delete, list: OCI operations without a daemon (for CI).
+    #[command(flatten)]
+    Oci(extregd::cli::OciCommand),
 }
 
 fn default_config_path() -> Option<PathBuf> {
@@ -101,6 +104,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Oci(cmd)) = cli.command {
+        return extregd::cli::run(cmd, &config);
+    }
     let dirs = Dirs::from_env();
     if cli.check_config {
         return match config.validate() {

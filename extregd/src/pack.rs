@@ -15,6 +15,12 @@ pub const FIXED_MTIME: u64 = 315_532_800;
 /// Packs `dir` into a tar.gz in memory, refusing trees above `limit` bytes
 /// of file content.
 pub fn pack_dir(dir: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    pack_dir_into(dir, limit, Vec::new())
+}
+
+/// Packs `dir` into `out` (a file, a hashing writer, ...), streaming: only
+/// one read buffer is held at a time, whatever the folder's size.
+pub fn pack_dir_into<W: Write>(dir: &Path, limit: u64, out: W) -> io::Result<W> {
     let mut files = Vec::new();
     walk(dir, Path::new(""), &mut files)?;
     files.sort();
@@ -36,7 +42,7 @@ pub fn pack_dir(dir: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let gz = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(255)
-        .write(Vec::new(), flate2::Compression::default());
+        .write(out, flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     tar.mode(tar::HeaderMode::Deterministic);
     for (rel, is_dir) in &files {
@@ -62,6 +68,58 @@ pub fn pack_dir(dir: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let mut gz = tar.into_inner()?;
     gz.flush()?;
     gz.finish()
+}
+
+/// The newest modification time of the files and folders under `dir`
+/// (what a reproducible `created` date can be derived from).
+pub fn newest_mtime(dir: &Path) -> io::Result<std::time::SystemTime> {
+    let mut files = Vec::new();
+    walk(dir, Path::new(""), &mut files)?;
+    let mut newest = std::fs::metadata(dir)?.modified()?;
+    for (rel, _) in files {
+        let t = std::fs::metadata(dir.join(rel))?.modified()?;
+        newest = newest.max(t);
+    }
+    Ok(newest)
+}
+
+/// A writer that hashes (sha256) and counts what passes through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+    written: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        use sha2::Digest;
+        HashingWriter {
+            inner,
+            hasher: sha2::Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// The inner writer, `sha256:<hex>` and the byte count.
+    pub fn finish(self) -> (W, String, u64) {
+        use sha2::Digest;
+        let digest = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        (self.inner, digest, self.written)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, bool)>) -> io::Result<()> {
@@ -127,6 +185,23 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect();
         assert_eq!(names, vec!["extension.yaml", "kcl", "kcl/a.k"]);
+    }
+
+    #[test]
+    fn streamed_packing_hashes_what_it_writes() {
+        let a = tempfile::tempdir().unwrap();
+        tree(a.path());
+        let mem = pack_dir(a.path(), 1 << 20).unwrap();
+        let (file, digest, n) = pack_dir_into(
+            a.path(),
+            1 << 20,
+            HashingWriter::new(tempfile::tempfile().unwrap()),
+        )
+        .unwrap()
+        .finish();
+        assert_eq!(n, mem.len() as u64);
+        assert_eq!(digest, crate::backend::sha256_tag(&mem));
+        assert_eq!(file.metadata().unwrap().len(), n);
     }
 
     #[test]

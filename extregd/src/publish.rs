@@ -1,24 +1,28 @@
-//! Publishing to and deleting from the OCI registry (seed 004 `ext publish`,
-//! `ext delete`). Reached through the daemon's local socket only; the REST
-//! API stays read-only.
+//! Publishing to and deleting from an OCI registry (seed 004 `ext publish`,
+//! `ext delete`). Reached through the daemon's local socket and the
+//! `extregd publish/delete` commands; the REST API stays read-only.
 //!
 //! **Publish.** The folder's `extension.yaml` is validated
 //! ([`Manifest::parse`]); its version must equal the version asked for. The
-//! folder is packed as a reproducible tar.gz ([`pack_dir`]) and pushed as an
-//! OCI artifact to `{namespace}/{name}-{type}:{version}`:
+//! folder is packed as a reproducible tar.gz into an anonymous temp file,
+//! hashed while written ([`pack`]), and pushed as an OCI artifact to
+//! `{namespace}/{name}-{type}:{version}`:
 //!
 //! - config: the empty descriptor `application/vnd.oci.empty.v1+json` (`{}`);
 //! - `artifactType`: [`ARTIFACT_TYPE`];
-//! - one layer `application/vnd.oci.image.layer.v1.tar+gzip` annotated with
+//! - one layer [`EXTENSION_LAYER`] annotated with
 //!   `org.opencontainers.image.title` = `{name}-{version}.tar.gz`;
-//! - manifest annotations: `org.opencontainers.image.version`, `.created`
-//!   (now, UTC), `.description`, `.authors`, `.source` (metadata.repository),
-//!   `.url` (metadata.homepage), `.licenses`, `.title`, and
-//!   `dev.provisioning.extension.name`, `.type`, `.tags` (comma-separated).
+//! - manifest annotations ([`annotations`]): `org.opencontainers.image.version`,
+//!   `.created` (see [`PublishOptions::created`]), `.description`,
+//!   `.authors`, `.source` (metadata.repository), `.url` (metadata.homepage),
+//!   `.licenses`, `.title`, and `dev.provisioning.extension.name`, `.type`,
+//!   `.tags` (comma-separated).
 //!
 //! An existing tag is refused unless `force`. `dry_run` validates and packs
-//! but sends nothing to the registry. Blobs already in the repository are
-//! not uploaded again (`HEAD` first).
+//! but sends nothing; it reports the digests the push would produce (same
+//! folder, same `created`, same bytes). Blobs already in the repository
+//! are not uploaded again (`HEAD` first). The layer goes up as one streamed
+//! `PUT` read from the temp file, so memory does not grow with its size.
 //!
 //! **Delete.** The tag is resolved to its manifest digest (`HEAD`) and
 //! `DELETE /v2/{repo}/manifests/{digest}` removes it (and every tag naming
@@ -28,14 +32,14 @@
 use crate::backend::oci::{
     pull_scope, OciBackend, Req, ANN_AUTHORS, ANN_CREATED, ANN_DESCRIPTION, ANN_LICENSES, ANN_NAME,
     ANN_SOURCE, ANN_TAGS, ANN_TITLE, ANN_TYPE, ANN_URL, ANN_VERSION, ARTIFACT_TYPE, EMPTY_CONFIG,
-    EMPTY_DIGEST, LAYER_MEDIA_TYPE, OCI_MANIFEST,
+    EMPTY_DIGEST, OCI_MANIFEST,
 };
 use crate::backend::BackendError;
 use crate::manifest::Manifest;
-use crate::pack::pack_dir;
+use crate::pack::{pack_dir_into, HashingWriter};
 use bytes::Bytes;
 use extreg_shared::{parse_version, validate_name, ExtensionType};
-use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Url};
 use serde::Serialize;
 use std::path::Path;
@@ -43,6 +47,16 @@ use std::time::Duration;
 
 /// Largest folder content packed for publishing.
 pub const MAX_PUBLISH_BYTES: u64 = 1 << 30;
+
+/// The layer media type extregd publishes. Ends in `tar+gzip` (so every
+/// reader sees a gzipped tarball) but is not the generic
+/// `application/vnd.oci.image.layer.v1.tar+gzip`, which the ORAS Python
+/// client unpacks as a folder instead of saving the `.tar.gz` named by its
+/// title.
+pub const EXTENSION_LAYER: &str = "application/vnd.provisioning.extension.layer.v1.tar+gzip";
+
+/// Read size when streaming the packed layer to the registry.
+const UPLOAD_CHUNK: usize = 256 * 1024;
 
 /// What a publish did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,6 +74,8 @@ pub struct PublishReport {
     /// `sha256:` of the tar.gz layer (the download's ETag).
     pub layer_digest: String,
     pub size: u64,
+    /// The manifest's `org.opencontainers.image.created`.
+    pub created: String,
     /// False for a dry run.
     pub pushed: bool,
     /// True when an existing tag was overwritten (`force`).
@@ -86,14 +102,33 @@ fn push_scope(repo: &str) -> String {
     format!("repository:{repo}:pull,push")
 }
 
-/// Validates `dir`, packs it and pushes it (see the module docs).
-pub async fn publish(
-    backend: &OciBackend,
-    dir: &Path,
-    version: &str,
-    force: bool,
-    dry_run: bool,
-) -> Result<PublishReport, PublishError> {
+/// How to publish.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// Replace an existing tag.
+    pub force: bool,
+    /// Validate and pack only; send nothing.
+    pub dry_run: bool,
+    /// `org.opencontainers.image.created` (RFC 3339). Default:
+    /// `$SOURCE_DATE_EPOCH` when set, else the newest modification time in
+    /// the folder, so a dry run and the push that follows it (or two pushes
+    /// of an unchanged folder) produce the same manifest digest.
+    pub created: Option<String>,
+}
+
+/// A validated folder, packed into an anonymous temp file.
+pub struct Packed {
+    pub manifest: Manifest,
+    pub tag: String,
+    /// The reproducible tar.gz (gone when dropped).
+    pub file: std::fs::File,
+    pub digest: String,
+    pub size: u64,
+}
+
+/// Validates `dir/extension.yaml` against `version` and packs the folder,
+/// hashing while writing (peak memory does not grow with the folder).
+pub async fn pack(dir: &Path, version: &str) -> Result<Packed, PublishError> {
     let yaml_path = dir.join("extension.yaml");
     let yaml = tokio::fs::read(&yaml_path)
         .await
@@ -117,24 +152,62 @@ pub async fn publish(
         )));
     }
     let src = dir.to_path_buf();
-    let layer = tokio::task::spawn_blocking(move || pack_dir(&src, MAX_PUBLISH_BYTES))
-        .await
-        .map_err(|e| PublishError::Invalid(format!("packing failed: {e}")))?
-        .map_err(|e| PublishError::Invalid(format!("cannot pack {}: {e}", dir.display())))?;
-    let layer = Bytes::from(layer);
-    let layer_digest = crate::backend::sha256_tag(&layer);
-    let repo = backend.repository(m.ext_type, &m.name);
-    let title = format!("{}-{tag}.tar.gz", m.name);
+    let (file, digest, size) = tokio::task::spawn_blocking(move || {
+        let tmp = tempfile::tempfile()?;
+        let (file, digest, size) =
+            pack_dir_into(&src, MAX_PUBLISH_BYTES, HashingWriter::new(tmp))?.finish();
+        file.sync_all()?;
+        Ok::<_, std::io::Error>((file, digest, size))
+    })
+    .await
+    .map_err(|e| PublishError::Invalid(format!("packing failed: {e}")))?
+    .map_err(|e| PublishError::Invalid(format!("cannot pack {}: {e}", dir.display())))?;
+    Ok(Packed {
+        manifest: m,
+        tag,
+        file,
+        digest,
+        size,
+    })
+}
+
+/// The `created` date: given, `$SOURCE_DATE_EPOCH`, or the folder's newest
+/// modification time (seconds, UTC).
+pub fn created_date(dir: &Path, given: Option<&str>) -> Result<String, PublishError> {
+    if let Some(c) = given {
+        let t = humantime::parse_rfc3339_weak(c.trim()).map_err(|_| {
+            PublishError::Invalid(format!(
+                "created '{c}' is not an RFC 3339 date (2025-10-06T12:00:00Z)"
+            ))
+        })?;
+        return Ok(crate::backend::rfc3339(t));
+    }
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+        let secs = epoch.trim().parse::<u64>().map_err(|_| {
+            PublishError::Invalid(format!("SOURCE_DATE_EPOCH '{epoch}' is not Unix seconds"))
+        })?;
+        return Ok(crate::backend::rfc3339_secs(secs));
+    }
+    let t = crate::pack::newest_mtime(dir)
+        .map_err(|e| PublishError::Invalid(format!("cannot read {}: {e}", dir.display())))?;
+    Ok(crate::backend::rfc3339(t))
+}
+
+/// The manifest annotations of a published extension.
+pub fn annotations(
+    m: &Manifest,
+    tag: &str,
+    created: &str,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut ann = serde_json::Map::new();
     let mut put = |k: &str, v: Option<&str>| {
         if let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) {
             ann.insert(k.to_string(), v.into());
         }
     };
-    let created = crate::backend::rfc3339(std::time::SystemTime::now());
     let tags = m.tags.join(",");
-    put(ANN_VERSION, Some(&tag));
-    put(ANN_CREATED, Some(&created));
+    put(ANN_VERSION, Some(tag));
+    put(ANN_CREATED, Some(created));
     put(ANN_TITLE, Some(&m.name));
     put(ANN_DESCRIPTION, Some(&m.description));
     put(ANN_AUTHORS, m.author.as_deref());
@@ -144,6 +217,15 @@ pub async fn publish(
     put(ANN_NAME, Some(&m.name));
     put(ANN_TYPE, Some(m.ext_type.as_str()));
     put(ANN_TAGS, Some(&tags));
+    ann
+}
+
+/// The artifact manifest for a packed layer.
+pub fn artifact_manifest(
+    p: &Packed,
+    annotations: serde_json::Map<String, serde_json::Value>,
+) -> Bytes {
+    let title = format!("{}-{}.tar.gz", p.manifest.name, p.tag);
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -155,14 +237,45 @@ pub async fn publish(
             "data": "e30="
         },
         "layers": [{
-            "mediaType": LAYER_MEDIA_TYPE,
-            "digest": layer_digest,
-            "size": layer.len(),
+            "mediaType": EXTENSION_LAYER,
+            "digest": p.digest,
+            "size": p.size,
             "annotations": { ANN_TITLE: title }
         }],
-        "annotations": ann,
+        "annotations": annotations,
     });
-    let manifest = Bytes::from(serde_json::to_vec(&manifest).expect("json"));
+    Bytes::from(serde_json::to_vec(&manifest).expect("json"))
+}
+
+/// Validates `dir`, packs it and pushes it (see the module docs).
+pub async fn publish(
+    backend: &OciBackend,
+    dir: &Path,
+    version: &str,
+    force: bool,
+    dry_run: bool,
+) -> Result<PublishReport, PublishError> {
+    let opts = PublishOptions {
+        force,
+        dry_run,
+        created: None,
+    };
+    publish_with(backend, dir, version, &opts).await
+}
+
+/// [`publish`] with every option.
+pub async fn publish_with(
+    backend: &OciBackend,
+    dir: &Path,
+    version: &str,
+    opts: &PublishOptions,
+) -> Result<PublishReport, PublishError> {
+    let packed = pack(dir, version).await?;
+    let created = created_date(dir, opts.created.as_deref())?;
+    let m = &packed.manifest;
+    let tag = packed.tag.clone();
+    let repo = backend.repository(m.ext_type, &m.name);
+    let manifest = artifact_manifest(&packed, annotations(m, &tag, &created));
     let mut report = PublishReport {
         name: m.name.clone(),
         ext_type: m.ext_type,
@@ -171,18 +284,19 @@ pub async fn publish(
         tag: tag.clone(),
         reference: backend.reference(&repo, &tag),
         manifest_digest: crate::backend::sha256_tag(&manifest),
-        layer_digest: layer_digest.clone(),
-        size: layer.len() as u64,
+        layer_digest: packed.digest.clone(),
+        size: packed.size,
+        created,
         pushed: false,
         replaced: false,
     };
-    if dry_run {
+    if opts.dry_run {
         return Ok(report);
     }
     let inner = backend.inner();
     let scope = push_scope(&repo);
     if let Some(digest) = inner.tag_digest(&repo, &tag, &scope).await? {
-        if !force {
+        if !opts.force {
             return Err(PublishError::Exists {
                 reference: report.reference,
                 digest,
@@ -191,12 +305,26 @@ pub async fn publish(
         report.replaced = true;
     }
     push_blob(backend, &repo, EMPTY_DIGEST, Bytes::from_static(b"{}")).await?;
-    push_blob(backend, &repo, &layer_digest, layer).await?;
-    let what = format!("manifest {repo}:{tag}");
+    push_blob_file(backend, &repo, &packed).await?;
+    put_manifest(backend, &repo, &tag, manifest).await?;
+    report.pushed = true;
+    tracing::info!(reference = %report.reference, digest = %report.manifest_digest, "published");
+    Ok(report)
+}
+
+/// `PUT /v2/{repo}/manifests/{reference}` of an OCI image manifest.
+pub async fn put_manifest(
+    backend: &OciBackend,
+    repo: &str,
+    reference: &str,
+    manifest: Bytes,
+) -> Result<(), PublishError> {
+    let inner = backend.inner();
+    let what = format!("manifest {repo}:{reference}");
     let mut req = Req::new(
         Method::PUT,
-        inner.url(&format!("/v2/{repo}/manifests/{tag}")),
-        scope,
+        inner.url(&format!("/v2/{repo}/manifests/{reference}")),
+        push_scope(repo),
         &what,
     );
     req.headers
@@ -207,44 +335,58 @@ pub async fn publish(
         let _permit = inner.permit().await?;
         inner.send(&req).await?;
     }
-    inner.forget_tag(&repo, &tag);
-    report.pushed = true;
-    tracing::info!(reference = %report.reference, digest = %report.manifest_digest, "published");
-    Ok(report)
+    inner.forget_tag(repo, reference);
+    Ok(())
 }
 
-/// Uploads one blob unless the repository already has it: `POST` an upload
-/// session, then `PUT` the bytes to its `Location` with `digest=`.
-async fn push_blob(
-    backend: &OciBackend,
-    repo: &str,
-    digest: &str,
-    data: Bytes,
-) -> Result<(), PublishError> {
+/// Whether the repository already holds a blob (`HEAD`).
+async fn has_blob(backend: &OciBackend, repo: &str, digest: &str) -> Result<bool, PublishError> {
     let inner = backend.inner();
-    let scope = push_scope(repo);
     let what = format!("blob {digest} of {repo}");
     let mut head = Req::new(
         Method::HEAD,
         inner.url(&format!("/v2/{repo}/blobs/{digest}")),
-        scope.clone(),
+        push_scope(repo),
         &what,
     );
     head.timeout = Some(inner.api_timeout());
     match inner.send_read(&head).await {
-        Ok(_) => return Ok(()),
-        Err(BackendError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
+        Ok(_) => Ok(true),
+        Err(BackendError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
     }
-    let _permit = inner.permit().await?;
+}
+
+/// Opens an upload session (`POST /v2/{repo}/blobs/uploads/`) and returns
+/// its `Location` with `digest=` appended. The session's `Location` must be
+/// on the registry's own origin (credentials go nowhere else).
+async fn open_upload(backend: &OciBackend, repo: &str, digest: &str) -> Result<Url, PublishError> {
+    let inner = backend.inner();
+    let what = format!("blob {digest} of {repo}");
     let mut post = Req::new(
         Method::POST,
         inner.url(&format!("/v2/{repo}/blobs/uploads/")),
-        scope.clone(),
+        push_scope(repo),
         &what,
     );
     post.timeout = Some(inner.api_timeout());
-    let resp = inner.send(&post).await?;
+    let resp = {
+        let _permit = inner.permit().await?;
+        inner.send(&post).await?
+    };
+    let url = upload_location(backend, &resp, &what)?;
+    let mut url = url;
+    url.query_pairs_mut().append_pair("digest", digest);
+    Ok(url)
+}
+
+/// The absolute `Location` of an upload session answer, same origin only.
+pub(crate) fn upload_location(
+    backend: &OciBackend,
+    resp: &reqwest::Response,
+    what: &str,
+) -> Result<Url, BackendError> {
+    let inner = backend.inner();
     let location = resp
         .headers()
         .get(LOCATION)
@@ -253,7 +395,7 @@ async fn push_blob(
             BackendError::Upstream(format!("the registry opened no upload session for {what}"))
         })?;
     let base = Url::parse(&inner.url("/")).expect("base parses");
-    let mut url = base.join(location).map_err(|_| {
+    let url = base.join(location).map_err(|_| {
         BackendError::Upstream(format!(
             "the registry sent a bad upload Location for {what}"
         ))
@@ -261,20 +403,93 @@ async fn push_blob(
     if url.origin() != base.origin() {
         return Err(BackendError::Upstream(format!(
             "the registry's upload Location for {what} is on another host; not sending credentials there"
-        ))
-        .into());
+        )));
     }
-    url.query_pairs_mut().append_pair("digest", digest);
-    let mut put = Req::new(Method::PUT, url.to_string(), scope, &what);
+    Ok(url)
+}
+
+/// Uploads one small blob unless the repository already has it: `POST` an
+/// upload session, then `PUT` the bytes to its `Location` with `digest=`.
+async fn push_blob(
+    backend: &OciBackend,
+    repo: &str,
+    digest: &str,
+    data: Bytes,
+) -> Result<(), PublishError> {
+    if has_blob(backend, repo, digest).await? {
+        return Ok(());
+    }
+    let inner = backend.inner();
+    let url = open_upload(backend, repo, digest).await?;
+    let what = format!("blob {digest} of {repo}");
+    let mut put = Req::new(Method::PUT, url.to_string(), push_scope(repo), &what);
     put.headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    // Large layers: the API timeout plus a second per MiB.
-    put.timeout = Some(inner.api_timeout() + Duration::from_secs(data.len() as u64 >> 20));
+    put.timeout = Some(inner.api_timeout());
     put.body = Some(data);
+    let _permit = inner.permit().await?;
     inner.send(&put).await?;
     Ok(())
+}
+
+/// Uploads the packed layer unless the repository already has it, as one
+/// streamed `PUT` read from the temp file [`UPLOAD_CHUNK`] bytes at a time
+/// (memory does not grow with the layer). A refusal of the credentials
+/// mid-way (an expired token) opens a new session once.
+async fn push_blob_file(backend: &OciBackend, repo: &str, p: &Packed) -> Result<(), PublishError> {
+    if has_blob(backend, repo, &p.digest).await? {
+        return Ok(());
+    }
+    let inner = backend.inner();
+    let scope = push_scope(repo);
+    let what = format!("blob {} of {repo}", p.digest);
+    let mut attempt = 0;
+    loop {
+        let url = open_upload(backend, repo, &p.digest).await?;
+        let mut file = p
+            .file
+            .try_clone()
+            .map_err(|e| PublishError::Invalid(format!("the packed layer: {e}")))?;
+        {
+            use std::io::Seek;
+            file.seek(std::io::SeekFrom::Start(0))
+                .map_err(|e| PublishError::Invalid(format!("the packed layer: {e}")))?;
+        }
+        let stream = tokio_util::io::ReaderStream::with_capacity(
+            tokio::fs::File::from_std(file),
+            UPLOAD_CHUNK,
+        );
+        let mut req = inner
+            .http()
+            .put(url.as_str())
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, p.size)
+            // Large layers: the API timeout plus a second per MiB.
+            .timeout(inner.api_timeout() + Duration::from_secs(p.size >> 20))
+            .body(reqwest::Body::wrap_stream(stream));
+        if inner.same_origin(url.as_str()) {
+            if let Some(h) = inner.auth_for(&scope) {
+                req = req.header(AUTHORIZATION, h);
+            }
+        }
+        let resp = {
+            let _permit = inner.permit().await?;
+            req.send()
+                .await
+                .map_err(|e| inner.transport_error(e, &what))?
+        };
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
+            attempt += 1;
+            inner.forget_token(&scope);
+            continue;
+        }
+        return Err(inner.status_error(resp, &what).await.into());
+    }
 }
 
 /// Deletes version `version` of an extension: resolves its tag to the

@@ -116,6 +116,23 @@ pub enum Request {
         ext_type: Option<ExtensionType>,
         refresh: bool,
     },
+    /// `Publish` with a registry and namespace of the caller's choice.
+    PublishTo(PublishSpec),
+}
+
+/// What `ext publish` asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishSpec {
+    /// The folder holding `extension.yaml` (absolute).
+    pub path: String,
+    pub version: String,
+    pub dry_run: bool,
+    pub force: bool,
+    /// Another registry (`host[:port]` or URL); credentials come from the
+    /// usual auth files. `None`: the configured `[oci] registry`.
+    pub registry: Option<String>,
+    /// Another namespace; `None`: the configured one.
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -23,6 +23,8 @@ pub struct AppState {
     pub loader: crate::load::Loader,
     /// The OCI backend, for publish and delete (local socket only).
     pub oci: Option<std::sync::Arc<crate::backend::oci::OciBackend>>,
+    /// `[oci]` as configured (publishing elsewhere starts from it).
+    pub oci_config: Option<crate::config::OciConfig>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
     /// Readiness for `/api/v1/health/ready`; see [`crate::probe`].

@@ -328,6 +328,20 @@ impl OciBackend {
     /// Builds the backend; reads the credentials file. Errors name the
     /// offending key, never a secret.
     pub fn new(cfg: &OciConfig) -> Result<OciBackend, String> {
+        let creds = cfg
+            .auth_token_path
+            .as_deref()
+            .map(read_credentials)
+            .transpose()?;
+        Self::with_credentials(cfg, creds)
+    }
+
+    /// Builds the backend with credentials found elsewhere (see
+    /// `crate::auth_files`); `cfg.auth_token_path` is not read.
+    pub fn with_credentials(
+        cfg: &OciConfig,
+        creds: Option<Credentials>,
+    ) -> Result<OciBackend, String> {
         let mut url = registry_base(&cfg.registry, cfg.insecure)?;
         let _ = url.set_username("");
         let _ = url.set_password(None);
@@ -336,11 +350,6 @@ impl OciBackend {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_string(),
         };
-        let creds = cfg
-            .auth_token_path
-            .as_deref()
-            .map(read_credentials)
-            .transpose()?;
         let timeout = Duration::from_secs(cfg.timeout_seconds.max(1));
         let client = crate::deploy::tls_trust(
             reqwest::Client::builder(),
@@ -389,6 +398,20 @@ impl OciBackend {
 
     pub fn namespace(&self) -> &str {
         &self.inner.namespace
+    }
+
+    /// `host[:port]` as container tools write it.
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// The registry's base URL (no user information).
+    pub fn base_url(&self) -> &str {
+        &self.inner.shown
+    }
+
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.inner.creds.as_ref()
     }
 }
 
@@ -535,6 +558,16 @@ impl Inner {
         format!("{}{path}", self.base)
     }
 
+    /// The HTTP client (for requests `send` cannot make: streamed bodies).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Forgets the bearer token cached for `scope` (it was refused).
+    pub(crate) fn forget_token(&self, scope: &str) {
+        self.tokens.lock().remove(scope);
+    }
+
     pub fn api_timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
     }
@@ -546,7 +579,7 @@ impl Inner {
             .map_err(|_| BackendError::Io("oci backend is shutting down".into()))
     }
 
-    fn same_origin(&self, url: &str) -> bool {
+    pub(crate) fn same_origin(&self, url: &str) -> bool {
         match (Url::parse(url), Url::parse(&self.base)) {
             (Ok(a), Ok(b)) => a.origin() == b.origin(),
             _ => false,
@@ -562,7 +595,7 @@ impl Inner {
         }
     }
 
-    fn transport_error(&self, e: reqwest::Error, what: &str) -> BackendError {
+    pub(crate) fn transport_error(&self, e: reqwest::Error, what: &str) -> BackendError {
         if e.is_timeout() {
             return BackendError::Timeout(self.timeout_secs);
         }
@@ -575,7 +608,7 @@ impl Inner {
         }
     }
 
-    async fn status_error(&self, resp: reqwest::Response, what: &str) -> BackendError {
+    pub(crate) async fn status_error(&self, resp: reqwest::Response, what: &str) -> BackendError {
         let status = resp.status();
         let body = resp.bytes().await.unwrap_or_default();
         #[derive(Deserialize)]
@@ -616,7 +649,7 @@ impl Inner {
     }
 
     /// The `Authorization` header to send up front for `scope`, if any.
-    fn auth_for(&self, scope: &str) -> Option<HeaderValue> {
+    pub(crate) fn auth_for(&self, scope: &str) -> Option<HeaderValue> {
         match self.creds.as_ref() {
             Some(Credentials::Token(t)) => {
                 let mut h = HeaderValue::from_str(&format!("Bearer {t}")).ok()?;
@@ -850,7 +883,7 @@ impl Inner {
 
     /// Every item of a paged list (`_catalog` or `tags/list`), following
     /// `Link` headers.
-    async fn all_pages(
+    pub(crate) async fn all_pages(
         &self,
         path: &str,
         scope: &str,

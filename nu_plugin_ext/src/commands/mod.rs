@@ -164,7 +164,10 @@ pub fn request(
         .and_then(|v| v.as_str().ok().map(std::path::PathBuf::from))
         .or_else(|| std::env::var_os("XDG_RUNTIME_DIR").map(std::path::PathBuf::from));
     let mut settings = Settings::from_config(config, runtime_dir)?;
-    if matches!(req, Request::Publish { .. } | Request::Delete { .. }) {
+    if matches!(
+        req,
+        Request::Publish { .. } | Request::PublishTo(_) | Request::Delete { .. }
+    ) {
         // A push of up to 1 GiB can take long; the daemon bounds it itself.
         settings.timeout = settings.timeout.max(std::time::Duration::from_secs(3600));
     }

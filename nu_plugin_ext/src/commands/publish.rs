@@ -15,12 +15,14 @@ impl SimplePluginCommand for Publish {
     }
 
     fn description(&self) -> &str {
-        "Publish an extension folder (with extension.yaml) to the OCI registry as {namespace}/{name}-{type}:{version}."
+        "Publish an extension folder (with extension.yaml) to an OCI registry as {namespace}/{name}-{type}:{version}."
     }
 
     fn extra_description(&self) -> &str {
         "The folder is validated (extension.yaml's version must equal --version), packed as a reproducible tar.gz \
-         and pushed by extregd. An existing version is refused unless --force. Needs [oci] in extregd's config."
+         and pushed by extregd. An existing version is refused unless --force. Without --registry it goes to \
+         extregd's [oci] registry; with it, credentials come from $REGISTRY_AUTH_FILE, containers' auth.json \
+         or Docker's config.json (see the README). Without a daemon or nu: `extregd publish`."
     }
 
     fn signature(&self) -> Signature {
@@ -36,7 +38,19 @@ impl SimplePluginCommand for Publish {
                 "the version to publish (must match extension.yaml)",
                 Some('v'),
             )
-            .switch("dry-run", "validate and pack only; push nothing", None)
+            .named(
+                "registry",
+                SyntaxShape::String,
+                "push to this registry (host[:port] or URL) instead of extregd's [oci] registry; credentials from the usual auth files",
+                Some('r'),
+            )
+            .named(
+                "namespace",
+                SyntaxShape::String,
+                "push under this namespace instead of the configured one",
+                Some('n'),
+            )
+            .switch("dry-run", "validate and pack only; push nothing (reports the digests a push would produce)", None)
             .switch("force", "replace the version if it exists", Some('f'))
             .input_output_type(Type::Nothing, Type::record())
             .category(super::category())
@@ -52,6 +66,11 @@ impl SimplePluginCommand for Publish {
             Example {
                 example: "ext publish ./my-extension --version 1.0.0",
                 description: "Publish it",
+                result: None,
+            },
+            Example {
+                example: "ext publish ./my-extension --version 1.0.0 --registry localhost:5000 --namespace my-namespace",
+                description: "Publish to another registry and namespace",
                 result: None,
             },
         ]
@@ -87,12 +106,31 @@ impl SimplePluginCommand for Publish {
             version: vs,
             ..Default::default()
         };
-        let req = Request::Publish {
+        let text_flag = |name: &str| -> Result<Option<String>, LabeledError> {
+            match super::flag_value(call, name) {
+                None => Ok(None),
+                Some(v) => {
+                    let span = v.span();
+                    let s = v.as_str().map_err(|_| {
+                        LabeledError::new(format!("--{name} takes a string"))
+                            .with_label("not a string", span)
+                    })?;
+                    if s.trim().is_empty() {
+                        return Err(LabeledError::new(format!("--{name} is empty"))
+                            .with_label("give a value", span));
+                    }
+                    Ok(Some(s.trim().to_string()))
+                }
+            }
+        };
+        let req = Request::PublishTo(extreg_shared::protocol::PublishSpec {
             path: path.display().to_string(),
             version,
             dry_run: call.has_flag("dry-run")?,
             force: call.has_flag("force")?,
-        };
+            registry: text_flag("registry")?,
+            namespace: text_flag("namespace")?,
+        });
         match request(plugin, engine, call, spans, req)? {
             Response::Published(r) => {
                 let h = call.head;
