@@ -362,3 +362,72 @@ fn ext_publish_to_another_registry_and_namespace_through_nu() {
         out.stderr
     );
 }
+
+/// The Python of the shared venv tests/run fills (`VENV_PYTHON` overrides).
+fn venv_python() -> std::path::PathBuf {
+    let p = std::env::var_os("VENV_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("tests/.tools/venv/bin/python"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run tests/run (it pip-installs oras into tests/.tools/venv)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn oras_python_client_pulls_a_published_extension_as_its_tar_gz() {
+    let reg = Registry::start(Options::default());
+    let sb = Sandbox::new();
+    let src = write_folder_ext(&sb.path("src"), "cluster", "web", "0.3.0", "Web", &[]);
+    let at = [
+        "--registry",
+        reg.addr.as_str(),
+        "--namespace",
+        "team",
+        "--json",
+    ];
+    let r = extregd_json(
+        &sb,
+        &[
+            &["publish", src.to_str().unwrap(), "--version", "0.3.0"][..],
+            &at,
+        ]
+        .concat(),
+    );
+    let out_dir = sb.path("oras-out");
+    let script = format!(
+        "import json, oras.client\n\
+         c = oras.client.OrasClient(insecure=True)\n\
+         print(json.dumps(c.pull(target='{}/team/web-cluster:0.3.0', outdir='{}')))\n",
+        reg.addr,
+        out_dir.display()
+    );
+    let out = std::process::Command::new(venv_python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "oras pull failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files: Vec<String> = serde_json::from_slice(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let path = std::path::Path::new(&files[0]);
+    assert_eq!(path.file_name().unwrap(), "web-0.3.0.tar.gz");
+    assert!(
+        path.is_file(),
+        "oras-py returned {path:?}, which is not a file"
+    );
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(sha256_tag(&bytes), r["layer_digest"].as_str().unwrap());
+}
