@@ -431,3 +431,55 @@ fn oras_python_client_pulls_a_published_extension_as_its_tar_gz() {
     let bytes = std::fs::read(path).unwrap();
     assert_eq!(sha256_tag(&bytes), r["layer_digest"].as_str().unwrap());
 }
+
+#[test]
+fn an_extension_pushed_by_oras_without_annotations_is_listed_and_loaded() {
+    let reg = Registry::start(Options::default());
+    let sb = Sandbox::new();
+    let work = sb.path("oras-push");
+    std::fs::create_dir_all(&work).unwrap();
+    let tarball = tar_gz(&[
+        (
+            "extension.yaml".to_string(),
+            manifest("taskserv", "etcd", "3.5.0", "etcd by oras", &["kv"]).into_bytes(),
+        ),
+        ("kcl/etcd.k".to_string(), b"schema E:\n  a: int\n".to_vec()),
+    ]);
+    std::fs::write(work.join("etcd-3.5.0.tar.gz"), &tarball).unwrap();
+    // As the ORAS docs show: a file, pushed from its folder, no annotations.
+    let script = format!(
+        "import oras.client\n\
+         c = oras.client.OrasClient(insecure=True)\n\
+         c.push(files=['etcd-3.5.0.tar.gz'], target='{}/{NS}/etcd-taskserv:3.5.0')\n",
+        reg.addr
+    );
+    let out = std::process::Command::new(venv_python())
+        .args(["-c", &script])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "oras push failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = oci_config(&sb, &reg.addr, "");
+    let d = Daemon::start(&sb, &["--config", cfg.to_str().unwrap()], &[]);
+    let (s, v) = d.get_json("/extensions/taskserv/etcd/versions");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v[0]["version"], "3.5.0");
+    assert_eq!(v[0]["checksum"], sha256_tag(&tarball));
+    let r = d.get("/extensions/taskserv/etcd/3.5.0");
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().unwrap() == tarball);
+    let nu = Nu::new(&sb);
+    let l = nu.json("ext load etcd");
+    assert_eq!(
+        (l["source"].as_str(), l["version"].as_str()),
+        (Some("oci"), Some("3.5.0"))
+    );
+    assert_eq!(l["description"], "etcd by oras");
+    assert!(std::path::Path::new(l["path"].as_str().unwrap())
+        .join("kcl/etcd.k")
+        .is_file());
+}
