@@ -483,6 +483,21 @@ impl ArtifactStore {
         Ok(Fetched::Growing(growing))
     }
 
+    /// Whether the index holds `entry`'s artifact at its revision (no
+    /// fetch, no touch: for answers from metadata such as `HEAD`).
+    pub fn is_cached(&self, entry: &VersionEntry) -> bool {
+        let key = ArtifactKey {
+            ext_type: entry.record.ext_type,
+            name: entry.record.name.clone(),
+            version: entry.record.version.clone(),
+            source: entry.record.source,
+        };
+        self.index
+            .lock()
+            .get(&key)
+            .is_some_and(|e| e.revision == entry.revision)
+    }
+
     fn lookup(&self, key: &ArtifactKey, revision: &str) -> Option<CachedArtifact> {
         let mut index = self.index.lock();
         let e = index.get_mut(key)?;

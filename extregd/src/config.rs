@@ -54,7 +54,23 @@ pub struct ServerConfig {
     /// gzip/br/zstd on JSON answers per `Accept-Encoding` (seed 001); never
     /// on artifact bytes.
     pub enable_compression: bool,
+    /// Open HTTP connections at most; above it a new connection is answered
+    /// 503 and closed. Default: derived from the open-file limit (see
+    /// `server::Limits`). The local socket gets a quarter of it.
+    pub max_connections: Option<usize>,
+    /// A connection with no request in progress (idle, or still sending a
+    /// request head, or a socket frame) for this long is closed.
+    pub idle_timeout_seconds: u64,
+    /// A client that accepts no bytes for this long is cut.
+    pub write_timeout_seconds: u64,
+    /// On SIGTERM, how long requests in flight may take before their
+    /// connections are cut.
+    pub shutdown_timeout_seconds: u64,
 }
+
+pub const DEFAULT_IDLE_TIMEOUT: u64 = 30;
+pub const DEFAULT_WRITE_TIMEOUT: u64 = 60;
+pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 30;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -67,6 +83,10 @@ impl Default for ServerConfig {
             enable_cors: false,
             cors_allowed_origins: Vec::new(),
             enable_compression: true,
+            max_connections: None,
+            idle_timeout_seconds: DEFAULT_IDLE_TIMEOUT,
+            write_timeout_seconds: DEFAULT_WRITE_TIMEOUT,
+            shutdown_timeout_seconds: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -351,6 +371,32 @@ impl Config {
             }
         }
         crate::deploy::check_cors_origins(&self.server.cors_allowed_origins)?;
+        if let Some(m) = self.server.max_connections {
+            if !(1..=1_000_000).contains(&m) {
+                return Err(ConfigError::Invalid(format!(
+                    "[server] max_connections must be between 1 and 1000000, not {m}"
+                )));
+            }
+        }
+        for (key, v, min) in [
+            ("idle_timeout_seconds", self.server.idle_timeout_seconds, 1),
+            (
+                "write_timeout_seconds",
+                self.server.write_timeout_seconds,
+                1,
+            ),
+            (
+                "shutdown_timeout_seconds",
+                self.server.shutdown_timeout_seconds,
+                0,
+            ),
+        ] {
+            if !(min..=3600).contains(&v) {
+                return Err(ConfigError::Invalid(format!(
+                    "[server] {key} must be between {min} and 3600, not {v}"
+                )));
+            }
+        }
         if self.cache.capacity == 0 {
             return Err(ConfigError::Invalid(
                 "[cache] capacity must be at least 1 (disable a cache with enable_*_cache = false)"

@@ -11,7 +11,18 @@ pub struct ApiError {
     pub kind: ErrorKind,
     pub message: String,
     pub details: Option<String>,
+    /// Seconds for `Retry-After` (429 and 503 answers), when the cause
+    /// said (an upstream's own `Retry-After`, bounded); else
+    /// [`ApiError::retry_after_seconds`] picks the kind's default.
+    pub retry_after: Option<u64>,
 }
+
+/// `Retry-After` of a 429 whose upstream named no delay.
+pub const DEFAULT_RATE_LIMIT_RETRY_AFTER: u64 = 10;
+/// `Retry-After` of a 503 (connection limit): slots free up quickly.
+pub const DEFAULT_UNAVAILABLE_RETRY_AFTER: u64 = 1;
+/// Upper bound on any `Retry-After` we send, whatever the upstream said.
+pub const MAX_RETRY_AFTER: u64 = 3600;
 
 impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
@@ -19,7 +30,26 @@ impl ApiError {
             kind,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
+    }
+
+    /// Sets the `Retry-After` seconds (clamped to [`MAX_RETRY_AFTER`]).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.min(MAX_RETRY_AFTER));
+        self
+    }
+
+    /// The `Retry-After` this error is answered with: the one place it is
+    /// decided. 429 and 503 always carry one (the cause's, else the kind's
+    /// default); other kinds none.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        let default = match self.kind {
+            ErrorKind::RateLimit => DEFAULT_RATE_LIMIT_RETRY_AFTER,
+            ErrorKind::ServiceUnavailable => DEFAULT_UNAVAILABLE_RETRY_AFTER,
+            _ => return None,
+        };
+        Some(self.retry_after.unwrap_or(default).min(MAX_RETRY_AFTER))
     }
 
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
@@ -144,6 +174,10 @@ impl IntoResponse for ApiError {
             axum::http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(secs) = self.retry_after_seconds() {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp
     }
 }

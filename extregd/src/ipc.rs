@@ -9,9 +9,14 @@
 //!
 //! A connection that sends a malformed, truncated or oversized frame is
 //! closed with a logged reason; other connections are not affected.
+//!
+//! Connections are bounded like HTTP ones (`server.rs`): at most
+//! `max_socket_connections`, closed after `idle_timeout` without a frame,
+//! cut when the peer reads nothing for `write_timeout`, drained on stop.
 
 use crate::api::AppState;
 use crate::error::ApiError;
+use crate::server::{self, AcceptErrors, Lifecycle, Limits, RateLimitedWarn};
 use extreg_shared::protocol::{
     check_version, decode, encode, frame_len, CacheEntry, Envelope, PullResult, Request, Response,
     HEADER_LEN, PROTOCOL_VERSION,
@@ -24,7 +29,9 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 /// How long a peer may take to send the rest of a frame it started.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,17 +118,42 @@ pub fn bind(path: &Path) -> Result<LocalSocketListener, IpcError> {
     Ok(listener)
 }
 
-/// Accepts connections until the task is dropped.
-pub async fn serve(listener: LocalSocketListener, state: Arc<AppState>) {
+/// Accepts connections until `life.stop`; each is served by its own task
+/// tracked by `life.tracker`, at most `limits.max_socket_connections` at
+/// once (a peer over the limit gets a `service_unavailable` answer to its
+/// hello and is closed).
+pub async fn serve(
+    listener: LocalSocketListener,
+    state: Arc<AppState>,
+    limits: Arc<Limits>,
+    life: Lifecycle,
+) {
     let me = euid();
+    let metrics = state.metrics.clone();
+    server::register_listener(&metrics, "socket");
+    let slots = Arc::new(Semaphore::new(limits.max_socket_connections));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let mut errors = AcceptErrors::new("socket");
+    let mut full = RateLimitedWarn::default();
     loop {
-        let stream = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "local socket accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        let stream = tokio::select! {
+            biased;
+            _ = life.stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(s) => {
+                    errors.succeeded();
+                    s
+                }
+                Err(e) => {
+                    if let Some(wait) = errors.failed(&e, &metrics) {
+                        tokio::select! {
+                            _ = life.stop.cancelled() => break,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                    continue;
+                }
+            },
         };
         match stream.peer_creds().map(|c| c.euid()) {
             Ok(Some(uid)) if uid == me => {}
@@ -134,24 +166,142 @@ pub async fn serve(listener: LocalSocketListener, state: Arc<AppState>) {
                 continue;
             }
         }
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics
+                .connections_rejected
+                .with_label_values(&["socket"])
+                .inc();
+            if let Some(held_back) = full.due() {
+                tracing::warn!(
+                    max = limits.max_socket_connections,
+                    held_back,
+                    "local socket connection limit reached; refusing new connections"
+                );
+            }
+            if let Ok(p) = refusing.clone().try_acquire_owned() {
+                life.tracker
+                    .spawn(refuse_busy(stream, limits.max_socket_connections, p));
+            }
+            continue;
+        };
         let state = state.clone();
-        tokio::spawn(async move {
-            if let Err(reason) = connection(stream, &state).await {
-                tracing::warn!("closing local socket connection: {reason}");
+        let limits = limits.clone();
+        let life2 = life.clone();
+        life.tracker.spawn(async move {
+            let _permit = permit;
+            let _open = server::OpenGuard::new(&state.metrics, "socket");
+            let timed_out = |kind: &str| {
+                state
+                    .metrics
+                    .connections_timed_out
+                    .with_label_values(&["socket", kind])
+                    .inc();
+            };
+            // A write that makes no progress for `write_timeout` fails:
+            // the peer stopped reading.
+            let mut io = tokio_io_timeout::TimeoutStream::new(stream);
+            io.set_write_timeout(Some(limits.write_timeout));
+            let io = Box::pin(io);
+            let outcome = tokio::select! {
+                r = connection(io, &state, &limits, &life2.stop) => r,
+                _ = life2.cut.cancelled() => {
+                    timed_out("shutdown");
+                    return;
+                }
+            };
+            match outcome {
+                Ok(Closed::Done) => {}
+                Ok(Closed::Idle) => {
+                    timed_out("idle");
+                    tracing::debug!(
+                        "closing a local socket connection idle for {:?}",
+                        limits.idle_timeout
+                    );
+                }
+                Err(Cut::WriteStalled) => {
+                    timed_out("write");
+                    tracing::warn!(
+                        "closing local socket connection: the peer read nothing for {:?}",
+                        limits.write_timeout
+                    );
+                }
+                Err(Cut::Other(reason)) => {
+                    tracing::warn!("closing local socket connection: {reason}")
+                }
             }
         });
     }
+    tracing::debug!("local socket listener closed");
 }
 
-/// Serves one connection; `Err` carries the reason it was cut.
-async fn connection(mut stream: LocalSocketStream, state: &AppState) -> Result<(), String> {
+/// Peers over the limit being answered at once; more are closed unanswered.
+const MAX_REFUSING: usize = 8;
+
+/// Answers a peer over the connection limit: its hello gets a
+/// `service_unavailable` error (bounded in bytes and time), then close.
+async fn refuse_busy(
+    mut stream: LocalSocketStream,
+    max: usize,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut header = [0u8; HEADER_LEN];
+        stream.read_exact(&mut header).await.ok()?;
+        let len = frame_len(header).ok().filter(|n| *n <= 4096)?;
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await.ok()?;
+        let req: Envelope<Request> = decode(&payload).ok()?;
+        let body = error(
+            ErrorKind::ServiceUnavailable,
+            format!(
+                "extregd is serving its maximum of {max} local socket connections; retry shortly"
+            ),
+        );
+        let bytes = encode(&Envelope { id: req.id, body }).ok()?;
+        stream.write_all(&bytes).await.ok()
+    })
+    .await;
+}
+
+/// How a connection ended without a fault.
+enum Closed {
+    /// The peer hung up, or the daemon is stopping.
+    Done,
+    /// No frame within the idle timeout.
+    Idle,
+}
+
+/// Why a connection was cut.
+enum Cut {
+    WriteStalled,
+    Other(String),
+}
+
+impl From<String> for Cut {
+    fn from(s: String) -> Cut {
+        Cut::Other(s)
+    }
+}
+
+/// Serves one connection until the peer hangs up, idles past the timeout,
+/// or `stop` (a request in flight is answered first).
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    state: &AppState,
+    limits: &Limits,
+    stop: &CancellationToken,
+) -> Result<Closed, Cut> {
     let mut greeted = false;
     loop {
         let mut header = [0u8; HEADER_LEN];
-        match stream.read_exact(&mut header).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(format!("read failed: {e}")),
+        tokio::select! {
+            r = tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut header)) => match r {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Closed::Done),
+                Ok(Err(e)) => return Err(format!("read failed: {e}").into()),
+                Err(_) => return Ok(Closed::Idle),
+            },
+            _ = stop.cancelled() => return Ok(Closed::Done),
         }
         let len = frame_len(header).map_err(|e| e.to_string())?;
         // Grown as bytes arrive: an announced length costs nothing until
@@ -163,13 +313,15 @@ async fn connection(mut stream: LocalSocketStream, state: &AppState) -> Result<(
             Ok(Ok(n)) => {
                 return Err(format!(
                     "truncated frame: announced {len} bytes, the peer hung up after {n}"
-                ))
+                )
+                .into())
             }
-            Ok(Err(e)) => return Err(format!("read failed: {e}")),
+            Ok(Err(e)) => return Err(format!("read failed: {e}").into()),
             Err(_) => {
                 return Err(format!(
                     "truncated frame: {len} bytes announced, not sent within {FRAME_TIMEOUT:?}"
-                ))
+                )
+                .into())
             }
         }
         let req: Envelope<Request> = decode(&payload).map_err(|e| e.to_string())?;
@@ -210,12 +362,19 @@ async fn connection(mut stream: LocalSocketStream, state: &AppState) -> Result<(
             ),
         };
         let bytes = encode(&Envelope { id, body: resp }).map_err(|e| e.to_string())?;
-        stream
-            .write_all(&bytes)
-            .await
-            .map_err(|e| format!("write failed: {e}"))?;
+        stream.write_all(&bytes).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                Cut::WriteStalled
+            } else {
+                Cut::Other(format!("write failed: {e}"))
+            }
+        })?;
         if close {
-            return Err("handshake refused".into());
+            return Err("handshake refused".to_string().into());
+        }
+        // Stopping: the answer in flight was sent; take no further request.
+        if stop.is_cancelled() {
+            return Ok(Closed::Done);
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod publish;
 pub mod registry;
 pub mod remote;
 pub mod systemd;
+pub mod server;
 
 use crate::backend::local::LocalBackend;
 use crate::backend::Backend;
@@ -42,6 +43,8 @@ pub struct Daemon {
     /// The local socket came from socket activation: its file belongs to
     /// systemd and stays when the daemon stops.
     pub socket_activated: bool,
+    /// Connection limits and timeouts (`[server]`, open-file limit).
+    pub limits: server::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +146,21 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
                 (ipc::bind(&socket)?, socket, false)
             }
         };
+    let limits = server::Limits::new(&config.server, server::raise_nofile_limit());
+    if limits.fd_budget() > limits.nofile {
+        tracing::warn!(
+            nofile = limits.nofile,
+            max_connections = limits.max_connections,
+            "[server] max_connections may need more file descriptors than the open-file limit allows; \
+             accepting will back off when they run out"
+        );
+    }
+    tracing::info!(
+        nofile = limits.nofile,
+        max_connections = limits.max_connections,
+        max_socket_connections = limits.max_socket_connections,
+        "connection limits"
+    );
     let metrics = Arc::new(metrics::Metrics::new());
     let art_dir = config.artifact_dir(&dirs);
     let artifacts =
@@ -183,23 +201,42 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
         ipc,
         socket,
         socket_activated,
+        limits,
     })
 }
 
 impl Daemon {
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves, then stops accepting, lets the
+    /// requests in flight finish for up to `[server]
+    /// shutdown_timeout_seconds` and cuts what is still open.
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let ipc = tokio::spawn(ipc::serve(self.ipc, self.state.clone()));
-        let res = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
-        ipc.abort();
-        if !self.socket_activated {
-            let _ = std::fs::remove_file(&self.socket);
-        }
-        res
+        let life = server::Lifecycle::default();
+        let limits = Arc::new(self.limits);
+        let http = tokio::spawn(server::serve_http(
+            self.listener,
+            self.router,
+            limits.clone(),
+            self.state.metrics.clone(),
+            life.clone(),
+        ));
+        let ipc = tokio::spawn(ipc::serve(
+            self.ipc,
+            self.state.clone(),
+            limits.clone(),
+            life.clone(),
+        ));
+        shutdown.await;
+        let (socket, activated) = (self.socket, self.socket_activated);
+        server::drain(&life, limits.shutdown_timeout, vec![http, ipc], || {
+            // A socket-activated socket's file belongs to systemd.
+            if !activated {
+                let _ = std::fs::remove_file(&socket);
+            }
+        })
+        .await;
+        Ok(())
     }
 }

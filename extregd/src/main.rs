@@ -172,7 +172,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
+        // Before anything is printed: a SIGHUP or SIGTERM right after the
+        // "listening" line must find its handler in place.
+        let signals = match extregd::server::Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("extregd: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let daemon = match extregd::boot(config, dirs).await {
             Ok(d) => d,
             Err(e) => {
@@ -188,24 +197,18 @@ fn main() -> ExitCode {
         );
         tracing::info!(addr = %daemon.addr, socket = %daemon.socket.display(), "serving /api/v1 and the local socket");
         extregd::systemd::notify_ready(&format!("serving on http://{}", daemon.addr));
-        match daemon.serve(shutdown_signal()).await {
+        match daemon.serve(signals.shutdown()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("extregd: server error: {e}");
                 ExitCode::FAILURE
             }
         }
-    })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down");
+    });
+    // Detached work (artifact downloads, blocking file reads) gets a
+    // moment, not a veto: the shutdown deadline holds.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// `extregd healthcheck`: one probe request, exit 0 on a 2xx, else 1.

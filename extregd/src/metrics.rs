@@ -26,6 +26,16 @@ pub struct Metrics {
     pub artifact_bytes: IntGauge,
     /// Operator metrics (issue 11): see [`crate::metrics_ops`].
     pub ops: crate::metrics_ops::OpsMetrics,
+    /// Connections being served, by listener (`http`, `socket`).
+    pub connections_open: IntGaugeVec,
+    /// Connections turned away at the limit (HTTP: answered 503).
+    pub connections_rejected: IntCounterVec,
+    /// Connections closed by a timeout, by listener and kind (`idle`:
+    /// no request within the idle timeout; `write`: the client stopped
+    /// reading; `shutdown`: still open at the shutdown deadline).
+    pub connections_timed_out: IntCounterVec,
+    /// Failed `accept` calls, by listener (EMFILE and the like).
+    pub accept_errors: IntCounterVec,
 }
 
 const BUCKETS: [f64; 16] = [
@@ -101,6 +111,33 @@ impl Metrics {
                 "Bytes held in the on-disk artifact cache",
             ),
             ops: crate::metrics_ops::OpsMetrics::register(&r),
+            connections_open: {
+                let g = IntGaugeVec::new(
+                    Opts::new("connections_open", "Connections being served, by listener"),
+                    &["listener"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            connections_rejected: counter_vec(
+                &r,
+                "connections_rejected_total",
+                "Connections turned away at the connection limit, by listener",
+                &["listener"],
+            ),
+            connections_timed_out: counter_vec(
+                &r,
+                "connections_timed_out_total",
+                "Connections closed by a timeout, by listener and kind (idle, write, shutdown)",
+                &["listener", "kind"],
+            ),
+            accept_errors: counter_vec(
+                &r,
+                "accept_errors_total",
+                "Failed accept calls (such as EMFILE), by listener",
+                &["listener"],
+            ),
             registry: r,
         }
     }

@@ -536,6 +536,17 @@ impl Registry {
         }
     }
 
+    /// One version's entry (its record and revision), without touching the
+    /// artifact: what `HEAD` answers from when nothing is cached.
+    pub async fn version_entry(
+        &self,
+        ext_type: ExtensionType,
+        name: &str,
+        version: &str,
+    ) -> Result<VersionEntry, ApiError> {
+        Ok(self.entry_and_backend(ext_type, name, version).await?.0)
+    }
+
     /// One version's artifact, ready or still arriving (see
     /// [`ArtifactStore::fetch_or_join`]).
     pub async fn open_artifact(

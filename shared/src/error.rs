@@ -41,6 +41,8 @@ pub enum ErrorKind {
     VersionMismatch,
     /// An artifact that is not a safe, well-formed extension archive.
     InvalidArchive,
+    /// The daemon is at its connection limit (or stopping); retry later.
+    ServiceUnavailable,
 }
 
 impl ErrorKind {
@@ -61,6 +63,7 @@ impl ErrorKind {
             Self::IntegrityError => "integrity_error",
             Self::VersionMismatch => "version_mismatch",
             Self::InvalidArchive => "invalid_archive",
+            Self::ServiceUnavailable => "service_unavailable",
         }
     }
 
@@ -79,6 +82,7 @@ impl ErrorKind {
             Self::ConfigError | Self::InternalError => 500,
             Self::BackendError | Self::IntegrityError => 502,
             Self::BackendTimeout => 504,
+            Self::ServiceUnavailable => 503,
         }
     }
 
@@ -86,7 +90,7 @@ impl ErrorKind {
         Self::ALL.into_iter().find(|k| k.code() == code)
     }
 
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         Self::NotFound,
         Self::InvalidType,
         Self::InvalidVersion,
@@ -102,6 +106,7 @@ impl ErrorKind {
         Self::IntegrityError,
         Self::VersionMismatch,
         Self::InvalidArchive,
+        Self::ServiceUnavailable,
     ];
 }
 

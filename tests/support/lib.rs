@@ -127,6 +127,17 @@ impl Daemon {
     /// Starts `extregd` with `args` (plus `--port 0`) and waits for its
     /// "listening on" line.
     pub fn start(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_with(sb, args, env, |_| {})
+    }
+
+    /// [`Daemon::start`], with `prepare` applied to the command last (for
+    /// `pre_exec` resource limits and the like).
+    pub fn start_with(
+        sb: &Sandbox,
+        args: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let stderr_path = sb.path(&format!(
             "extregd-{}.log",
             std::time::SystemTime::now()
@@ -143,6 +154,7 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        prepare(&mut cmd);
         let mut child = cmd.spawn().expect("spawn extregd");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();

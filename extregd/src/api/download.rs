@@ -8,7 +8,7 @@ use crate::artifacts::{Fetched, Growing, Progress};
 use crate::error::ApiError;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use extreg_shared::ErrorKind;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -20,9 +20,15 @@ const CHUNK: usize = 1024 * 1024;
 
 pub async fn download(
     State(st): State<SharedState>,
+    method: Method,
     p: ExtPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if method == Method::HEAD {
+        if let Some(r) = head_uncached(&st, &p, &headers).await? {
+            return Ok(r);
+        }
+    }
     match serve(&st, &p, &headers).await {
         Ok(r) => Ok(r),
         Err(Fail::Api(e)) => Err(e),
@@ -218,6 +224,57 @@ fn live(
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut().extend(h);
     Ok(resp)
+}
+
+/// `HEAD` of an artifact the cache does not hold: answered from the
+/// version's record (size, and the checksum as `ETag` when the backend
+/// announced one) without fetching the blob. `None` when it is cached:
+/// the cached path answers exactly as `GET` would, without a fetch.
+async fn head_uncached(
+    st: &SharedState,
+    p: &ExtPath,
+    headers: &HeaderMap,
+) -> Result<Option<Response>, ApiError> {
+    let version = p.version.clone().unwrap_or_default();
+    let entry = st
+        .registry
+        .version_entry(p.ext_type, &p.name, &version)
+        .await?;
+    if st.registry.artifacts().is_cached(&entry) {
+        return Ok(None);
+    }
+    let rec = &entry.record;
+    let mut h = HeaderMap::new();
+    if let Some(d) = &rec.checksum {
+        let etag = format!("\"{d}\"");
+        h.insert(header::ETAG, hv(&etag)?);
+        if let Some(inm) = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+        {
+            if etag_matches(inm, d) {
+                return Ok(Some((StatusCode::NOT_MODIFIED, h).into_response()));
+            }
+        }
+    }
+    if let Some(n) = rec.size {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        hv(&format!(
+            "attachment; filename=\"{}-{}.tar.gz\"",
+            rec.name, rec.version
+        ))?,
+    );
+    h.insert("x-extregd-cache", HeaderValue::from_static("miss"));
+    let mut resp = Response::new(Body::empty());
+    resp.headers_mut().extend(h);
+    Ok(Some(resp))
 }
 
 fn hv(s: &str) -> Result<HeaderValue, ApiError> {
