@@ -21,8 +21,8 @@ pub mod probe;
 pub mod publish;
 pub mod registry;
 pub mod remote;
-pub mod systemd;
 pub mod server;
+pub mod systemd;
 
 use crate::backend::local::LocalBackend;
 use crate::backend::Backend;
