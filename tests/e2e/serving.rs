@@ -331,7 +331,16 @@ fn accept_errors_back_off_without_flooding_the_log() {
     let mut held: Vec<TcpStream> = (0..200)
         .map(|_| TcpStream::connect(addr(&d)).unwrap())
         .collect();
-    // A socket peer waits in the backlog while no descriptor is free.
+    // Every descriptor taken (HTTP accept failed) before the socket peer
+    // comes, so it waits in the backlog while none is free.
+    assert!(
+        wait_until(Duration::from_secs(20), || count(
+            &d.stderr(),
+            "accept failed"
+        ) >= 1),
+        "no accept failure logged:\n{}",
+        d.stderr()
+    );
     let mut waiting = UnixStream::connect(&socket).unwrap();
     send_frame(&mut waiting, 1, hello_request()).unwrap();
     assert!(
