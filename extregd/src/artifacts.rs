@@ -89,6 +89,12 @@ struct Inflight {
     tmp_path: PathBuf,
     revision: String,
     rx: tokio::sync::watch::Receiver<Progress>,
+    /// Cancellable waiters ([`Waiter`]s) alive: socket clients.
+    waiters: usize,
+    /// Someone who never cancels joined (a REST reader, an internal
+    /// caller): the download then always runs to its end.
+    pinned: bool,
+    abort: Option<tokio::task::AbortHandle>,
 }
 
 impl Inflight {
@@ -100,6 +106,7 @@ impl Inflight {
         Growing {
             file: std::fs::File::open(&self.tmp_path).ok(),
             rx: self.rx.clone(),
+            _waiter: None,
         }
     }
 }
@@ -109,6 +116,41 @@ impl Inflight {
 pub struct Growing {
     pub file: Option<std::fs::File>,
     pub rx: tokio::sync::watch::Receiver<Progress>,
+    _waiter: Option<Waiter>,
+}
+
+/// A cancellable waiter on a download: when the last one goes and no
+/// pinned caller joined, the download is cancelled (its task aborted, its
+/// temp file removed, nothing indexed).
+struct Waiter {
+    store: Arc<ArtifactStore>,
+    key: ArtifactKey,
+    generation: u64,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut inflight = self.store.inflight.lock();
+        let Some(f) = inflight.get_mut(&self.key) else {
+            return;
+        };
+        if f.generation != self.generation {
+            return;
+        }
+        f.waiters = f.waiters.saturating_sub(1);
+        if f.waiters == 0 && !f.pinned {
+            let f = inflight.remove(&self.key);
+            drop(inflight);
+            if let Some(a) = f.and_then(|f| f.abort) {
+                a.abort();
+            }
+            tracing::info!(
+                name = %self.key.name,
+                version = %self.key.version,
+                "download cancelled: no client waits for it any more"
+            );
+        }
+    }
 }
 
 impl Growing {
@@ -406,11 +448,35 @@ impl ArtifactStore {
         }
     }
 
-    fn fetch_or_join_opt(
+    /// [`Self::fetch_or_join`], or with `force` a new fetch even when cached
+    /// (see [`Self::refetch`]).
+    pub fn fetch_or_join_opt(
         self: &Arc<Self>,
         entry: &VersionEntry,
         backend: Arc<dyn Backend>,
         force: bool,
+    ) -> Result<Fetched, ApiError> {
+        self.fetch_or_join_as(entry, backend, force, false)
+    }
+
+    /// Like [`Self::fetch_or_join_opt`] for a caller that may give up (a
+    /// socket client): the download is cancelled when every such caller
+    /// dropped its [`Growing`] and no other kind joined.
+    pub fn fetch_or_join_cancellable(
+        self: &Arc<Self>,
+        entry: &VersionEntry,
+        backend: Arc<dyn Backend>,
+        force: bool,
+    ) -> Result<Fetched, ApiError> {
+        self.fetch_or_join_as(entry, backend, force, true)
+    }
+
+    fn fetch_or_join_as(
+        self: &Arc<Self>,
+        entry: &VersionEntry,
+        backend: Arc<dyn Backend>,
+        force: bool,
+        cancellable: bool,
     ) -> Result<Fetched, ApiError> {
         let key = ArtifactKey {
             ext_type: entry.record.ext_type,
@@ -428,10 +494,21 @@ impl ArtifactStore {
                 return Ok(Fetched::Ready(hit));
             }
         }
-        if let Some(f) = inflight.get(&key) {
+        if let Some(f) = inflight.get_mut(&key) {
             if f.revision == entry.revision {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(Fetched::Growing(f.join()));
+                let mut g = f.join();
+                if cancellable {
+                    f.waiters += 1;
+                    g._waiter = Some(Waiter {
+                        store: self.clone(),
+                        key: key.clone(),
+                        generation: f.generation,
+                    });
+                } else {
+                    f.pinned = true;
+                }
+                return Ok(Fetched::Growing(g));
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
@@ -439,19 +516,32 @@ impl ArtifactStore {
             .map_err(|e| ApiError::internal(format!("artifact cache: {e}")))?;
         let (tx, rx) = tokio::sync::watch::channel(Progress::default());
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        let flight = Inflight {
+        let mut flight = Inflight {
             generation,
             tmp_path: tmp.path().to_path_buf(),
             revision: entry.revision.clone(),
             rx,
+            waiters: usize::from(cancellable),
+            pinned: !cancellable,
+            abort: None,
         };
-        let growing = flight.join();
-        inflight.insert(key.clone(), flight);
-        drop(inflight);
-        // Detached: the cache fills even if every client hangs up.
+        let mut growing = flight.join();
+        if cancellable {
+            growing._waiter = Some(Waiter {
+                store: self.clone(),
+                key: key.clone(),
+                generation,
+            });
+        }
+        // Detached: the cache fills even if every client hangs up, unless
+        // all of them were cancellable waiters (see `Waiter`). Spawned
+        // under the `inflight` lock, so the abort handle is in place before
+        // any waiter can leave.
         let this = self.clone();
         let entry = entry.clone();
-        tokio::spawn(async move {
+        let task_key = key.clone();
+        let handle = tokio::spawn(async move {
+            let key = task_key;
             // If this task dies (a panic in a backend), the guard still
             // clears the flight and tells every waiter.
             let guard = FlightGuard {
@@ -465,7 +555,13 @@ impl ArtifactStore {
             let current = inflight
                 .get(&key)
                 .is_some_and(|f| f.generation == generation);
-            let res = res.and_then(|v| this.commit(&key, v, current));
+            // Cancelled as it finished (no flight, no one listening):
+            // keep nothing.
+            let res = if !current && tx.is_closed() {
+                Err(ApiError::internal("download cancelled"))
+            } else {
+                res.and_then(|v| this.commit(&key, v, current))
+            };
             if current {
                 inflight.remove(&key);
             }
@@ -480,6 +576,9 @@ impl ArtifactStore {
             tx.send_modify(|p| p.done = Some(res.map(|(a, _)| a)));
             guard.disarm();
         });
+        flight.abort = Some(handle.abort_handle());
+        inflight.insert(key, flight);
+        drop(inflight);
         Ok(Fetched::Growing(growing))
     }
 
@@ -820,7 +919,12 @@ impl ArtifactStore {
 
     /// Removes entries not used within the last `days` days (0: all).
     pub fn prune(&self, days: u32) -> (u64, u64) {
-        let cutoff = now().saturating_sub(u64::from(days) * 86_400);
+        self.prune_older_than(u64::from(days) * 86_400)
+    }
+
+    /// Removes entries not used within the last `seconds` seconds (0: all).
+    pub fn prune_older_than(&self, seconds: u64) -> (u64, u64) {
+        let cutoff = now().saturating_sub(seconds);
         self.remove_where(|e| e.last_used <= cutoff)
     }
 
@@ -931,6 +1035,129 @@ mod tests {
             locator: String::new(),
             revision: "r1".into(),
         }
+    }
+
+    /// Sends 64 KiB every 10 ms, up to 64 MiB (announced), counting chunks.
+    struct Slow(Arc<AtomicU64>);
+
+    #[async_trait::async_trait]
+    impl Backend for Slow {
+        fn source(&self) -> Source {
+            Source::Local
+        }
+        async fn list(&self) -> Result<Vec<Extension>, BackendError> {
+            Ok(vec![])
+        }
+        async fn versions(
+            &self,
+            _: ExtensionType,
+            _: &str,
+        ) -> Result<Vec<VersionEntry>, BackendError> {
+            Ok(vec![])
+        }
+        async fn fetch(&self, _: &VersionEntry) -> Result<Artifact, BackendError> {
+            let sent = self.0.clone();
+            let stream = futures::stream::unfold(0u32, move |i| {
+                let sent = sent.clone();
+                async move {
+                    if i == 1024 {
+                        return None;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    Some((Ok(bytes::Bytes::from(vec![0u8; 64 * 1024])), i + 1))
+                }
+            });
+            Ok(Artifact {
+                stream: Box::pin(stream),
+                size: Some(64 << 20),
+                digest: None,
+            })
+        }
+        async fn health(&self) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
+    fn tmp_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("tmp")).unwrap().count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_download_goes_on_while_a_waiter_remains_and_stops_with_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(ArtifactStore::open(dir.path(), Arc::new(Metrics::new()), None).unwrap());
+        let sent = Arc::new(AtomicU64::new(0));
+        let backend: Arc<dyn Backend> = Arc::new(Slow(sent.clone()));
+        let grow = |f: Fetched| match f {
+            Fetched::Growing(g) => g,
+            Fetched::Ready(_) => panic!("nothing is cached yet"),
+        };
+        let a = grow(
+            store
+                .fetch_or_join_cancellable(&entry(), backend.clone(), false)
+                .unwrap(),
+        );
+        let b = grow(
+            store
+                .fetch_or_join_cancellable(&entry(), backend.clone(), false)
+                .unwrap(),
+        );
+        // Wait until bytes flow.
+        let mut rx = a.rx.clone();
+        rx.wait_for(|p| p.written > 0).await.unwrap();
+        // One of two leaves: the download goes on.
+        drop(a);
+        let at = sent.load(Ordering::SeqCst);
+        let mut rx = b.rx.clone();
+        rx.wait_for(|p| p.written > (at + 4) * 64 * 1024)
+            .await
+            .unwrap();
+        assert_eq!(store.inflight.lock().len(), 1);
+        assert_eq!(tmp_files(dir.path()), 1);
+        // The last leaves: cancelled, temp file gone, nothing indexed.
+        drop(b);
+        drop(rx);
+        assert!(store.inflight.lock().is_empty());
+        let mut gone = false;
+        for _ in 0..200 {
+            if tmp_files(dir.path()) == 0 {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(gone, "the temp file of a cancelled download stayed");
+        let stopped_at = sent.load(Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            sent.load(Ordering::SeqCst) <= stopped_at + 1,
+            "the backend stream was still read"
+        );
+        assert!(store.entries().is_empty());
+
+        // A pinned caller (REST) keeps a download alive on its own.
+        let sent2 = Arc::new(AtomicU64::new(0));
+        let slow2: Arc<dyn Backend> = Arc::new(Slow(sent2.clone()));
+        let c = grow(
+            store
+                .fetch_or_join_cancellable(&entry(), slow2.clone(), false)
+                .unwrap(),
+        );
+        let pinned = grow(store.fetch_or_join(&entry(), slow2).unwrap());
+        drop(c);
+        drop(pinned);
+        let at = sent2.load(Ordering::SeqCst);
+        let mut waited = 0;
+        while sent2.load(Ordering::SeqCst) < at + 5 && waited < 200 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        assert!(
+            sent2.load(Ordering::SeqCst) >= at + 5,
+            "a pinned download was cancelled"
+        );
     }
 
     #[tokio::test]

@@ -85,6 +85,12 @@ impl<K: Hash + Eq, V: Clone> TtlLru<K, V> {
         }
     }
 
+    /// The value held for `key`, expired or not, without counting a hit or
+    /// a miss or refreshing its LRU position (completion candidates).
+    pub fn peek(&self, key: &K) -> Option<V> {
+        self.inner.lock().peek(key).map(|(_, v)| v.clone())
+    }
+
     /// Live entries (expired ones still held are not counted).
     pub fn len(&self) -> u64 {
         let inner = self.inner.lock();

@@ -286,11 +286,15 @@ impl From<String> for Cut {
 /// Serves one connection until the peer hangs up, idles past the timeout,
 /// or `stop` (a request in flight is answered first).
 async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    state: &AppState,
+    stream: S,
+    state: &Arc<AppState>,
     limits: &Limits,
     stop: &CancellationToken,
 ) -> Result<Closed, Cut> {
+    let (recv, mut send) = tokio::io::split(stream);
+    // Buffered, so a hang-up can be noticed during a request without
+    // consuming the bytes of a next one (see `serve_request`).
+    let mut stream = tokio::io::BufReader::new(recv);
     let mut greeted = false;
     loop {
         let mut header = [0u8; HEADER_LEN];
@@ -354,15 +358,14 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 error(ErrorKind::InvalidRequest, "hello was already sent".into()),
                 true,
             ),
-            (true, body) => (
-                dispatch(state, body)
-                    .await
-                    .unwrap_or_else(|e| Response::Error(e.body())),
-                false,
-            ),
+            (true, body) => match serve_request(state, id, body, &mut stream, &mut send).await? {
+                Some(resp) => (resp, false),
+                // The client hung up: its request was dropped (cancelled).
+                None => return Ok(Closed::Done),
+            },
         };
         let bytes = encode(&Envelope { id, body: resp }).map_err(|e| e.to_string())?;
-        stream.write_all(&bytes).await.map_err(|e| {
+        send.write_all(&bytes).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::TimedOut {
                 Cut::WriteStalled
             } else {
@@ -377,6 +380,95 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(Closed::Done);
         }
     }
+}
+
+/// Runs one request. For `Pull`, `Load` and `Publish`, progress frames
+/// (`Response::Progress`, same id) are written while it works. Returns the
+/// final answer, or `None` when the client hung up first: the request's
+/// future is then dropped, which cancels what only it was waiting for
+/// (a download other clients wait on goes on).
+async fn serve_request<R, W>(
+    state: &Arc<AppState>,
+    id: u64,
+    body: Request,
+    recv: &mut tokio::io::BufReader<R>,
+    send: &mut W,
+) -> Result<Option<Response>, String>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncBufReadExt;
+    if let Request::Complete { ext_type, name } = &body {
+        if let Some(n) = name {
+            if let Err(e) = extreg_shared::validate_name(n) {
+                return Ok(Some(Response::Error(ApiError::from(e).body())));
+            }
+        }
+        return Ok(Some(Response::Completions(crate::complete::candidates(
+            state,
+            *ext_type,
+            name.as_deref(),
+        ))));
+    }
+    let (progress, mut rx) = crate::progress::ProgressTx::channel();
+    let work = dispatch(state, body, &progress);
+    tokio::pin!(work);
+    let mut watching = true;
+    let mut last: Option<(extreg_shared::protocol::Phase, tokio::time::Instant)> = None;
+    let mut pending = false;
+    let mut next_at = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            r = &mut work => return Ok(Some(r.unwrap_or_else(|e| Response::Error(e.body())))),
+            r = recv.fill_buf(), if watching => match r {
+                Ok([]) | Err(_) => return Ok(None),
+                // The next request is arriving already: it stays buffered.
+                Ok(_) => watching = false,
+            },
+            ch = rx.changed(), if !pending => {
+                if ch.is_err() {
+                    continue;
+                }
+                let phase = rx.borrow().as_ref().map(|e| e.phase);
+                let now = tokio::time::Instant::now();
+                match (last, phase) {
+                    (Some((p, at)), Some(ph)) if p == ph && now < at + crate::progress::FRAME_INTERVAL => {
+                        pending = true;
+                        next_at = at + crate::progress::FRAME_INTERVAL;
+                    }
+                    _ => {
+                        last = write_progress(&mut rx, id, send).await?.or(last);
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(next_at), if pending => {
+                pending = false;
+                last = write_progress(&mut rx, id, send).await?.or(last);
+            },
+        }
+    }
+}
+
+/// Writes the latest progress event; returns its phase and when it went.
+async fn write_progress<W: tokio::io::AsyncWrite + Unpin>(
+    rx: &mut tokio::sync::watch::Receiver<Option<extreg_shared::protocol::ProgressEvent>>,
+    id: u64,
+    send: &mut W,
+) -> Result<Option<(extreg_shared::protocol::Phase, tokio::time::Instant)>, String> {
+    let Some(ev) = rx.borrow_and_update().clone() else {
+        return Ok(None);
+    };
+    let phase = ev.phase;
+    let bytes = encode(&Envelope {
+        id,
+        body: Response::Progress(ev),
+    })
+    .map_err(|e| e.to_string())?;
+    send.write_all(&bytes)
+        .await
+        .map_err(|e| format!("write failed: {e}"))?;
+    Ok(Some((phase, tokio::time::Instant::now())))
 }
 
 /// The type asked for, or the one type that holds `name`.
@@ -476,7 +568,11 @@ async fn publish_request(
     ))
 }
 
-async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> {
+async fn dispatch(
+    state: &AppState,
+    req: Request,
+    progress: &crate::progress::ProgressTx,
+) -> Result<Response, ApiError> {
     let reg = &state.registry;
     let check_name = |n: &str| extreg_shared::validate_name(n).map_err(ApiError::from);
     Ok(match req {
@@ -529,9 +625,10 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         } => {
             check_name(&name)?;
             let c = extreg_shared::Constraint::parse(&constraint)?;
+            progress.send(extreg_shared::protocol::Phase::Resolve, 0, None);
             let t = type_of(reg, ext_type, &name).await?;
             let entry = reg.resolve_from(t, &name, &c, pre, source).await?;
-            let art = reg.artifact_of(&entry, false).await?;
+            let art = crate::progress::artifact(reg, &entry, false, progress).await?;
             Response::Pulled(PullResult {
                 extension: entry.record,
                 digest: art.digest,
@@ -564,6 +661,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
                             source,
                             force,
                         },
+                        progress,
                     )
                     .await?,
             )
@@ -575,6 +673,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             dry_run,
             force,
         } => {
+            progress.send(extreg_shared::protocol::Phase::Push, 0, None);
             publish_request(
                 state,
                 extreg_shared::protocol::PublishSpec {
@@ -648,12 +747,20 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
             let (entries, bytes) = reg.artifacts().prune(days);
             Response::CacheRemoved { entries, bytes }
         }
-        Request::PublishTo(spec) => publish_request(state, spec).await?,
+        Request::PublishTo(spec) => {
+            progress.send(extreg_shared::protocol::Phase::Push, 0, None);
+            publish_request(state, spec).await?
+        }
         Request::Discover { ext_type, refresh } => {
             if refresh {
                 reg.refresh(ext_type);
             }
             Response::Discovered(reg.discover(ext_type).await?)
         }
+        Request::CachePruneOlderThan { seconds } => {
+            let (entries, bytes) = reg.artifacts().prune_older_than(seconds);
+            Response::CacheRemoved { entries, bytes }
+        }
+        Request::Complete { .. } => unreachable!("handled by serve_request"),
     })
 }

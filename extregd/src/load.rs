@@ -10,8 +10,10 @@
 
 use crate::error::ApiError;
 use crate::extract::{self, Limits, LoadMarker};
+use crate::progress::ProgressTx;
 use crate::registry::Registry;
 use extreg_shared::protocol::LoadResult;
+use extreg_shared::protocol::Phase;
 use extreg_shared::{Constraint, ErrorKind, ExtensionType, Source};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -95,7 +97,15 @@ impl Loader {
             .collect()
     }
 
-    pub async fn load(&self, reg: &Registry, req: LoadRequest) -> Result<LoadResult, ApiError> {
+    /// Loads, reporting progress (resolve, download, verify, extract) into
+    /// `progress`.
+    pub async fn load(
+        &self,
+        reg: &Registry,
+        req: LoadRequest,
+        progress: &ProgressTx,
+    ) -> Result<LoadResult, ApiError> {
+        progress.send(Phase::Resolve, 0, None);
         let entry = reg
             .resolve_from(
                 req.ext_type,
@@ -113,7 +123,7 @@ impl Loader {
         let lock = self.locks.lock().entry(dest.clone()).or_default().clone();
         let res = {
             let _held = lock.lock().await;
-            load_into(reg, entry, dest.clone(), req.force, self.limits).await
+            load_into(reg, entry, dest.clone(), req.force, self.limits, progress).await
         };
         // Drop the lock's entry when no one else holds or waits for it.
         let mut locks = self.locks.lock();
@@ -130,6 +140,7 @@ async fn load_into(
     dest: PathBuf,
     force: bool,
     limits: Limits,
+    progress: &ProgressTx,
 ) -> Result<LoadResult, ApiError> {
     if !force {
         if let Some(have) = existing(&dest) {
@@ -139,7 +150,7 @@ async fn load_into(
                 // No checksum announced: compare with the artifact's digest
                 // (cached or fetched), so a re-uploaded asset is noticed.
                 None => {
-                    let art = reg.artifact_of(&entry, false).await?;
+                    let art = crate::progress::artifact(reg, &entry, false, progress).await?;
                     if art.digest == have.checksum {
                         return Ok(LoadResult {
                             from_cache: art.hit,
@@ -152,7 +163,7 @@ async fn load_into(
     }
     // With force, the cached artifact is replaced only once the new fetch
     // verifies: offline, a failed --force loses nothing.
-    let mut art = reg.artifact_of(&entry, force).await?;
+    let mut art = crate::progress::artifact(reg, &entry, force, progress).await?;
     let mut retried = false;
     loop {
         let marker = LoadMarker {
@@ -166,6 +177,7 @@ async fn load_into(
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         };
+        progress.send(Phase::Extract, 0, Some(art.size));
         let (path, m2, dest2) = (art.path.clone(), marker.clone(), dest.clone());
         let res = tokio::task::spawn_blocking(move || extract::extract(&path, &dest2, &m2, limits))
             .await
@@ -176,7 +188,7 @@ async fn load_into(
             // more (the lookup then finds it gone and fetches again).
             Err(extract::ExtractError::Io(_)) if !retried && !art.path.exists() => {
                 retried = true;
-                art = reg.artifact_of(&entry, false).await?;
+                art = crate::progress::artifact(reg, &entry, false, progress).await?;
             }
             Err(e) => {
                 let kind = match e {

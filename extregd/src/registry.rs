@@ -666,6 +666,28 @@ impl Registry {
             .collect())
     }
 
+    /// What the per-backend listings hold right now (expired entries too),
+    /// without asking any backend, and the sources that have none cached.
+    pub fn peek_catalogs(&self) -> (Vec<Extension>, Vec<Source>) {
+        let mut out = Vec::new();
+        let mut missing = Vec::new();
+        for s in &self.enabled {
+            match self.catalogs.peek(s) {
+                Some(c) => out.extend(c.iter().cloned()),
+                None => missing.push(*s),
+            }
+        }
+        (out, missing)
+    }
+
+    /// The merged versions cached for one extension, without asking any
+    /// backend (expired entries too).
+    pub fn peek_versions(&self, ext_type: ExtensionType, name: &str) -> Option<Vec<String>> {
+        self.versions
+            .peek(&(ext_type, name.to_string()))
+            .map(|v| v.entries.iter().map(|e| e.record.version.clone()).collect())
+    }
+
     /// Drops every metadata cache entry (the artifact cache is untouched).
     pub fn clear_metadata(&self) {
         self.lists.clear();

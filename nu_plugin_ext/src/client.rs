@@ -5,8 +5,8 @@
 
 use crate::settings::Settings;
 use extreg_shared::protocol::{
-    check_version, decode, encode, frame_len, Envelope, Request, Response, HEADER_LEN,
-    PROTOCOL_VERSION,
+    check_version, decode, encode, frame_len, Envelope, ProgressEvent, Request, Response,
+    HEADER_LEN, PROTOCOL_VERSION,
 };
 use extreg_shared::ErrorBody;
 use interprocess::local_socket::tokio::prelude::*;
@@ -28,8 +28,10 @@ pub enum ClientError {
     Daemon(ErrorBody),
     #[error("talking to extregd failed: {0}")]
     Protocol(String),
-    #[error("extregd did not answer within {0:?}")]
+    #[error("extregd sent nothing for {0:?}")]
     Timeout(Duration),
+    #[error("interrupted: stopped waiting for extregd")]
+    Interrupted,
 }
 
 impl ClientError {
@@ -45,7 +47,10 @@ impl ClientError {
                 "install extregd and nu_plugin_ext from the same build, then `plugin add` the plugin again".into()
             }
             ClientError::Timeout(_) => {
-                "the daemon may be busy with a slow backend; raise $env.config.plugins.ext.timeout".into()
+                "the daemon or a backend may be stuck; raise $env.config.plugins.ext.timeout (the longest silence allowed, not a limit on total time)".into()
+            }
+            ClientError::Interrupted => {
+                "extregd cancels the work unless another client waits for it; nothing half-done is kept".into()
             }
             ClientError::Daemon(b) => b.details.clone().unwrap_or_default(),
             ClientError::Protocol(_) => "check the daemon's log (journalctl --user -u extregd)".into(),
@@ -238,46 +243,72 @@ impl Connection {
     /// Sends one request and returns its response (an error response as
     /// `ClientError::Daemon`).
     pub async fn call(&mut self, req: Request) -> Result<Response, ClientError> {
-        match self.exchange(req).await? {
+        self.call_with(req, &mut |_| {}).await
+    }
+
+    /// Like [`Self::call`], handing each progress frame to `on_progress`.
+    pub async fn call_with(
+        &mut self,
+        req: Request,
+        on_progress: &mut dyn FnMut(&ProgressEvent),
+    ) -> Result<Response, ClientError> {
+        match self.exchange_with(req, on_progress).await? {
             Response::Error(b) => Err(ClientError::Daemon(b)),
             r => Ok(r),
         }
     }
 
     async fn exchange(&mut self, req: Request) -> Result<Response, ClientError> {
+        self.exchange_with(req, &mut |_| {}).await
+    }
+
+    /// Sends `req` and reads frames until its answer. The timeout bounds
+    /// each silence (the wait for the next frame), not the whole exchange:
+    /// progress frames keep a long download alive.
+    async fn exchange_with(
+        &mut self,
+        req: Request,
+        on_progress: &mut dyn FnMut(&ProgressEvent),
+    ) -> Result<Response, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let timeout = self.timeout;
-        let fut = async {
-            let bytes = encode(&Envelope { id, body: req })
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
-            self.stream
-                .write_all(&bytes)
+        let bytes = encode(&Envelope { id, body: req })
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        tokio::time::timeout(timeout, self.stream.write_all(&bytes))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+            .map_err(|e| ClientError::Protocol(format!("send: {e}")))?;
+        loop {
+            let resp = tokio::time::timeout(timeout, self.read_frame())
                 .await
-                .map_err(|e| ClientError::Protocol(format!("send: {e}")))?;
-            let mut header = [0u8; HEADER_LEN];
-            self.stream.read_exact(&mut header).await.map_err(|e| {
-                ClientError::Protocol(format!("the daemon closed the connection: {e}"))
-            })?;
-            let len = frame_len(header).map_err(|e| ClientError::Protocol(e.to_string()))?;
-            let mut payload = vec![0u8; len];
-            self.stream
-                .read_exact(&mut payload)
-                .await
-                .map_err(|e| ClientError::Protocol(format!("truncated answer: {e}")))?;
-            let resp: Envelope<Response> =
-                decode(&payload).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                .map_err(|_| ClientError::Timeout(timeout))??;
             if resp.id != id {
                 return Err(ClientError::Protocol(format!(
                     "answer {} does not match request {id}",
                     resp.id
                 )));
             }
-            Ok(resp.body)
-        };
-        tokio::time::timeout(timeout, fut)
+            match resp.body {
+                Response::Progress(ev) => on_progress(&ev),
+                body => return Ok(body),
+            }
+        }
+    }
+
+    async fn read_frame(&mut self) -> Result<Envelope<Response>, ClientError> {
+        let mut header = [0u8; HEADER_LEN];
+        self.stream
+            .read_exact(&mut header)
             .await
-            .map_err(|_| ClientError::Timeout(timeout))?
+            .map_err(|e| ClientError::Protocol(format!("the daemon closed the connection: {e}")))?;
+        let len = frame_len(header).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut payload = vec![0u8; len];
+        self.stream
+            .read_exact(&mut payload)
+            .await
+            .map_err(|e| ClientError::Protocol(format!("truncated answer: {e}")))?;
+        decode(&payload).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 }
 
@@ -285,4 +316,38 @@ impl Connection {
 pub async fn request(settings: &Settings, req: Request) -> Result<Response, ClientError> {
     let mut c = Connection::open(settings).await?;
     c.call(req).await
+}
+
+/// Like [`request`], with progress frames handed to `on_progress`, and
+/// given up at once (the connection dropped, so the daemon cancels what
+/// no one else waits for) when `interrupted` completes.
+pub async fn request_with(
+    settings: &Settings,
+    req: Request,
+    on_progress: &mut dyn FnMut(&ProgressEvent),
+    interrupted: impl std::future::Future<Output = ()>,
+) -> Result<Response, ClientError> {
+    let work = async {
+        let mut c = Connection::open(settings).await?;
+        c.call_with(req, on_progress).await
+    };
+    tokio::select! {
+        r = work => r,
+        _ = interrupted => Err(ClientError::Interrupted),
+    }
+}
+
+/// Asks for completion candidates: never starts the daemon, and gives up
+/// after `limit` in all (a Tab must not hang).
+pub async fn completions(
+    settings: &Settings,
+    req: Request,
+    limit: Duration,
+) -> Result<Response, ClientError> {
+    let mut s = settings.clone();
+    s.autostart = false;
+    s.timeout = limit;
+    tokio::time::timeout(limit, request(&s, req))
+        .await
+        .map_err(|_| ClientError::Timeout(limit))?
 }

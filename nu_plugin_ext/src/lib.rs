@@ -7,6 +7,8 @@
 
 pub mod client;
 pub mod commands;
+pub mod completion;
+pub mod progress;
 pub mod settings;
 pub mod values;
 

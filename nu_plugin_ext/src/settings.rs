@@ -6,7 +6,7 @@
 //!     socket: "/run/user/1000/extregd/extregd.sock"  # default: see below
 //!     daemon: "/usr/local/bin/extregd"   # default: next to the plugin, then PATH
 //!     autostart: true                    # start the daemon when none listens
-//!     timeout: 30sec                     # per request
+//!     timeout: 30sec                     # longest silence from the daemon (not total time)
 //! }
 //! ```
 //!

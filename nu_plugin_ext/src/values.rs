@@ -69,6 +69,32 @@ pub fn version(v: &ExtensionVersion, span: Span) -> Value {
     Value::record(r, span)
 }
 
+/// Seconds as a Nushell duration.
+pub fn duration_secs(secs: u64, span: Span) -> Value {
+    Value::duration(
+        (secs.min(i64::MAX as u64 / 1_000_000_000) as i64) * 1_000_000_000,
+        span,
+    )
+}
+
+/// The time from an RFC 3339 instant until now (never negative), or
+/// nothing when it does not parse.
+fn since(v: &str, span: Span) -> Value {
+    match chrono::DateTime::parse_from_rfc3339(v) {
+        Ok(d) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let secs = (now - d.timestamp()).max(0);
+            duration_secs(secs as u64, span)
+        }
+        Err(_) => Value::nothing(span),
+    }
+}
+
+/// A cache entry: `age` (since cached) and `idle` (since last used) are
+/// durations, so `where idle > 30day` reads as it should.
 pub fn cache_entry(e: &CacheEntry, span: Span) -> Value {
     let mut r = Record::new();
     r.push("type", Value::string(e.ext_type.as_str(), span));
@@ -79,6 +105,8 @@ pub fn cache_entry(e: &CacheEntry, span: Span) -> Value {
     r.push("digest", Value::string(&e.digest, span));
     r.push("cached_at", date(&e.cached_at, span));
     r.push("last_used", date(&e.last_used, span));
+    r.push("age", since(&e.cached_at, span));
+    r.push("idle", since(&e.last_used, span));
     Value::record(r, span)
 }
 
@@ -134,6 +162,9 @@ fn json(v: serde_json::Value, span: Span, key: &str) -> Value {
         J::Bool(b) => Value::bool(b, span),
         J::Number(n) => match n.as_i64() {
             Some(i) if key == "bytes" || key == "size" => Value::filesize(i, span),
+            Some(i) if key == "uptime" || key.ends_with("_seconds") => {
+                duration_secs(i.max(0) as u64, span)
+            }
             Some(i) => Value::int(i, span),
             None => Value::float(n.as_f64().unwrap_or(0.0), span),
         },
@@ -144,6 +175,11 @@ fn json(v: serde_json::Value, span: Span, key: &str) -> Value {
             let mut r = Record::new();
             for (k, x) in o {
                 let val = json(x, span, &k);
+                // `ttl_seconds: 300` reads as `ttl: 5min`.
+                let k = match k.strip_suffix("_seconds") {
+                    Some(base) if matches!(val, Value::Duration { .. }) => base.to_string(),
+                    _ => k,
+                };
                 r.push(k, val);
             }
             Value::record(r, span)

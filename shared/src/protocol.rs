@@ -118,6 +118,18 @@ pub enum Request {
     },
     /// `Publish` with a registry and namespace of the caller's choice.
     PublishTo(PublishSpec),
+    /// Remove artifact cache entries not used for `seconds` seconds
+    /// (`ext cache prune --older-than 30day`).
+    CachePruneOlderThan {
+        seconds: u64,
+    },
+    /// Completion candidates, answered only from what the daemon already
+    /// holds (metadata caches, artifact index, loaded extensions): never
+    /// waits on a backend. `name` asks for that extension's versions too.
+    Complete {
+        ext_type: Option<ExtensionType>,
+        name: Option<String>,
+    },
 }
 
 /// What `ext publish` asks for.
@@ -164,6 +176,11 @@ pub enum Response {
         bytes: u64,
     },
     Discovered(Vec<Discovered>),
+    /// An interim frame (same request id) while `Pull`, `Load` or `Publish`
+    /// work; the final answer follows. Any number of them, or none.
+    Progress(ProgressEvent),
+    /// The answer to `Complete`.
+    Completions(Completions),
 }
 
 /// One row of `ext discover`.
@@ -181,6 +198,58 @@ pub struct Discovered {
     pub sources: Vec<Source>,
     /// Served from the artifact cache because a backend is unreachable.
     pub stale: bool,
+}
+
+/// The stage a long request is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Resolving the version (asking backends).
+    Resolve,
+    /// Receiving the artifact's bytes.
+    Download,
+    /// Checking the digest and making the artifact durable.
+    Verify,
+    /// Unpacking into the extensions folder.
+    Extract,
+    /// Pushing to the OCI registry.
+    Push,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Resolve => "resolve",
+            Phase::Download => "download",
+            Phase::Verify => "verify",
+            Phase::Extract => "extract",
+            Phase::Push => "push",
+        }
+    }
+}
+
+/// How far a long request has come: bytes done of `total` (when known).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressEvent {
+    pub phase: Phase,
+    pub done: u64,
+    pub total: Option<u64>,
+}
+
+/// Completion candidates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completions {
+    /// Known extensions (of the asked type, if any), sorted by name.
+    pub names: Vec<CompletionName>,
+    /// Versions of the asked name, newest first.
+    pub versions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletionName {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ext_type: ExtensionType,
+    pub description: String,
 }
 
 /// One artifact cache entry as `ext cache list` shows it.
@@ -414,6 +483,11 @@ mod tests {
                 all: true,
             },
             Request::CachePrune { days: 30 },
+            Request::CachePruneOlderThan { seconds: 3600 },
+            Request::Complete {
+                ext_type: Some(ExtensionType::Taskserv),
+                name: Some("k".into()),
+            },
         ];
         for (i, r) in reqs.into_iter().enumerate() {
             let env = Envelope {
@@ -433,6 +507,25 @@ mod tests {
         };
         let bytes = encode(&resp).unwrap();
         assert_eq!(decode::<Response>(&bytes[HEADER_LEN..]).unwrap(), resp);
+        for body in [
+            Response::Progress(ProgressEvent {
+                phase: Phase::Download,
+                done: 5,
+                total: Some(10),
+            }),
+            Response::Completions(Completions {
+                names: vec![CompletionName {
+                    name: "k".into(),
+                    ext_type: ExtensionType::Cluster,
+                    description: "d".into(),
+                }],
+                versions: vec!["1.0.0".into()],
+            }),
+        ] {
+            let env = Envelope { id: 4, body };
+            let bytes = encode(&env).unwrap();
+            assert_eq!(decode::<Response>(&bytes[HEADER_LEN..]).unwrap(), env);
+        }
     }
 
     /// A peer of another release must still read our hello and our error:

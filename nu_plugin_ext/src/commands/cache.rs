@@ -37,6 +37,13 @@ impl SimplePluginCommand for Cache {
             .input_output_type(Type::Nothing, Type::String)
             .category(super::category())
     }
+    fn examples(&self) -> Vec<Example<'_>> {
+        vec![Example {
+            example: "ext cache | describe",
+            description: "The help text, listing the cache subcommands",
+            result: Some(Value::test_string("string")),
+        }]
+    }
     fn run(
         &self,
         _: &ExtPlugin,
@@ -62,11 +69,23 @@ impl SimplePluginCommand for CacheList {
             .category(super::category())
     }
     fn examples(&self) -> Vec<Example<'_>> {
-        vec![Example {
-            example: "ext cache list | sort-by last_used",
-            description: "Least recently used first",
-            result: None,
-        }]
+        vec![
+            Example {
+                example: "ext cache list | sort-by last_used",
+                description: "Least recently used first",
+                result: None,
+            },
+            Example {
+                example: "ext cache list | where idle > 30day",
+                description: "Not used for a month (age and idle are durations)",
+                result: None,
+            },
+            Example {
+                example: "(ext cache list).name",
+                description: "What is cached (after the examples above pulled k3s)",
+                result: Some(Value::test_list(vec![Value::test_string("k3s")])),
+            },
+        ]
     }
     fn run(
         &self,
@@ -99,12 +118,26 @@ impl SimplePluginCommand for CacheStats {
         "ext cache stats"
     }
     fn description(&self) -> &str {
-        "Cache figures: metadata caches (entries, hits, misses) and the artifact cache (entries, bytes, hit ratio, oldest)."
+        "Cache figures: metadata caches (entries, hits, misses, ttl) and the artifact cache (entries, bytes, hit ratio, oldest)."
     }
     fn signature(&self) -> Signature {
         Signature::build(self.name())
             .input_output_type(Type::Nothing, Type::record())
             .category(super::category())
+    }
+    fn examples(&self) -> Vec<Example<'_>> {
+        vec![
+            Example {
+                example: "(ext cache stats).ttl",
+                description: "How long metadata answers are kept",
+                result: Some(Value::test_duration(300 * 1_000_000_000)),
+            },
+            Example {
+                example: "(ext cache stats).artifacts.bytes",
+                description: "Bytes in the artifact cache (k3s, after the examples above)",
+                result: Some(Value::test_filesize(469)),
+            },
+        ]
     }
     fn run(
         &self,
@@ -128,6 +161,7 @@ impl SimplePluginCommand for CacheStats {
 
 impl SimplePluginCommand for CacheClear {
     type Plugin = ExtPlugin;
+    crate::completes!(crate::completion::Spec::default());
     fn name(&self) -> &str {
         "ext cache clear"
     }
@@ -151,13 +185,14 @@ impl SimplePluginCommand for CacheClear {
         vec![
             Example {
                 example: "ext cache clear --type taskserv --name kubernetes",
-                description: "Forget every cached kubernetes artifact",
-                result: None,
+                description:
+                    "Forget every cached kubernetes artifact (none, over the example catalogue)",
+                result: Some(super::examples::nothing_removed()),
             },
             Example {
                 example: "ext cache clear --all",
-                description: "Empty the cache",
-                result: None,
+                description: "Empty the cache (k3s, after the examples above)",
+                result: Some(super::examples::removed(1, 469)),
             },
         ]
     }
@@ -220,25 +255,39 @@ impl SimplePluginCommand for CachePrune {
         "ext cache prune"
     }
     fn description(&self) -> &str {
-        "Remove cached artifacts not used for the given number of days."
+        "Remove cached artifacts not used for a while: --older-than 30day (or --days 30)."
     }
     fn signature(&self) -> Signature {
         Signature::build(self.name())
-            .required_named(
+            .named(
+                "older-than",
+                SyntaxShape::Duration,
+                "unused for at least this long (e.g. 30day, 12hr)",
+                Some('o'),
+            )
+            .named(
                 "days",
                 SyntaxShape::Int,
-                "unused for at least this many days",
+                "unused for at least this many days (like --older-than Nday)",
                 Some('d'),
             )
             .input_output_type(Type::Nothing, Type::record())
             .category(super::category())
     }
     fn examples(&self) -> Vec<Example<'_>> {
-        vec![Example {
-            example: "ext cache prune --days 30",
-            description: "Drop what was not used in a month",
-            result: None,
-        }]
+        vec![
+            Example {
+                example: "ext cache prune --older-than 30day",
+                description:
+                    "Drop what was not used in a month (nothing, over the example catalogue)",
+                result: Some(super::examples::nothing_removed()),
+            },
+            Example {
+                example: "ext cache prune --days 30",
+                description: "The same, counted in days",
+                result: Some(super::examples::nothing_removed()),
+            },
+        ]
     }
     fn run(
         &self,
@@ -247,21 +296,47 @@ impl SimplePluginCommand for CachePrune {
         call: &EvaluatedCall,
         _: &Value,
     ) -> Result<Value, LabeledError> {
-        let v = call
-            .get_flag_value("days")
-            .ok_or_else(|| LabeledError::new("--days is required").with_label("here", call.head))?;
-        let days = v.as_int()?;
-        if !(0..=36_500).contains(&days) {
-            return Err(LabeledError::new(format!("--days {days} is out of range"))
-                .with_label("expected 0 to 36500", v.span()));
-        }
+        /// 100 years: anything longer is a typo.
+        const MAX_SECS: i64 = 36_500 * 86_400;
+        let older = super::flag_value(call, "older-than");
+        let days = super::flag_value(call, "days");
+        let seconds = match (older, days) {
+            (Some(o), Some(d)) => {
+                return Err(LabeledError::new("give --older-than or --days, not both")
+                    .with_label("drop this", d.span())
+                    .with_label("or this", o.span()))
+            }
+            (None, None) => {
+                return Err(
+                    LabeledError::new("say how old: --older-than 30day (or --days 30)")
+                        .with_label("needs --older-than or --days", call.head),
+                )
+            }
+            (Some(o), None) => {
+                let ns = o.as_duration()?;
+                let secs = ns / 1_000_000_000;
+                if !(0..=MAX_SECS).contains(&secs) {
+                    return Err(LabeledError::new("--older-than is out of range")
+                        .with_label("expected 0sec to 36500day", o.span()));
+                }
+                secs as u64
+            }
+            (None, Some(d)) => {
+                let n = d.as_int()?;
+                if !(0..=36_500).contains(&n) {
+                    return Err(LabeledError::new(format!("--days {n} is out of range"))
+                        .with_label("expected 0 to 36500", d.span()));
+                }
+                n as u64 * 86_400
+            }
+        };
         removed(
             request(
                 plugin,
                 engine,
                 call,
                 ArgSpans::default(),
-                Request::CachePrune { days: days as u32 },
+                Request::CachePruneOlderThan { seconds },
             )?,
             call.head,
         )

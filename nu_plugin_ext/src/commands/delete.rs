@@ -11,6 +11,11 @@ pub struct Delete;
 impl SimplePluginCommand for Delete {
     type Plugin = ExtPlugin;
 
+    crate::completes!(crate::completion::Spec {
+        name_at: Some(0),
+        version_at: Some(1)
+    });
+
     fn name(&self) -> &str {
         "ext delete"
     }

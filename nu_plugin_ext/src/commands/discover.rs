@@ -10,6 +10,7 @@ pub struct Discover;
 
 impl SimplePluginCommand for Discover {
     type Plugin = ExtPlugin;
+    crate::completes!(crate::completion::Spec::default());
 
     fn name(&self) -> &str {
         "ext discover"

@@ -123,3 +123,19 @@ pub fn clusters() -> Value {
 pub fn empty() -> Value {
     list(vec![])
 }
+
+/// k3s 1.27.5's artifact digest in the example catalogue.
+pub const K3S_DIGEST: &str =
+    "sha256:04f55cfccb9b2be3e6d759aa3d3b2ea2e65ee1b2961ab91a239637c38c5fde4e";
+
+/// The record `ext cache clear` and `ext cache prune` return.
+pub fn removed(entries: i64, bytes: i64) -> Value {
+    let mut r = Record::new();
+    r.push("removed", Value::int(entries, Span::unknown()));
+    r.push("freed", Value::filesize(bytes, Span::unknown()));
+    Value::record(r, Span::unknown())
+}
+
+pub fn nothing_removed() -> Value {
+    removed(0, 0)
+}

@@ -1,6 +1,6 @@
 use crate::ExtPlugin;
 use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
-use nu_protocol::{LabeledError, Signature, Type, Value};
+use nu_protocol::{Example, LabeledError, Signature, Type, Value};
 
 /// `ext`: the command group's help.
 pub struct Ext;
@@ -25,6 +25,14 @@ impl SimplePluginCommand for Ext {
         Signature::build(self.name())
             .input_output_type(Type::Nothing, Type::String)
             .category(super::category())
+    }
+
+    fn examples(&self) -> Vec<Example<'_>> {
+        vec![Example {
+            example: "ext | describe",
+            description: "The help text, listing the subcommands",
+            result: Some(Value::test_string("string")),
+        }]
     }
 
     fn search_terms(&self) -> Vec<&str> {

@@ -26,11 +26,23 @@ impl SimplePluginCommand for Health {
     }
 
     fn examples(&self) -> Vec<Example<'_>> {
-        vec![Example {
-            example: "ext health | get backends.oci",
-            description: "Is the OCI registry reachable?",
-            result: None,
-        }]
+        vec![
+            Example {
+                example: "ext health | get backends.oci",
+                description: "Is the OCI registry reachable?",
+                result: None,
+            },
+            Example {
+                example: "(ext health).status",
+                description: "healthy when every enabled backend answers",
+                result: Some(Value::test_string("healthy")),
+            },
+            Example {
+                example: "(ext health).uptime | describe",
+                description: "How long the daemon has run, as a duration",
+                result: Some(Value::test_string("duration")),
+            },
+        ]
     }
 
     fn run(

@@ -10,6 +10,8 @@ pub struct Info;
 impl SimplePluginCommand for Info {
     type Plugin = ExtPlugin;
 
+    crate::completes!(crate::completion::Spec::NAME_FIRST);
+
     fn name(&self) -> &str {
         "ext info"
     }

@@ -10,6 +10,8 @@ pub struct List;
 impl SimplePluginCommand for List {
     type Plugin = ExtPlugin;
 
+    crate::completes!(crate::completion::Spec::default());
+
     fn name(&self) -> &str {
         "ext list"
     }

@@ -1,4 +1,6 @@
-use super::{constraint_flag, name_arg, request, source_flag, type_flag, unexpected, ArgSpans};
+use super::{
+    constraint_flag, name_arg, request_with_progress, source_flag, type_flag, unexpected, ArgSpans,
+};
 use crate::{values, ExtPlugin};
 use extreg_shared::protocol::{Request, Response};
 use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
@@ -9,6 +11,8 @@ pub struct Load;
 
 impl SimplePluginCommand for Load {
     type Plugin = ExtPlugin;
+
+    crate::completes!(crate::completion::Spec::NAME_FIRST);
 
     fn name(&self) -> &str {
         "ext load"
@@ -53,6 +57,11 @@ impl SimplePluginCommand for Load {
                 description: "Fetch and extract again",
                 result: None,
             },
+            Example {
+                example: "(ext load k3s --version '^1.27').version",
+                description: "The version a constraint resolved to (over the example catalogue)",
+                result: Some(Value::test_string("1.27.5")),
+            },
         ]
     }
 
@@ -75,6 +84,7 @@ impl SimplePluginCommand for Load {
             version: vs,
             source: ss,
         };
+        let label = format!("load {name}");
         let req = Request::Load {
             ext_type,
             name,
@@ -83,7 +93,7 @@ impl SimplePluginCommand for Load {
             source,
             force,
         };
-        match request(plugin, engine, call, spans, req)? {
+        match request_with_progress(plugin, engine, call, spans, req, Some(label))? {
             Response::Loaded(l) => Ok(values::loaded(&l, call.head)),
             other => Err(unexpected(other, call.head)),
         }

@@ -147,14 +147,8 @@ pub fn name_arg(call: &EvaluatedCall, pos: usize) -> Result<(String, Span), Labe
     Ok((s.to_string(), span))
 }
 
-/// Sends one request to the daemon, on the plugin's runtime.
-pub fn request(
-    plugin: &ExtPlugin,
-    engine: &EngineInterface,
-    call: &EvaluatedCall,
-    spans: ArgSpans,
-    req: Request,
-) -> Result<Response, LabeledError> {
+/// The plugin's settings: `$env.config.plugins.ext` over the defaults.
+pub fn settings(engine: &EngineInterface) -> Result<Settings, LabeledError> {
     let config = engine.get_plugin_config().map_err(LabeledError::from)?;
     // Nushell's $env first, then the plugin process's own environment.
     let runtime_dir = engine
@@ -163,18 +157,66 @@ pub fn request(
         .flatten()
         .and_then(|v| v.as_str().ok().map(std::path::PathBuf::from))
         .or_else(|| std::env::var_os("XDG_RUNTIME_DIR").map(std::path::PathBuf::from));
-    let mut settings = Settings::from_config(config, runtime_dir)?;
+    Settings::from_config(config, runtime_dir)
+}
+
+/// Sends one request to the daemon, on the plugin's runtime. Ctrl-C stops
+/// waiting at once (the daemon then cancels what no one else waits for).
+pub fn request(
+    plugin: &ExtPlugin,
+    engine: &EngineInterface,
+    call: &EvaluatedCall,
+    spans: ArgSpans,
+    req: Request,
+) -> Result<Response, LabeledError> {
+    request_with_progress(plugin, engine, call, spans, req, None)
+}
+
+/// [`request`] for the long operations: progress frames drive a bar on
+/// stderr (only when it is a terminal) labelled `label`.
+pub fn request_with_progress(
+    plugin: &ExtPlugin,
+    engine: &EngineInterface,
+    call: &EvaluatedCall,
+    spans: ArgSpans,
+    req: Request,
+    label: Option<String>,
+) -> Result<Response, LabeledError> {
+    let mut settings = settings(engine)?;
     if matches!(
         req,
         Request::Publish { .. } | Request::PublishTo(_) | Request::Delete { .. }
     ) {
-        // A push of up to 1 GiB can take long; the daemon bounds it itself.
+        // A push reports no bytes while it goes (only its phase), and can
+        // take long for up to 1 GiB; the daemon bounds it itself.
         settings.timeout = settings.timeout.max(std::time::Duration::from_secs(3600));
     }
-    plugin
-        .runtime
-        .block_on(client::request(&settings, req))
-        .map_err(|e| to_labeled(e, call.head, spans))
+    let interrupt = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = interrupt.clone();
+    let _guard = engine
+        .register_signal_handler(Box::new(move |action| {
+            if matches!(action, nu_protocol::SignalAction::Interrupt) {
+                notify.notify_one();
+            }
+        }))
+        .map_err(LabeledError::from)?;
+    if engine.signals().interrupted() {
+        return Err(to_labeled(ClientError::Interrupted, call.head, spans));
+    }
+    let mut bar = label.map(crate::progress::Bar::new);
+    let mut on_progress = |ev: &extreg_shared::protocol::ProgressEvent| {
+        if let Some(b) = bar.as_mut() {
+            b.update(ev)
+        }
+    };
+    let res = plugin.runtime.block_on(client::request_with(
+        &settings,
+        req,
+        &mut on_progress,
+        interrupt.notified(),
+    ));
+    drop(bar);
+    res.map_err(|e| to_labeled(e, call.head, spans))
 }
 
 /// A failure as the user sees it: the message, a label on the argument it

@@ -1,4 +1,4 @@
-use super::{request, unexpected, version_flag, ArgSpans};
+use super::{request_with_progress, unexpected, version_flag, ArgSpans};
 use crate::ExtPlugin;
 use extreg_shared::protocol::{Request, Response};
 use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
@@ -123,6 +123,7 @@ impl SimplePluginCommand for Publish {
                 }
             }
         };
+        let label = format!("publish {}", path.display());
         let req = Request::PublishTo(extreg_shared::protocol::PublishSpec {
             path: path.display().to_string(),
             version,
@@ -131,7 +132,7 @@ impl SimplePluginCommand for Publish {
             registry: text_flag("registry")?,
             namespace: text_flag("namespace")?,
         });
-        match request(plugin, engine, call, spans, req)? {
+        match request_with_progress(plugin, engine, call, spans, req, Some(label))? {
             Response::Published(r) => {
                 let h = call.head;
                 let mut rec = Record::new();

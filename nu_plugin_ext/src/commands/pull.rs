@@ -1,4 +1,6 @@
-use super::{constraint_flag, name_arg, request, source_flag, type_flag, unexpected, ArgSpans};
+use super::{
+    constraint_flag, name_arg, request_with_progress, source_flag, type_flag, unexpected, ArgSpans,
+};
 use crate::{values, ExtPlugin};
 use extreg_shared::protocol::{Request, Response};
 use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
@@ -9,6 +11,8 @@ pub struct Pull;
 
 impl SimplePluginCommand for Pull {
     type Plugin = ExtPlugin;
+
+    crate::completes!(crate::completion::Spec::NAME_FIRST);
 
     fn name(&self) -> &str {
         "ext pull"
@@ -51,6 +55,11 @@ impl SimplePluginCommand for Pull {
                 description: "Cache the newest 1.27.x",
                 result: None,
             },
+            Example {
+                example: "(ext pull k3s --version 1.27.5).digest",
+                description: "The verified digest (over the example catalogue)",
+                result: Some(Value::test_string(super::examples::K3S_DIGEST)),
+            },
         ]
     }
 
@@ -72,6 +81,7 @@ impl SimplePluginCommand for Pull {
             version: vs,
             source: ss,
         };
+        let label = format!("pull {name}");
         let req = Request::Pull {
             ext_type,
             name,
@@ -79,7 +89,7 @@ impl SimplePluginCommand for Pull {
             pre,
             source,
         };
-        match request(plugin, engine, call, spans, req)? {
+        match request_with_progress(plugin, engine, call, spans, req, Some(label))? {
             Response::Pulled(p) => Ok(values::pulled(&p, call.head)),
             other => Err(unexpected(other, call.head)),
         }

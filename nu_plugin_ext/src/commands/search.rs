@@ -12,6 +12,8 @@ pub struct Search;
 impl SimplePluginCommand for Search {
     type Plugin = ExtPlugin;
 
+    crate::completes!(crate::completion::Spec::NAME_FIRST);
+
     fn name(&self) -> &str {
         "ext search"
     }

@@ -10,6 +10,8 @@ pub struct Versions;
 impl SimplePluginCommand for Versions {
     type Plugin = ExtPlugin;
 
+    crate::completes!(crate::completion::Spec::NAME_FIRST);
+
     fn name(&self) -> &str {
         "ext versions"
     }
