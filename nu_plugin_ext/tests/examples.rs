@@ -68,6 +68,8 @@ fn command_examples_hold_against_a_real_daemon() -> Result<(), Box<dyn std::erro
         .env("XDG_RUNTIME_DIR", &run)
         .env("HOME", tmp.path())
         .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+        // `ext load`'s example extracts here.
+        .env("XDG_DATA_HOME", tmp.path().join("data"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
