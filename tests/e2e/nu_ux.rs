@@ -403,6 +403,12 @@ fn tab_completes_names_types_and_versions_and_falls_back_without_a_daemon() {
     let before = Instant::now();
     t.type_text("ext info k3");
     t.keys(&["Tab"]);
+    assert!(
+        t.wait_for(prompt_at, |s| s.contains("NO RECORDS FOUND")),
+        "a name completed without a daemon:\n{}",
+        t.capture()
+    );
+    t.keys(&["Escape"]);
     t.type_text(" --type ta");
     t.keys(&["Tab"]);
     assert!(
