@@ -1,7 +1,8 @@
-//! The metadata caches: an LRU with a time-to-live per entry, with hit and
-//! miss counters that feed both `/metrics` and `/cache/stats`, and a
-//! single-flight gate so that concurrent misses for one key make one
-//! backend call.
+//! The metadata caches: a stale-while-revalidate LRU ([`SwrCache`]) for
+//! what comes from backends, an LRU with a time-to-live or a validity check
+//! ([`TtlLru`]) for what is derived from it, both with hit and miss counters
+//! that feed `/metrics` and `/cache/stats`, and a single-flight gate so that
+//! concurrent misses (or refreshes) of one key make one backend call.
 
 use crate::metrics::Counter;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -58,6 +59,25 @@ impl<K: Hash + Eq, V: Clone> TtlLru<K, V> {
         None
     }
 
+    /// The cached value when `valid` accepts it (a derived value whose
+    /// source changed is a miss, and is dropped).
+    pub fn get_if(&self, key: &K, valid: impl FnOnce(&V) -> bool) -> Option<V> {
+        if self.enabled {
+            let mut inner = self.inner.lock();
+            if let Some((at, v)) = inner.get(key) {
+                if at.elapsed() < self.ttl && valid(v) {
+                    let v = v.clone();
+                    drop(inner);
+                    self.hits.inc();
+                    return Some(v);
+                }
+                inner.pop(key);
+            }
+        }
+        self.misses.inc();
+        None
+    }
+
     pub fn insert(&self, key: K, value: V) {
         if self.enabled {
             self.inner.lock().put(key, (Instant::now(), value));
@@ -98,6 +118,251 @@ impl<K: Hash + Eq, V: Clone> TtlLru<K, V> {
             .iter()
             .filter(|(_, (at, _))| at.elapsed() < self.ttl)
             .count() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.get()
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.misses.get()
+    }
+}
+
+/// How long a claimed refresh keeps others from starting one, should it
+/// never report back (it normally stores a value or fails much sooner).
+pub const REFRESH_GUARD: Duration = Duration::from_secs(120);
+
+/// What a stale-while-revalidate cache holds for one key.
+struct Slot<V> {
+    value: V,
+    /// When the fetch that produced `value` started (older data is never
+    /// stored over newer).
+    fetched: Instant,
+    /// When a reader should start the next background refresh.
+    refresh_at: Instant,
+    /// Loaded from the persisted catalogue, not yet confirmed by a backend.
+    loaded: bool,
+    /// Changes whenever `value` changes (derived caches compare it).
+    generation: u64,
+}
+
+/// A cache hit of a [`SwrCache`].
+#[derive(Clone)]
+pub struct SwrHit<V> {
+    pub value: V,
+    /// Time since the data was fetched from its backend.
+    pub age: Duration,
+    /// Served from an old answer: unconfirmed since a restart, or older
+    /// than the stale bound because refreshes failed.
+    pub stale: bool,
+    /// This reader was chosen to start the background refresh (at most one
+    /// reader per refresh interval is).
+    pub refresh: bool,
+    pub generation: u64,
+    pub fetched: Instant,
+}
+
+/// A stale-while-revalidate LRU: entries never vanish because of their age.
+/// After `ttl` the next reader still gets the cached value at once and is
+/// told to start one background refresh; until that refresh stores a new
+/// value (or fails, after which the next one is due `retry` later: the TTL,
+/// at most 30 s) other readers get the cached value without starting another. A value older than
+/// `stale_after` (its refreshes keep failing), or loaded from disk and not
+/// yet confirmed, is reported `stale`.
+pub struct SwrCache<K: Hash + Eq, V: Clone> {
+    enabled: bool,
+    ttl: Duration,
+    stale_after: Duration,
+    retry: Duration,
+    inner: Mutex<LruCache<K, Slot<V>>>,
+    generations: std::sync::atomic::AtomicU64,
+    hits: Counter,
+    misses: Counter,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> SwrCache<K, V> {
+    pub fn new(
+        capacity: usize,
+        ttl: Duration,
+        stale_after: Duration,
+        enabled: bool,
+        hits: Counter,
+        misses: Counter,
+    ) -> Self {
+        let cap = NonZeroUsize::new(capacity.max(1)).expect("capacity >= 1");
+        SwrCache {
+            enabled,
+            ttl,
+            stale_after,
+            retry: ttl.min(Duration::from_secs(30)),
+            inner: Mutex::new(LruCache::new(cap)),
+            generations: std::sync::atomic::AtomicU64::new(1),
+            hits,
+            misses,
+        }
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn hit_of(&self, slot: &mut Slot<V>, now: Instant, claim: bool) -> SwrHit<V> {
+        let due = now >= slot.refresh_at;
+        if due && claim {
+            // This reader starts the refresh; the others keep reading
+            // until it stores a value or reports its failure.
+            slot.refresh_at = now + REFRESH_GUARD;
+        }
+        let age = now.saturating_duration_since(slot.fetched);
+        SwrHit {
+            value: slot.value.clone(),
+            age,
+            stale: slot.loaded || age > self.stale_after,
+            refresh: due && claim,
+            generation: slot.generation,
+            fetched: slot.fetched,
+        }
+    }
+
+    /// The cached value, whatever its age (counted as a hit or a miss).
+    pub fn get(&self, key: &K) -> Option<SwrHit<V>> {
+        let hit = self.lookup(key, true);
+        match hit {
+            Some(_) => self.hits.inc(),
+            None => self.misses.inc(),
+        }
+        hit
+    }
+
+    /// Like [`Self::get`] without counting (derived lookups).
+    pub fn peek(&self, key: &K) -> Option<SwrHit<V>> {
+        self.lookup(key, true)
+    }
+
+    fn lookup(&self, key: &K, claim: bool) -> Option<SwrHit<V>> {
+        if !self.enabled {
+            return None;
+        }
+        let now = Instant::now();
+        let mut inner = self.inner.lock();
+        inner.get_mut(key).map(|s| self.hit_of(s, now, claim))
+    }
+
+    /// Stores a value fetched by a fetch that started at `started`, unless
+    /// a newer fetch already stored one. Returns whether it was stored.
+    pub fn insert(&self, key: K, value: V, started: Instant) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let generation = self.next_generation();
+        let mut inner = self.inner.lock();
+        if let Some(cur) = inner.peek(&key) {
+            if !cur.loaded && cur.fetched > started {
+                return false;
+            }
+        }
+        inner.put(
+            key,
+            Slot {
+                value,
+                fetched: started,
+                refresh_at: Instant::now() + self.ttl,
+                loaded: false,
+                generation,
+            },
+        );
+        true
+    }
+
+    /// Stores a value read from the persisted catalogue, fetched `age` ago:
+    /// served as stale until a refresh confirms it, and due at once.
+    pub fn insert_loaded(&self, key: K, value: V, age: Duration) {
+        if !self.enabled {
+            return;
+        }
+        let generation = self.next_generation();
+        let now = Instant::now();
+        let fetched = now.checked_sub(age).unwrap_or(now);
+        let mut inner = self.inner.lock();
+        if inner.peek(&key).is_some() {
+            return;
+        }
+        inner.put(
+            key,
+            Slot {
+                value,
+                fetched,
+                refresh_at: now,
+                loaded: true,
+                generation,
+            },
+        );
+    }
+
+    /// A refresh of `key` failed: the cached value stays, and the next
+    /// reader after the retry delay starts another refresh.
+    pub fn refresh_failed(&self, key: &K) {
+        if let Some(slot) = self.inner.lock().peek_mut(key) {
+            slot.refresh_at = Instant::now() + self.retry;
+        }
+    }
+
+    /// Changes a cached value in place (keeping its age): a pushed update
+    /// of one part of it. Returns false when nothing is cached for `key`.
+    pub fn update(&self, key: &K, f: impl FnOnce(&V) -> V) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let generation = self.next_generation();
+        let mut inner = self.inner.lock();
+        match inner.peek_mut(key) {
+            Some(slot) => {
+                slot.value = f(&slot.value);
+                slot.generation = generation;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every entry with its age and whether it came from disk unconfirmed,
+    /// for persisting.
+    pub fn snapshot(&self) -> Vec<(K, V, Duration, bool)> {
+        let now = Instant::now();
+        self.inner
+            .lock()
+            .iter()
+            .map(|(k, s)| {
+                (
+                    k.clone(),
+                    s.value.clone(),
+                    now.saturating_duration_since(s.fetched),
+                    s.loaded,
+                )
+            })
+            .collect()
+    }
+
+    pub fn remove(&self, key: &K) {
+        self.inner.lock().pop(key);
+    }
+
+    pub fn clear(&self) {
+        self.inner.lock().clear();
+    }
+
+    pub fn len(&self) -> u64 {
+        self.inner.lock().len() as u64
     }
 
     pub fn is_empty(&self) -> bool {
@@ -227,6 +492,71 @@ mod tests {
         c.insert(1, 1);
         assert_eq!(c.get(&1), None);
         assert_eq!(c.misses(), 1);
+    }
+
+    fn swr(ttl_ms: u64, stale_ms: u64) -> SwrCache<u32, u32> {
+        SwrCache::new(
+            4,
+            Duration::from_millis(ttl_ms),
+            Duration::from_millis(stale_ms),
+            true,
+            Counter::new("h", "h").unwrap(),
+            Counter::new("m", "m").unwrap(),
+        )
+    }
+
+    #[test]
+    fn swr_serves_past_the_ttl_and_elects_one_refresher() {
+        let c = swr(30, 10_000);
+        assert!(c.get(&1).is_none());
+        c.insert(1, 10, Instant::now());
+        let h = c.get(&1).unwrap();
+        assert_eq!((h.value, h.refresh, h.stale), (10, false, false));
+        std::thread::sleep(Duration::from_millis(40));
+        let first = c.get(&1).unwrap();
+        let second = c.get(&1).unwrap();
+        assert_eq!(first.value, 10, "still answered after the TTL");
+        assert!(first.refresh, "the first reader refreshes");
+        assert!(!second.refresh, "the others do not");
+        // A failed refresh: the value stays, the next one is due later.
+        c.refresh_failed(&1);
+        assert!(!c.get(&1).unwrap().refresh);
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(
+            c.get(&1).unwrap().refresh,
+            "due again after the retry delay"
+        );
+        c.insert(1, 11, Instant::now());
+        let h = c.get(&1).unwrap();
+        assert_eq!((h.value, h.refresh), (11, false));
+        assert_eq!((c.hits(), c.misses()), (7, 1));
+    }
+
+    #[test]
+    fn swr_marks_old_or_loaded_values_stale_and_keeps_newer_data() {
+        let c = swr(10_000, 30);
+        let old = Instant::now();
+        c.insert(1, 1, old);
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(c.get(&1).unwrap().stale, "older than the bound");
+        let newer = Instant::now();
+        c.insert(1, 2, newer);
+        assert!(
+            !c.insert(1, 3, old),
+            "an older fetch never replaces a newer one"
+        );
+        assert_eq!(c.get(&1).unwrap().value, 2);
+        c.insert_loaded(5, 50, Duration::from_secs(7));
+        let h = c.get(&5).unwrap();
+        assert!(h.stale && h.refresh, "loaded: stale and due at once");
+        assert!(h.age >= Duration::from_secs(7));
+        let g = h.generation;
+        assert!(c.update(&5, |v| v + 1));
+        let h = c.get(&5).unwrap();
+        assert_eq!(h.value, 51);
+        assert_ne!(h.generation, g, "an update is a new generation");
+        c.insert(5, 52, Instant::now());
+        assert!(!c.get(&5).unwrap().stale, "confirmed by a fetch");
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub registry: RegistryConfig,
     pub extensions: ExtensionsConfig,
+    pub webhooks: WebhooksConfig,
     /// From `PROVISIONING_EXTENSIONS_PATH`; never read from the file.
     #[serde(skip)]
     pub extra_local_paths: Vec<PathBuf>,
@@ -154,6 +155,42 @@ pub struct CacheConfig {
     /// Size cap of the artifact cache in bytes; least recently used
     /// artifacts are evicted above it. No cap by default.
     pub max_artifact_bytes: Option<u64>,
+    /// Age after which an answer whose refreshes keep failing is marked
+    /// `stale`; defaults to twice `ttl_seconds`.
+    pub stale_after_seconds: Option<u64>,
+    /// Write the merged metadata to disk and answer from it after a restart.
+    pub persist_catalog: bool,
+    /// Where; defaults to `$XDG_CACHE_HOME/provisioning/extregd/catalog.json`.
+    pub catalog_path: Option<PathBuf>,
+}
+
+/// `[webhooks]`: push invalidation (each endpoint is off unless its secret
+/// file is configured).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Shared secret of `POST /api/v1/hooks/registry` (docker-registry
+    /// notifications, sent as `Authorization: Bearer <secret>`).
+    pub registry_secret_path: Option<PathBuf>,
+    /// Shared secret of `POST /api/v1/hooks/gitea` (Gitea webhooks,
+    /// `X-Gitea-Signature` = HMAC-SHA256 of the body).
+    pub gitea_secret_path: Option<PathBuf>,
+    /// Largest body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// Default and ceiling of `[webhooks] max_body_bytes`.
+pub const DEFAULT_WEBHOOK_BODY: usize = 1 << 20;
+pub const MAX_WEBHOOK_BODY: usize = 16 << 20;
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            registry_secret_path: None,
+            gitea_secret_path: None,
+            max_body_bytes: DEFAULT_WEBHOOK_BODY,
+        }
+    }
 }
 
 impl Default for CacheConfig {
@@ -166,6 +203,9 @@ impl Default for CacheConfig {
             enable_version_cache: true,
             artifact_dir: None,
             max_artifact_bytes: None,
+            stale_after_seconds: None,
+            persist_catalog: true,
+            catalog_path: None,
         }
     }
 }
@@ -347,6 +387,25 @@ impl Config {
             .unwrap_or_else(|| dirs.cache.join("extregd/artifacts"))
     }
 
+    /// The persisted catalogue file, when persisting is on.
+    pub fn catalog_path(&self, dirs: &Dirs) -> Option<PathBuf> {
+        self.cache.persist_catalog.then(|| {
+            self.cache
+                .catalog_path
+                .clone()
+                .unwrap_or_else(|| dirs.cache.join("extregd/catalog.json"))
+        })
+    }
+
+    /// Age after which a cached answer is marked stale.
+    pub fn stale_after(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.cache
+                .stale_after_seconds
+                .unwrap_or(self.cache.ttl_seconds.saturating_mul(2)),
+        )
+    }
+
     /// Checks what TOML types cannot: returns fatal errors or warnings.
     pub fn validate(&self) -> Result<Warnings, ConfigError> {
         let mut warnings = Vec::new();
@@ -407,6 +466,34 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "[cache] ttl_seconds must be at least 1".into(),
             ));
+        }
+        if let Some(s) = self.cache.stale_after_seconds {
+            if s < self.cache.ttl_seconds {
+                return Err(ConfigError::Invalid(format!(
+                    "[cache] stale_after_seconds ({s}) must be at least ttl_seconds ({})",
+                    self.cache.ttl_seconds
+                )));
+            }
+        }
+        if !(1024..=MAX_WEBHOOK_BODY).contains(&self.webhooks.max_body_bytes) {
+            return Err(ConfigError::Invalid(format!(
+                "[webhooks] max_body_bytes must be between 1024 and {MAX_WEBHOOK_BODY}, not {}",
+                self.webhooks.max_body_bytes
+            )));
+        }
+        for (key, p) in [
+            (
+                "[webhooks] registry_secret_path",
+                &self.webhooks.registry_secret_path,
+            ),
+            (
+                "[webhooks] gitea_secret_path",
+                &self.webhooks.gitea_secret_path,
+            ),
+        ] {
+            if let Some(p) = p {
+                check_secret_file(key, p, &mut warnings)?;
+            }
         }
         if let Some(g) = &self.gitea {
             if !(g.url.starts_with("http://") || g.url.starts_with("https://")) {

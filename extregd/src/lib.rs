@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod metrics_ops;
 pub mod pack;
+pub mod persist;
 pub mod probe;
 pub mod progress;
 pub mod publish;
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod remote;
 pub mod server;
 pub mod systemd;
+pub mod webhook;
 
 use crate::backend::local::LocalBackend;
 use crate::backend::Backend;
@@ -184,7 +186,22 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
         metrics.clone(),
         base_url,
     );
+    // The persisted catalogue: read now (so the first answers come from
+    // it), written whenever the caches change, refreshed in the background.
     let readiness = probe::readiness_for(registry.backends());
+    if let Some(path) = config.catalog_path(&dirs) {
+        let ids = persist::identities(&config, &dirs);
+        let priority = config.source_priority();
+        let (listings, _) = persist::load(&registry, &path, &ids, &priority);
+        if listings > 0 {
+            // Answers can be given from it at once.
+            readiness.set_ready("persisted catalogue loaded");
+        }
+        persist::spawn_writer(&registry, path, ids, priority);
+    }
+    registry.warm_up();
+    let webhooks = webhook::Webhooks::from_config(&config)
+        .map_err(|e| BootError::Config(crate::config::ConfigError::Invalid(e)))?;
     let state = Arc::new(api::AppState {
         readiness,
         loader: load::Loader::new(config.load_dir(&dirs)),
@@ -193,6 +210,7 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
         registry,
         metrics,
         started: Instant::now(),
+        webhooks,
     });
     probe::spawn_watch(state.clone());
     Ok(Daemon {

@@ -36,6 +36,15 @@ pub struct Metrics {
     pub connections_timed_out: IntCounterVec,
     /// Failed `accept` calls, by listener (EMFILE and the like).
     pub accept_errors: IntCounterVec,
+    /// Background refreshes of the metadata caches, by cache and outcome.
+    pub cache_refreshes: IntCounterVec,
+    /// Answers served from an entry marked stale, by cache.
+    pub cache_stale_served: IntCounterVec,
+    /// 1 while the last refresh from a backend failed, by backend.
+    pub backend_refresh_failing: IntGaugeVec,
+    /// Push invalidations received, by sender (`registry`, `gitea`) and
+    /// outcome (`refreshed`, `ignored`, `refused`).
+    pub webhooks: IntCounterVec,
 }
 
 const BUCKETS: [f64; 16] = [
@@ -137,6 +146,36 @@ impl Metrics {
                 "accept_errors_total",
                 "Failed accept calls (such as EMFILE), by listener",
                 &["listener"],
+            ),
+            cache_refreshes: counter_vec(
+                &r,
+                "cache_refreshes_total",
+                "Background refreshes of metadata cache entries, by cache and outcome",
+                &["cache", "outcome"],
+            ),
+            cache_stale_served: counter_vec(
+                &r,
+                "cache_stale_served_total",
+                "Answers served from cache entries marked stale, by cache",
+                &["cache"],
+            ),
+            backend_refresh_failing: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "backend_refresh_failing",
+                        "1 while the last metadata refresh from a backend failed",
+                    ),
+                    &["backend"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            webhooks: counter_vec(
+                &r,
+                "webhook_events_total",
+                "Push invalidation calls, by sender and outcome",
+                &["sender", "outcome"],
             ),
             registry: r,
         }

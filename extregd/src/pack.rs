@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 pub const FIXED_MTIME: u64 = 315_532_800;
 
 /// Packs `dir` into a tar.gz in memory, refusing trees above `limit` bytes
-/// of file content.
+/// of file content. Large trees should go through [`pack_dir_into`].
 pub fn pack_dir(dir: &Path, limit: u64) -> io::Result<Vec<u8>> {
     pack_dir_into(dir, limit, Vec::new())
 }

@@ -7,10 +7,21 @@
 //! gitea). Lists merge by `{type}/{name}`, keeping the newest version; version
 //! lists are the union, and when two backends hold the same version the one
 //! earlier in the order serves it.
+//!
+//! **Always warm.** What comes from backends (each backend's listing, each
+//! extension's merged versions) lives in stale-while-revalidate caches
+//! ([`SwrCache`]): after the TTL a reader gets the cached answer at once and
+//! one background refresh runs; a refresh that fails keeps the old answer
+//! (marked `stale` once older than `[cache] stale_after_seconds`) and is
+//! reported in `/health` and the metrics. Lists, searches and records are
+//! derived from those and cached with the generation they were derived
+//! from, so a refresh or a pushed invalidation ([`Registry::invalidate`])
+//! makes them be derived again without any backend call. The persisted
+//! catalogue ([`crate::persist`]) fills the caches at start.
 
 use crate::artifacts::{ArtifactStore, CachedArtifact, Fetched};
 use crate::backend::{newest, Backend, BackendError, VersionEntry};
-use crate::cache::{SingleFlight, TtlLru};
+use crate::cache::{SingleFlight, SwrCache, SwrHit, TtlLru};
 use crate::config::CacheConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -19,15 +30,18 @@ use extreg_shared::{
     parse_version, CacheCounters, CacheStats, Constraint, ErrorKind, Extension, ExtensionType,
     ExtensionVersion, Source,
 };
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-/// A response body serialized once, with the total count before paging.
+/// A response body serialized once, with the total count before paging and
+/// the age in seconds of the oldest data it was made from.
 #[derive(Clone)]
 pub struct Rendered {
     pub body: Bytes,
     pub total: usize,
+    pub age: u64,
 }
 
 /// The merged versions of one extension, newest first.
@@ -37,6 +51,45 @@ pub struct Versions {
     /// False when a backend failed and the others answered; such a merge is
     /// served but not cached.
     pub complete: bool,
+}
+
+impl Versions {
+    fn build(entries: Vec<VersionEntry>, complete: bool) -> Result<Versions, ApiError> {
+        let records: Vec<ExtensionVersion> = entries.iter().map(|e| (&e.record).into()).collect();
+        Ok(Versions {
+            body: to_json(&records)?,
+            entries,
+            complete,
+        })
+    }
+
+    /// Versions already sorted newest first (complete).
+    pub(crate) fn from_entries(entries: Vec<VersionEntry>) -> Result<Versions, ApiError> {
+        Versions::build(entries, true)
+    }
+
+    /// The same versions with every record marked stale.
+    fn marked_stale(&self) -> Result<Versions, ApiError> {
+        let entries = self
+            .entries
+            .iter()
+            .cloned()
+            .map(|mut e| {
+                e.record.stale = true;
+                e
+            })
+            .collect();
+        Versions::build(entries, self.complete)
+    }
+}
+
+/// The versions of one extension as a reader gets them.
+pub struct VersionsAnswer {
+    pub versions: Arc<Versions>,
+    /// Seconds since they were fetched (0 when fetched for this reader).
+    pub age: u64,
+    /// The cache generation they come from (None when not cached).
+    tag: Option<(u64, bool)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -54,20 +107,58 @@ pub enum ListKey {
     },
 }
 
-type ExtKey = (ExtensionType, String);
+pub type ExtKey = (ExtensionType, String);
+type Catalog = Arc<Vec<Extension>>;
+/// What a derived answer was made from: per asked source, the catalog's
+/// generation and whether it was stale.
+type Tag = Vec<(u64, bool)>;
 
-pub struct Registry {
-    backends: Vec<Arc<dyn Backend>>,
-    enabled: Vec<Source>,
-    lists: TtlLru<ListKey, Rendered>,
-    catalogs: TtlLru<Source, Arc<Vec<Extension>>>,
-    metadata: TtlLru<ExtKey, Bytes>,
-    versions: TtlLru<ExtKey, Arc<Versions>>,
-    catalog_flights: SingleFlight<Source, Result<Arc<Vec<Extension>>, BackendError>>,
+/// The outcome of the last metadata call to one backend.
+#[derive(Clone, Debug, Default)]
+pub struct RefreshState {
+    pub last_ok: Option<SystemTime>,
+    pub last_error: Option<(SystemTime, String)>,
+}
+
+impl RefreshState {
+    /// The failure, when the last call failed.
+    pub fn failing(&self) -> Option<(SystemTime, &str)> {
+        match (&self.last_error, self.last_ok) {
+            (Some((at, e)), ok) if ok.is_none_or(|ok| *at >= ok) => Some((*at, e.as_str())),
+            _ => None,
+        }
+    }
+}
+
+/// Patches older than the newest stored listing are dropped; above this
+/// many the oldest go.
+const MAX_PATCHES: usize = 4096;
+
+/// What background refreshes need: the backends and the caches of what
+/// they answered.
+pub(crate) struct Core {
+    pub(crate) backends: Vec<Arc<dyn Backend>>,
+    pub(crate) catalogs: SwrCache<Source, Catalog>,
+    pub(crate) versions: SwrCache<ExtKey, Arc<Versions>>,
+    catalog_flights: SingleFlight<Source, Result<Catalog, BackendError>>,
     version_flights: SingleFlight<ExtKey, Result<Arc<Versions>, ApiError>>,
+    /// Pushed changes of single extensions, by source, with when they were
+    /// fetched: re-applied to a listing that was fetched before them.
+    patches: Mutex<HashMap<(Source, ExtKey), (Instant, Option<Extension>)>>,
+    status: Mutex<BTreeMap<Source, RefreshState>>,
     artifacts: Arc<ArtifactStore>,
     metrics: Arc<Metrics>,
     base_url: String,
+    /// Woken whenever cached metadata changed (the persister listens).
+    pub(crate) dirty: tokio::sync::Notify,
+    pub(crate) stale_after: Duration,
+}
+
+pub struct Registry {
+    core: Arc<Core>,
+    enabled: Vec<Source>,
+    lists: TtlLru<ListKey, (Tag, Rendered)>,
+    metadata: TtlLru<ExtKey, ((u64, bool), Bytes)>,
     capacity: usize,
     ttl: Duration,
 }
@@ -81,6 +172,11 @@ impl Registry {
         base_url: String,
     ) -> Registry {
         let ttl = Duration::from_secs(cache.ttl_seconds);
+        let stale_after = Duration::from_secs(
+            cache
+                .stale_after_seconds
+                .unwrap_or(cache.ttl_seconds.saturating_mul(2)),
+        );
         let cap = cache.capacity;
         let mk = |name: &'static str, enabled: bool| {
             let (h, m) = metrics.cache_counters(name);
@@ -91,21 +187,33 @@ impl Registry {
         let (ve, vh, vm) = mk("versions", cache.enable_version_cache);
         // Per-backend listings count as list-cache lookups too.
         let (ch, cm) = metrics.cache_counters("list");
+        // Derived entries stay valid while what they were made from does.
+        let forever = Duration::MAX;
         Registry {
             enabled: backends.iter().map(|b| b.source()).collect(),
-            backends,
-            lists: TtlLru::new(cap, ttl, le, lh, lm),
-            catalogs: TtlLru::new(Source::ALL.len(), ttl, le, ch, cm),
-            metadata: TtlLru::new(cap, ttl, me, mh, mm),
-            versions: TtlLru::new(cap, ttl, ve, vh, vm),
-            catalog_flights: SingleFlight::default(),
-            version_flights: SingleFlight::default(),
-            artifacts,
-            metrics,
-            base_url: base_url.trim_end_matches('/').to_string(),
+            core: Arc::new(Core {
+                backends,
+                catalogs: SwrCache::new(Source::ALL.len(), ttl, stale_after, le, ch, cm),
+                versions: SwrCache::new(cap, ttl, stale_after, ve, vh, vm),
+                catalog_flights: SingleFlight::default(),
+                version_flights: SingleFlight::default(),
+                patches: Mutex::new(HashMap::new()),
+                status: Mutex::new(BTreeMap::new()),
+                artifacts,
+                metrics,
+                base_url: base_url.trim_end_matches('/').to_string(),
+                dirty: tokio::sync::Notify::new(),
+                stale_after,
+            }),
+            lists: TtlLru::new(cap, forever, le, lh, lm),
+            metadata: TtlLru::new(cap, forever, me, mh, mm),
             capacity: cap,
             ttl,
         }
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
     }
 
     pub fn enabled_sources(&self) -> &[Source] {
@@ -113,109 +221,48 @@ impl Registry {
     }
 
     pub fn backends(&self) -> &[Arc<dyn Backend>] {
-        &self.backends
+        &self.core.backends
     }
 
     pub fn artifacts(&self) -> &Arc<ArtifactStore> {
-        &self.artifacts
+        &self.core.artifacts
     }
 
-    fn download_url(&self, e: &Extension) -> String {
+    /// This daemon's download URL of one version.
+    pub fn download_url_of(&self, ext_type: ExtensionType, name: &str, version: &str) -> String {
         format!(
-            "{}/api/v1/extensions/{}/{}/{}",
-            self.base_url, e.ext_type, e.name, e.version
+            "{}/api/v1/extensions/{ext_type}/{name}/{version}",
+            self.core.base_url
         )
     }
 
-    /// One backend's listing, cached and coalesced.
-    async fn backend_catalog(
-        &self,
-        b: &Arc<dyn Backend>,
-    ) -> Result<Arc<Vec<Extension>>, BackendError> {
-        let source = b.source();
-        if let Some(c) = self.catalogs.get(&source) {
-            return Ok(c);
+    /// Age after which an answer whose refreshes fail is marked stale.
+    pub fn stale_after(&self) -> Duration {
+        self.core.stale_after
+    }
+
+    /// The outcome of the last metadata call to each backend.
+    pub fn refresh_states(&self) -> BTreeMap<Source, RefreshState> {
+        self.core.status.lock().clone()
+    }
+
+    /// Starts a background refresh of every backend listing that is due
+    /// (those read from the persisted catalogue are).
+    pub fn warm_up(&self) {
+        for b in &self.core.backends {
+            if let Some(hit) = self.core.catalogs.peek(&b.source()) {
+                if hit.refresh {
+                    self.core.refresh_catalog_bg(b.clone());
+                }
+            }
         }
-        let b2 = b.clone();
-        let metrics = self.metrics.clone();
-        let res = self
-            .catalog_flights
-            .run(source, move || async move {
-                let t = std::time::Instant::now();
-                let r = b2.list().await;
-                metrics.backend_timed(source.as_str(), "list", r.is_ok(), t);
-                r.map(Arc::new)
-            })
-            .await;
-        if let Ok(c) = &res {
-            self.catalogs.insert(source, c.clone());
-        }
-        res
     }
 
     /// The merged catalog of the backends matching `source`, sorted by type
     /// then name. `complete` is false when a backend failed but another
     /// answered; when every asked backend failed this is an error.
-    async fn catalog(&self, source: Option<Source>) -> Result<(Vec<Extension>, bool), ApiError> {
-        let asked: Vec<&Arc<dyn Backend>> = self
-            .backends
-            .iter()
-            .filter(|b| source.is_none_or(|s| b.source() == s))
-            .collect();
-        if asked.is_empty() {
-            return Ok((Vec::new(), true));
-        }
-        let results =
-            futures::future::join_all(asked.iter().map(|b| self.backend_catalog(b))).await;
-        let mut merged: BTreeMap<(ExtensionType, String), Extension> = BTreeMap::new();
-        let mut failures = Vec::new();
-        for (b, r) in asked.iter().zip(results) {
-            match r {
-                Ok(list) => {
-                    for e in list.iter() {
-                        let key = (e.ext_type, e.name.clone());
-                        let replace = match merged.get(&key) {
-                            None => true,
-                            Some(cur) => is_newer(e, cur),
-                        };
-                        if replace {
-                            let mut e = e.clone();
-                            e.download_url = Some(self.download_url(&e));
-                            merged.insert(key, e);
-                        }
-                    }
-                }
-                Err(e) => {
-                    // Offline: what the artifact cache holds of this source.
-                    for mut rec in self.artifacts.cached_catalog(b.source()) {
-                        let key = (rec.ext_type, rec.name.clone());
-                        if merged.get(&key).is_none_or(|cur| is_newer(&rec, cur)) {
-                            rec.download_url = Some(self.download_url(&rec));
-                            merged.insert(key, rec);
-                        }
-                    }
-                    failures.push((b.source(), e))
-                }
-            }
-        }
-        if failures.len() == asked.len() && merged.is_empty() {
-            let (s, e) = &failures[0];
-            return Err(ApiError::backend(*s, e));
-        }
-        for (s, e) in &failures {
-            tracing::warn!(backend = %s, error = %e, "backend failed while listing; answering with the others");
-        }
-        let out: Vec<Extension> = merged.into_values().collect();
-        if source.is_none() && failures.is_empty() {
-            for t in ExtensionType::ALL {
-                let n = out.iter().filter(|e| e.ext_type == t).count();
-                self.metrics
-                    .extensions
-                    .with_label_values(&[t.as_str()])
-                    .set(n as i64);
-            }
-        }
-        Ok((out, failures.is_empty()))
+    async fn catalog(&self, source: Option<Source>) -> Result<CatalogView, ApiError> {
+        self.core.catalog(source).await
     }
 
     /// Extensions matching the filters, sorted by type then name, and
@@ -225,8 +272,10 @@ impl Registry {
         ext_type: Option<ExtensionType>,
         source: Option<Source>,
     ) -> Result<(Vec<Extension>, bool), ApiError> {
-        let (all, complete) = self.catalog(source).await?;
-        let out = all
+        let view = self.catalog(source).await?;
+        let complete = view.complete;
+        let out = view
+            .items
             .into_iter()
             .filter(|e| ext_type.is_none_or(|t| e.ext_type == t))
             .collect();
@@ -247,18 +296,24 @@ impl Registry {
             limit,
             offset,
         };
-        if let Some(r) = self.lists.get(&key) {
+        if let Some(r) = self.cached_list(&key, source) {
             return Ok(r);
         }
-        let (matching, complete) = self.list_records(ext_type, source).await?;
+        let view = self.catalog(source).await?;
+        let matching: Vec<&Extension> = view
+            .items
+            .iter()
+            .filter(|e| ext_type.is_none_or(|t| e.ext_type == t))
+            .collect();
         let total = matching.len();
-        let page: Vec<&Extension> = matching.iter().skip(offset).take(limit).collect();
+        let page: Vec<&&Extension> = matching.iter().skip(offset).take(limit).collect();
         let r = Rendered {
             body: to_json(&page)?,
             total,
+            age: view.age,
         };
-        if complete {
-            self.lists.insert(key, r.clone());
+        if view.complete {
+            self.lists.insert(key, (view.tag, r.clone()));
         }
         Ok(r)
     }
@@ -274,8 +329,20 @@ impl Registry {
         source: Option<Source>,
         limit: usize,
     ) -> Result<(Vec<Extension>, usize, bool), ApiError> {
+        let (page, total, view) = self.search_view(q, ext_type, source, limit).await?;
+        Ok((page, total, view.complete))
+    }
+
+    async fn search_view(
+        &self,
+        q: &str,
+        ext_type: Option<ExtensionType>,
+        source: Option<Source>,
+        limit: usize,
+    ) -> Result<(Vec<Extension>, usize, CatalogView), ApiError> {
         let needle = q.to_lowercase();
-        let (all, complete) = self.catalog(source).await?;
+        let mut view = self.catalog(source).await?;
+        let all = std::mem::take(&mut view.items);
         let mut hits: Vec<(u8, Extension)> = all
             .into_iter()
             .filter(|e| ext_type.is_none_or(|t| e.ext_type == t))
@@ -300,7 +367,7 @@ impl Registry {
         hits.sort_by(|a, b| (a.0, a.1.ext_type, &a.1.name).cmp(&(b.0, b.1.ext_type, &b.1.name)));
         let total = hits.len();
         let page = hits.into_iter().take(limit).map(|(_, e)| e).collect();
-        Ok((page, total, complete))
+        Ok((page, total, view))
     }
 
     /// `GET /extensions/search`.
@@ -315,25 +382,43 @@ impl Registry {
             ext_type,
             limit,
         };
-        if let Some(r) = self.lists.get(&key) {
+        if let Some(r) = self.cached_list(&key, None) {
             return Ok(r);
         }
-        let (page, total, complete) = self.search_records(q, ext_type, None, limit).await?;
+        let (page, total, view) = self.search_view(q, ext_type, None, limit).await?;
         let r = Rendered {
             body: to_json(&page)?,
             total,
+            age: view.age,
         };
-        if complete {
-            self.lists.insert(key, r.clone());
+        if view.complete {
+            self.lists.insert(key, (view.tag, r.clone()));
         }
         Ok(r)
+    }
+
+    /// A cached list or search answer, when the listings it was made from
+    /// are still the cached ones (a due listing starts its refresh here).
+    fn cached_list(&self, key: &ListKey, source: Option<Source>) -> Option<Rendered> {
+        let (tag, age) = match self.core.catalog_tag(source) {
+            Some(t) => t,
+            None => {
+                // Some listing is not cached: a miss.
+                self.lists.get_if(key, |_| false);
+                return None;
+            }
+        };
+        self.lists
+            .get_if(key, |(t, _)| *t == tag)
+            .map(|(_, r)| Rendered { age, ..r })
     }
 
     /// The type of the extension called `name`, for callers that left it
     /// out: an error when no type or several types hold that name.
     pub async fn resolve_type(&self, name: &str) -> Result<ExtensionType, ApiError> {
-        let (all, _) = self.catalog(None).await?;
-        let types: Vec<ExtensionType> = all
+        let view = self.catalog(None).await?;
+        let types: Vec<ExtensionType> = view
+            .items
             .iter()
             .filter(|e| e.name == name)
             .map(|e| e.ext_type)
@@ -426,41 +511,76 @@ impl Registry {
         ext_type: ExtensionType,
         name: &str,
     ) -> Result<Arc<Versions>, ApiError> {
+        Ok(self.versions_answer(ext_type, name).await?.versions)
+    }
+
+    /// [`Self::versions`] with their age. Cached versions are answered at
+    /// once, whatever their age; a due entry starts one background refresh.
+    pub async fn versions_answer(
+        &self,
+        ext_type: ExtensionType,
+        name: &str,
+    ) -> Result<VersionsAnswer, ApiError> {
         let key = (ext_type, name.to_string());
-        if let Some(v) = self.versions.get(&key) {
-            return Ok(v);
+        if let Some(hit) = self.core.versions.get(&key) {
+            if hit.refresh {
+                self.core.refresh_versions_bg(key.clone());
+            }
+            return self.core.answer_of(hit);
         }
-        let backends = self.backends.clone();
-        let metrics = self.metrics.clone();
-        let artifacts = self.artifacts.clone();
-        let base = self.base_url.clone();
-        let name = name.to_string();
-        let res = self
-            .version_flights
-            .run(key.clone(), move || async move {
-                merge_versions(&backends, &metrics, &artifacts, &base, ext_type, &name).await
-            })
-            .await?;
-        if res.complete {
-            self.versions.insert(key, res.clone());
+        let started = Instant::now();
+        let res = self.core.load_versions(key.clone()).await?;
+        let mut tag = None;
+        if res.complete && self.core.versions.insert(key.clone(), res.clone(), started) {
+            self.core.dirty.notify_one();
+            tag = self
+                .core
+                .versions
+                .peek(&key)
+                .map(|h| (h.generation, h.stale));
         }
-        Ok(res)
+        Ok(VersionsAnswer {
+            versions: res,
+            age: 0,
+            tag,
+        })
     }
 
     /// `GET /extensions/{type}/{name}`: the record of the newest version.
     pub async fn get(&self, ext_type: ExtensionType, name: &str) -> Result<Bytes, ApiError> {
+        Ok(self.get_aged(ext_type, name).await?.0)
+    }
+
+    /// [`Self::get`] and the age in seconds of the data behind it.
+    pub async fn get_aged(
+        &self,
+        ext_type: ExtensionType,
+        name: &str,
+    ) -> Result<(Bytes, u64), ApiError> {
         let key = (ext_type, name.to_string());
-        if let Some(b) = self.metadata.get(&key) {
-            return Ok(b);
+        let answer = self.versions_answer(ext_type, name).await?;
+        if let Some(tag) = answer.tag {
+            if let Some((_, b)) = self.metadata.get_if(&key, |(t, _)| *t == tag) {
+                return Ok((b, answer.age));
+            }
+        } else {
+            self.metadata.get_if(&key, |_| false);
         }
-        let versions = self.versions(ext_type, name).await?;
-        let best = newest(&versions.entries)
+        let best = newest(&answer.versions.entries)
             .ok_or_else(|| ApiError::not_found(format!("Extension {ext_type}/{name} not found")))?;
         let body = to_json(&best.record)?;
-        if versions.complete {
-            self.metadata.insert(key, body.clone());
+        if let Some(tag) = answer.tag {
+            self.metadata.insert(key, (tag, body.clone()));
         }
-        Ok(body)
+        Ok((body, answer.age))
+    }
+
+    /// Push invalidation: fetches the versions of one extension from every
+    /// backend now and replaces what the caches hold for it (its versions,
+    /// and its record in each backend's listing), leaving everything else
+    /// alone. Returns how many versions it has now.
+    pub async fn invalidate(&self, ext_type: ExtensionType, name: &str) -> Result<usize, ApiError> {
+        self.core.invalidate((ext_type, name.to_string())).await
     }
 
     /// The versions of one extension in one backend only (not cached: an
@@ -472,6 +592,7 @@ impl Registry {
         source: Source,
     ) -> Result<Arc<Versions>, ApiError> {
         let backends: Vec<Arc<dyn Backend>> = self
+            .core
             .backends
             .iter()
             .filter(|b| b.source() == source)
@@ -482,20 +603,14 @@ impl Registry {
                 "the {source} backend is not configured"
             )));
         }
-        merge_versions(
-            &backends,
-            &self.metrics,
-            &self.artifacts,
-            &self.base_url,
-            ext_type,
-            name,
-        )
-        .await
+        let results = fetch_versions(&backends, &self.core, ext_type, name).await;
+        merge_versions(results, &self.core, ext_type, name).map(Arc::new)
     }
 
     /// The backend that serves `source`.
     fn backend_for(&self, source: Source) -> Result<Arc<dyn Backend>, ApiError> {
-        self.backends
+        self.core
+            .backends
             .iter()
             .find(|b| b.source() == source)
             .cloned()
@@ -530,9 +645,9 @@ impl Registry {
     ) -> Result<CachedArtifact, ApiError> {
         let backend = self.backend_for(entry.record.source)?;
         if force {
-            self.artifacts.refetch(entry, backend).await
+            self.core.artifacts.refetch(entry, backend).await
         } else {
-            self.artifacts.get_or_fetch(entry, backend).await
+            self.core.artifacts.get_or_fetch(entry, backend).await
         }
     }
 
@@ -556,7 +671,7 @@ impl Registry {
         version: &str,
     ) -> Result<(VersionEntry, Fetched), ApiError> {
         let (entry, backend) = self.entry_and_backend(ext_type, name, version).await?;
-        let f = self.artifacts.fetch_or_join(&entry, backend)?;
+        let f = self.core.artifacts.fetch_or_join(&entry, backend)?;
         Ok((entry, f))
     }
 
@@ -568,9 +683,9 @@ impl Registry {
             misses,
             hit_ratio: crate::artifacts::ratio(hits, misses),
         };
-        let list_entries = self.lists.len() + self.catalogs.len();
+        let list_entries = self.lists.len() + self.core.catalogs.len();
         let metadata_entries = self.metadata.len();
-        let version_entries = self.versions.len();
+        let version_entries = self.core.versions.len();
         let mut caches = BTreeMap::new();
         caches.insert(
             "list".to_string(),
@@ -593,10 +708,10 @@ impl Registry {
         caches.insert(
             "versions".to_string(),
             counters(
-                self.versions.enabled(),
+                self.core.versions.enabled(),
                 version_entries,
-                self.versions.hits(),
-                self.versions.misses(),
+                self.core.versions.hits(),
+                self.core.versions.misses(),
             ),
         );
         CacheStats {
@@ -607,7 +722,7 @@ impl Registry {
             capacity: self.capacity as u64,
             ttl_seconds: self.ttl.as_secs(),
             caches,
-            artifacts: self.artifacts.stats(),
+            artifacts: self.core.artifacts.stats(),
         }
     }
 
@@ -691,9 +806,10 @@ impl Registry {
     /// Drops every metadata cache entry (the artifact cache is untouched).
     pub fn clear_metadata(&self) {
         self.lists.clear();
-        self.catalogs.clear();
+        self.core.catalogs.clear();
         self.metadata.clear();
-        self.versions.clear();
+        self.core.versions.clear();
+        self.core.dirty.notify_one();
     }
 }
 
@@ -730,23 +846,35 @@ fn is_newer(a: &Extension, b: &Extension) -> bool {
     }
 }
 
-async fn merge_versions(
+type SourceResults = Vec<(Source, Result<Vec<VersionEntry>, BackendError>)>;
+
+/// Every backend's versions of one extension, in priority order.
+async fn fetch_versions(
     backends: &[Arc<dyn Backend>],
-    metrics: &Metrics,
-    artifacts: &ArtifactStore,
-    base: &str,
+    core: &Core,
     ext_type: ExtensionType,
     name: &str,
-) -> Result<Arc<Versions>, ApiError> {
-    let results = futures::future::join_all(backends.iter().map(|b| async move {
-        let t = std::time::Instant::now();
+) -> SourceResults {
+    futures::future::join_all(backends.iter().map(|b| async move {
+        let t = Instant::now();
         let r = b.versions(ext_type, name).await;
-        metrics.backend_timed(b.source().as_str(), "versions", r.is_ok(), t);
+        core.metrics
+            .backend_timed(b.source().as_str(), "versions", r.is_ok(), t);
+        core.note(b.source(), &r);
         (b.source(), r)
     }))
-    .await;
-    // In priority order; a backend that failed contributes, at its own
-    // place, the versions the artifact cache holds for it (offline).
+    .await
+}
+
+/// Merges per-backend versions; a backend that failed contributes, at its
+/// own place, the versions the artifact cache holds for it (offline).
+fn merge_versions(
+    results: SourceResults,
+    core: &Core,
+    ext_type: ExtensionType,
+    name: &str,
+) -> Result<Versions, ApiError> {
+    let base = &core.base_url;
     let url = |v: &str| format!("{base}/api/v1/extensions/{ext_type}/{name}/{v}");
     let mut merged: HashMap<semver::Version, VersionEntry> = HashMap::new();
     let mut failures = Vec::new();
@@ -756,7 +884,7 @@ async fn merge_versions(
             Err(BackendError::NotFound(_)) => continue,
             Err(e) => {
                 failures.push((source, e));
-                artifacts.cached_versions(source, ext_type, name)
+                core.artifacts.cached_versions(source, ext_type, name)
             }
         };
         for mut e in entries {
@@ -777,13 +905,349 @@ async fn merge_versions(
     }
     let mut entries: Vec<VersionEntry> = merged.into_values().collect();
     entries.sort_by(|a, b| b.semver.cmp(&a.semver));
-    let records: Vec<ExtensionVersion> = entries.iter().map(|e| (&e.record).into()).collect();
-    let body = to_json(&records)?;
-    Ok(Arc::new(Versions {
-        entries,
-        body,
-        complete: failures.is_empty(),
-    }))
+    Versions::build(entries, failures.is_empty())
+}
+
+/// A merged catalog and what it was made from.
+struct CatalogView {
+    items: Vec<Extension>,
+    complete: bool,
+    tag: Tag,
+    /// Seconds since the oldest listing in it was fetched.
+    age: u64,
+}
+
+/// `list` with `rec` standing for `key` (or `key` gone when None), sorted
+/// by type then name.
+fn patched(list: &[Extension], key: &ExtKey, rec: Option<&Extension>) -> Vec<Extension> {
+    let mut out: Vec<Extension> = list
+        .iter()
+        .filter(|e| !(e.ext_type == key.0 && e.name == key.1))
+        .cloned()
+        .collect();
+    if let Some(r) = rec {
+        out.push(r.clone());
+    }
+    out.sort_by(|a, b| (a.ext_type, &a.name).cmp(&(b.ext_type, &b.name)));
+    out
+}
+
+impl Core {
+    fn download_url(&self, e: &Extension) -> String {
+        format!(
+            "{}/api/v1/extensions/{}/{}/{}",
+            self.base_url, e.ext_type, e.name, e.version
+        )
+    }
+
+    /// Records the outcome of a metadata call to a backend (for `/health`
+    /// and `backend_refresh_failing`). Not found is an answer, not a failure.
+    fn note<T>(&self, source: Source, r: &Result<T, BackendError>) {
+        let now = SystemTime::now();
+        let mut st = self.status.lock();
+        let s = st.entry(source).or_default();
+        match r {
+            Ok(_) | Err(BackendError::NotFound(_)) => s.last_ok = Some(now),
+            Err(e) => s.last_error = Some((now, e.to_string())),
+        }
+        let failing = s.failing().is_some();
+        drop(st);
+        self.metrics
+            .backend_refresh_failing
+            .with_label_values(&[source.as_str()])
+            .set(failing as i64);
+    }
+
+    fn refreshed(&self, cache: &str, ok: bool) {
+        self.metrics
+            .cache_refreshes
+            .with_label_values(&[cache, if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// One backend's listing from the backend, coalesced.
+    async fn fetch_catalog(&self, b: &Arc<dyn Backend>) -> Result<Catalog, BackendError> {
+        let source = b.source();
+        let b2 = b.clone();
+        let metrics = self.metrics.clone();
+        let r = self
+            .catalog_flights
+            .run(source, move || async move {
+                let t = Instant::now();
+                let r = b2.list().await;
+                metrics.backend_timed(source.as_str(), "list", r.is_ok(), t);
+                r.map(Arc::new)
+            })
+            .await;
+        self.note(source, &r);
+        r
+    }
+
+    /// Stores a listing fetched by a fetch that started at `started`,
+    /// re-applying the pushed changes that came after that.
+    fn store_catalog(&self, source: Source, list: Catalog, started: Instant) -> Catalog {
+        let list = {
+            let mut patches = self.patches.lock();
+            patches.retain(|(s, _), (at, _)| *s != source || *at > started);
+            let mut list = list;
+            for ((s, key), (_, rec)) in patches.iter() {
+                if *s == source {
+                    list = Arc::new(patched(&list, key, rec.as_ref()));
+                }
+            }
+            list
+        };
+        if self.catalogs.insert(source, list.clone(), started) {
+            self.dirty.notify_one();
+        }
+        list
+    }
+
+    /// One backend's listing: cached (whatever its age; a due one starts a
+    /// background refresh), else fetched now.
+    async fn backend_catalog(
+        self: &Arc<Self>,
+        b: &Arc<dyn Backend>,
+    ) -> Result<SwrHit<Catalog>, BackendError> {
+        let source = b.source();
+        if let Some(hit) = self.catalogs.get(&source) {
+            if hit.refresh {
+                self.refresh_catalog_bg(b.clone());
+            }
+            return Ok(hit);
+        }
+        let started = Instant::now();
+        let list = self.fetch_catalog(b).await?;
+        let list = self.store_catalog(source, list, started);
+        Ok(self.catalogs.peek(&source).unwrap_or(SwrHit {
+            value: list,
+            age: Duration::ZERO,
+            stale: false,
+            refresh: false,
+            generation: 0,
+            fetched: started,
+        }))
+    }
+
+    /// Refreshes one backend's listing in the background. A failure keeps
+    /// the cached listing (the next attempt is due after the retry delay).
+    pub(crate) fn refresh_catalog_bg(self: &Arc<Self>, b: Arc<dyn Backend>) {
+        let core = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            match core.fetch_catalog(&b).await {
+                Ok(list) => {
+                    core.store_catalog(b.source(), list, started);
+                    core.refreshed("list", true);
+                }
+                Err(e) => {
+                    tracing::warn!(backend = %b.source(), error = %e, "refreshing the listing failed; serving the cached one");
+                    core.catalogs.refresh_failed(&b.source());
+                    core.refreshed("list", false);
+                }
+            }
+        });
+    }
+
+    /// The generations of the listings `source` asks for and the age of the
+    /// oldest, when all are cached; due ones start their refresh.
+    fn catalog_tag(self: &Arc<Self>, source: Option<Source>) -> Option<(Tag, u64)> {
+        let mut tag = Vec::with_capacity(self.backends.len());
+        let mut age = Duration::ZERO;
+        for b in &self.backends {
+            if source.is_some_and(|s| s != b.source()) {
+                continue;
+            }
+            let hit = self.catalogs.peek(&b.source())?;
+            if hit.refresh {
+                self.refresh_catalog_bg(b.clone());
+            }
+            if hit.stale {
+                self.metrics
+                    .cache_stale_served
+                    .with_label_values(&["list"])
+                    .inc();
+            }
+            age = age.max(hit.age);
+            tag.push((hit.generation, hit.stale));
+        }
+        Some((tag, age.as_secs()))
+    }
+
+    async fn catalog(self: &Arc<Self>, source: Option<Source>) -> Result<CatalogView, ApiError> {
+        let asked: Vec<&Arc<dyn Backend>> = self
+            .backends
+            .iter()
+            .filter(|b| source.is_none_or(|s| b.source() == s))
+            .collect();
+        if asked.is_empty() {
+            return Ok(CatalogView {
+                items: Vec::new(),
+                complete: true,
+                tag: Vec::new(),
+                age: 0,
+            });
+        }
+        let results =
+            futures::future::join_all(asked.iter().map(|b| self.backend_catalog(b))).await;
+        let mut merged: BTreeMap<(ExtensionType, String), Extension> = BTreeMap::new();
+        let mut failures = Vec::new();
+        let mut tag = Vec::with_capacity(asked.len());
+        let mut age = Duration::ZERO;
+        for (b, r) in asked.iter().zip(results) {
+            match r {
+                Ok(hit) => {
+                    tag.push((hit.generation, hit.stale));
+                    age = age.max(hit.age);
+                    for e in hit.value.iter() {
+                        let key = (e.ext_type, e.name.clone());
+                        let replace = match merged.get(&key) {
+                            None => true,
+                            Some(cur) => is_newer(e, cur),
+                        };
+                        if replace {
+                            let mut e = e.clone();
+                            e.download_url = Some(self.download_url(&e));
+                            e.stale |= hit.stale;
+                            merged.insert(key, e);
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Offline: what the artifact cache holds of this source.
+                    for mut rec in self.artifacts.cached_catalog(b.source()) {
+                        let key = (rec.ext_type, rec.name.clone());
+                        if merged.get(&key).is_none_or(|cur| is_newer(&rec, cur)) {
+                            rec.download_url = Some(self.download_url(&rec));
+                            merged.insert(key, rec);
+                        }
+                    }
+                    failures.push((b.source(), e))
+                }
+            }
+        }
+        if failures.len() == asked.len() && merged.is_empty() {
+            let (s, e) = &failures[0];
+            return Err(ApiError::backend(*s, e));
+        }
+        for (s, e) in &failures {
+            tracing::warn!(backend = %s, error = %e, "backend failed while listing; answering with the others");
+        }
+        let out: Vec<Extension> = merged.into_values().collect();
+        if source.is_none() && failures.is_empty() {
+            for t in ExtensionType::ALL {
+                let n = out.iter().filter(|e| e.ext_type == t).count();
+                self.metrics
+                    .extensions
+                    .with_label_values(&[t.as_str()])
+                    .set(n as i64);
+            }
+        }
+        Ok(CatalogView {
+            items: out,
+            complete: failures.is_empty(),
+            tag,
+            age: age.as_secs(),
+        })
+    }
+
+    /// The merged versions of one extension from the backends, coalesced.
+    async fn load_versions(self: &Arc<Self>, key: ExtKey) -> Result<Arc<Versions>, ApiError> {
+        let core = self.clone();
+        let (t, name) = key.clone();
+        self.version_flights
+            .run(key, move || async move {
+                let results = fetch_versions(&core.backends, &core, t, &name).await;
+                merge_versions(results, &core, t, &name).map(Arc::new)
+            })
+            .await
+    }
+
+    /// Refreshes one extension's versions in the background. A failed or
+    /// partial refresh keeps the cached versions; an extension that is
+    /// gone everywhere is dropped.
+    fn refresh_versions_bg(self: &Arc<Self>, key: ExtKey) {
+        let core = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            match core.load_versions(key.clone()).await {
+                Ok(v) if v.complete => {
+                    core.versions.insert(key, v, started);
+                    core.dirty.notify_one();
+                    core.refreshed("versions", true);
+                }
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    core.versions.remove(&key);
+                    core.dirty.notify_one();
+                    core.refreshed("versions", true);
+                }
+                Ok(_) | Err(_) => {
+                    core.versions.refresh_failed(&key);
+                    tracing::warn!(ext = %format!("{}/{}", key.0, key.1), "refreshing versions failed; serving the cached ones");
+                    core.refreshed("versions", false);
+                }
+            }
+        });
+    }
+
+    /// A cached versions entry as a reader gets it (marked when stale).
+    fn answer_of(&self, hit: SwrHit<Arc<Versions>>) -> Result<VersionsAnswer, ApiError> {
+        let versions = if hit.stale {
+            self.metrics
+                .cache_stale_served
+                .with_label_values(&["versions"])
+                .inc();
+            Arc::new(hit.value.marked_stale()?)
+        } else {
+            hit.value
+        };
+        Ok(VersionsAnswer {
+            versions,
+            age: hit.age.as_secs(),
+            tag: Some((hit.generation, hit.stale)),
+        })
+    }
+
+    /// See [`Registry::invalidate`].
+    async fn invalidate(self: &Arc<Self>, key: ExtKey) -> Result<usize, ApiError> {
+        let started = Instant::now();
+        let results = fetch_versions(&self.backends, self, key.0, &key.1).await;
+        // Each backend's listing gets this extension's newest record (or
+        // loses it); a backend that failed keeps what it had.
+        for (source, r) in &results {
+            let rec = match r {
+                Ok(list) => newest(list).map(|e| e.record.clone()),
+                Err(BackendError::NotFound(_)) => None,
+                Err(_) => continue,
+            };
+            {
+                let mut patches = self.patches.lock();
+                if patches.len() >= MAX_PATCHES {
+                    patches.clear();
+                }
+                patches.insert((*source, key.clone()), (started, rec.clone()));
+            }
+            self.catalogs
+                .update(source, |list| Arc::new(patched(list, &key, rec.as_ref())));
+        }
+        let merged = merge_versions(results, self, key.0, &key.1);
+        let n = match merged {
+            Ok(v) => {
+                let n = v.entries.len();
+                if v.complete {
+                    self.versions.insert(key, Arc::new(v), started);
+                }
+                n
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                self.versions.remove(&key);
+                0
+            }
+            Err(e) => return Err(e),
+        };
+        self.dirty.notify_one();
+        Ok(n)
+    }
 }
 
 fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<Bytes, ApiError> {

@@ -633,8 +633,14 @@ fn entries_expire_after_the_ttl() {
     d.get("/extensions");
     assert_eq!(d.metric(list), 1.0);
     std::thread::sleep(std::time::Duration::from_millis(1100));
+    // After the TTL the cached answer comes at once and one background
+    // refresh asks the backend again.
+    assert_eq!(d.get("/extensions").status(), 200);
     d.get("/extensions");
-    assert_eq!(d.metric(list), 2.0);
+    assert!(wait_until(std::time::Duration::from_secs(5), || d
+        .metric(list)
+        == 2.0));
+    assert_eq!(d.metric(list), 2.0, "one refresh for both readers");
 }
 
 #[test]
@@ -683,6 +689,14 @@ fn a_changed_local_artifact_is_not_served_stale() {
     )
     .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The first read after the TTL answers from cache and starts the
+    // refresh; once it landed the new revision is fetched, never the old
+    // bytes under the new record.
+    let (_, rec) = d.get_json("/extensions/provider/aws");
+    let old = rec["checksum"].clone();
+    assert!(wait_until(std::time::Duration::from_secs(5), || {
+        d.get_json("/extensions/provider/aws/versions").1[0]["checksum"] != old
+    }));
     let r = d.get("/extensions/provider/aws/1.2.0");
     assert_eq!(r.headers()["x-extregd-cache"], "miss");
     let second = r.bytes().unwrap();

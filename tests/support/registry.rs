@@ -33,6 +33,10 @@ pub struct Options {
     pub catalog_max: Option<usize>,
     /// Bearer token auth through this issuer (see [`TokenIssuer`]).
     pub token_auth: Option<String>,
+    /// The port to listen on (default: a free one).
+    pub port: Option<u16>,
+    /// More top-level configuration (e.g. `notifications:`), appended.
+    pub extra_yaml: Option<String>,
 }
 
 /// A running `docker-registry serve`, stopped on drop.
@@ -67,7 +71,7 @@ impl Registry {
             .unwrap();
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage).unwrap();
-        let port = free_port();
+        let port = opts.port.unwrap_or_else(free_port);
         let mut auth_yaml = opts.token_auth.clone().unwrap_or_default();
         if let Some((u, p)) = &opts.htpasswd {
             let htpasswd = require_tool("htpasswd", "apache2-utils");
@@ -90,9 +94,10 @@ impl Registry {
                 "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
                  http:\n  addr: 127.0.0.1:{port}\n  secret: extreg-test-secret\n\
-                 catalog:\n  maxentries: {}\n{auth_yaml}",
+                 catalog:\n  maxentries: {}\n{auth_yaml}{}",
                 storage.display(),
-                opts.catalog_max.unwrap_or(100)
+                opts.catalog_max.unwrap_or(100),
+                opts.extra_yaml.as_deref().unwrap_or_default()
             ),
         )
         .unwrap();

@@ -36,6 +36,14 @@ fn json_counted(body: Bytes, total: usize) -> Response {
     r
 }
 
+/// Adds `Age`: seconds since the data behind the answer was fetched from
+/// its backend (RFC 9111), as the metadata caches keep answering while
+/// they refresh.
+fn aged(mut r: Response, age: u64) -> Response {
+    r.headers_mut().insert(header::AGE, HeaderValue::from(age));
+    r
+}
+
 fn json_value<T: serde::Serialize>(v: &T) -> Result<Response, ApiError> {
     serde_json::to_vec(v)
         .map(|b| json(Bytes::from(b)))
@@ -55,7 +63,7 @@ pub async fn list(
             q.offset()?,
         )
         .await?;
-    Ok(json_counted(r.body, r.total))
+    Ok(aged(json_counted(r.body, r.total), r.age))
 }
 
 pub async fn search(
@@ -79,19 +87,21 @@ pub async fn search(
         .registry
         .search(text, q.ext_type()?, q.limit(SEARCH_DEFAULT, SEARCH_MAX)?)
         .await?;
-    Ok(json_counted(r.body, r.total))
+    Ok(aged(json_counted(r.body, r.total), r.age))
 }
 
 pub async fn get_extension(
     State(st): State<SharedState>,
     p: ExtPath,
 ) -> Result<Response, ApiError> {
-    Ok(json(st.registry.get(p.ext_type, &p.name).await?))
+    let (body, age) = st.registry.get_aged(p.ext_type, &p.name).await?;
+    Ok(aged(json(body), age))
 }
 
 pub async fn versions(State(st): State<SharedState>, p: ExtPath) -> Result<Response, ApiError> {
-    let v = st.registry.versions(p.ext_type, &p.name).await?;
-    Ok(json_counted(v.body.clone(), v.entries.len()))
+    let a = st.registry.versions_answer(p.ext_type, &p.name).await?;
+    let v = &a.versions;
+    Ok(aged(json_counted(v.body.clone(), v.entries.len()), a.age))
 }
 
 /// `GET /extensions/{type}/{name}/resolve?constraint=...&pre=...`: the
@@ -137,14 +147,31 @@ pub async fn health_report(st: &super::AppState) -> HealthResponse {
         );
     }
     let mut all_ok = true;
+    let refresh = st.registry.refresh_states();
+    let bound = st.registry.stale_after().as_secs();
     for (s, r) in checks {
-        all_ok &= r.is_ok();
+        // A failing refresh counts too: answers are then served from the
+        // caches, and marked stale past the bound.
+        let failing = refresh.get(&s).and_then(|f| {
+            f.failing().map(|(at, e)| {
+                let ago = at.elapsed().map(|d| d.as_secs()).unwrap_or(0);
+                format!(
+                    "the last metadata refresh failed {ago} s ago ({e}); serving cached answers, marked stale after {bound} s"
+                )
+            })
+        });
+        let ok = r.is_ok() && failing.is_none();
+        all_ok &= ok;
+        let error = match (r.err().map(|e| e.to_string()), failing) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
         backends.insert(
             s.to_string(),
             BackendStatus {
                 enabled: true,
-                healthy: r.is_ok(),
-                error: r.err().map(|e| e.to_string()),
+                healthy: ok,
+                error,
             },
         );
     }

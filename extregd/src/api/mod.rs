@@ -13,7 +13,7 @@ use crate::registry::Registry;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,12 +29,14 @@ pub struct AppState {
     pub started: Instant,
     /// Readiness for `/api/v1/health/ready`; see [`crate::probe`].
     pub readiness: Arc<crate::probe::Readiness>,
+    /// Push invalidation settings (the two cache-only `POST` endpoints).
+    pub webhooks: crate::webhook::Webhooks,
 }
 
 pub type SharedState = Arc<AppState>;
 
 /// Every route template, so metric labels are `&'static str`.
-const ROUTES: [&str; 11] = [
+const ROUTES: [&str; 13] = [
     "/api/v1/extensions",
     "/api/v1/extensions/search",
     "/api/v1/extensions/{type}/{name}",
@@ -46,6 +48,8 @@ const ROUTES: [&str; 11] = [
     "/api/v1/extensions/{type}/{name}/resolve",
     crate::probe::LIVE_PATH,
     crate::probe::READY_PATH,
+    "/api/v1/hooks/registry",
+    "/api/v1/hooks/gitea",
 ];
 
 pub fn router(state: SharedState) -> Router {
@@ -61,6 +65,9 @@ pub fn router(state: SharedState) -> Router {
         .route(ROUTES[8], get(handlers::resolve))
         .route(ROUTES[9], get(crate::probe::live))
         .route(ROUTES[10], get(crate::probe::ready))
+        // The only writing routes, and they write only caches.
+        .route(ROUTES[11], post(crate::webhook::registry))
+        .route(ROUTES[12], post(crate::webhook::gitea))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))

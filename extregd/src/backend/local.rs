@@ -16,7 +16,6 @@
 use super::{newest, rfc3339, Artifact, Backend, BackendError, VersionEntry};
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
 use async_trait::async_trait;
-use bytes::Bytes;
 use extreg_shared::{parse_version, validate_name, Extension, ExtensionType, Source};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -28,6 +27,48 @@ use std::time::UNIX_EPOCH;
 
 /// Largest folder packed for download.
 pub const MAX_PACK_BYTES: u64 = 256 << 20;
+/// Read size when streaming from disk (see COMPONENTS.md: small reads cost
+/// a trip to the blocking pool each).
+const STREAM_CHUNK: usize = 256 * 1024;
+
+/// Passes bytes on to `inner` while hashing and counting them.
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+    len: u64,
+}
+
+impl<W: std::io::Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hash: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// The writer, `sha256:<hex>` and the byte count.
+    fn finish(self) -> (W, String, u64) {
+        (
+            self.inner,
+            format!("sha256:{}", hex::encode(self.hash.finalize())),
+            self.len,
+        )
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 pub struct LocalBackend {
     inner: Arc<Inner>,
@@ -97,27 +138,46 @@ impl Backend for LocalBackend {
             .await
     }
 
+    /// Streams the artifact from disk: a tarball as it is, a folder packed
+    /// into an unnamed temp file first (hashed while written). Memory stays
+    /// flat whatever the size.
     async fn fetch(&self, entry: &VersionEntry) -> Result<Artifact, BackendError> {
         let path = PathBuf::from(&entry.locator);
-        let (bytes, digest) = self
-            .blocking(move |inner| -> Result<(Vec<u8>, String), BackendError> {
-                let bytes = if path.is_dir() {
-                    crate::pack::pack_dir(&path, MAX_PACK_BYTES)?
-                } else {
-                    std::fs::read(&path)?
-                };
-                let digest = sha256_tag(&bytes);
-                let rev = revision(&path).unwrap_or_default();
-                inner
-                    .digests
-                    .lock()
-                    .insert(path, (rev, digest.clone(), bytes.len() as u64));
-                Ok((bytes, digest))
-            })
+        let (file, size, digest) = self
+            .blocking(
+                move |inner| -> Result<(std::fs::File, u64, String), BackendError> {
+                    let rev = revision(&path).unwrap_or_default();
+                    let (file, digest, size) = if path.is_dir() {
+                        let tmp = tempfile::tempfile()?;
+                        let w = HashingWriter::new(std::io::BufWriter::with_capacity(
+                            STREAM_CHUNK,
+                            tmp,
+                        ));
+                        let w = crate::pack::pack_dir_into(&path, MAX_PACK_BYTES, w)?;
+                        let (buf, digest, size) = w.finish();
+                        let mut tmp = buf.into_inner().map_err(|e| e.into_error())?;
+                        use std::io::Seek;
+                        tmp.seek(std::io::SeekFrom::Start(0))?;
+                        (tmp, digest, size)
+                    } else {
+                        let f = std::fs::File::open(&path)?;
+                        let (digest, size) = inner.digest(&path, &rev)?;
+                        (f, digest, size)
+                    };
+                    inner
+                        .digests
+                        .lock()
+                        .insert(path, (rev, digest.clone(), size));
+                    Ok((file, size, digest))
+                },
+            )
             .await??;
-        let size = bytes.len() as u64;
+        let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), size);
         Ok(Artifact {
-            stream: Box::pin(futures::stream::once(async move { Ok(Bytes::from(bytes)) })),
+            stream: Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                reader,
+                STREAM_CHUNK,
+            )),
             size: Some(size),
             digest: Some(digest),
         })
@@ -308,8 +368,13 @@ impl Inner {
             }
         }
         let (d, s) = if path.is_dir() {
-            let b = crate::pack::pack_dir(path, MAX_PACK_BYTES)?;
-            (sha256_tag(&b), b.len() as u64)
+            let w = crate::pack::pack_dir_into(
+                path,
+                MAX_PACK_BYTES,
+                HashingWriter::new(std::io::sink()),
+            )?;
+            let (_, d, s) = w.finish();
+            (d, s)
         } else {
             let mut f = std::fs::File::open(path)?;
             let mut h = Sha256::new();
