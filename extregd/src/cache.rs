@@ -357,6 +357,20 @@ impl<K: Hash + Eq + Clone, V: Clone> SwrCache<K, V> {
         self.inner.lock().pop(key);
     }
 
+    /// Drops every entry whose key `drop` selects.
+    pub fn remove_where(&self, drop: impl Fn(&K) -> bool) {
+        let mut inner = self.inner.lock();
+        let doomed: Vec<K> = inner
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| drop(k))
+            .cloned()
+            .collect();
+        for k in doomed {
+            inner.pop(&k);
+        }
+    }
+
     pub fn clear(&self) {
         self.inner.lock().clear();
     }

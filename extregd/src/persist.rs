@@ -17,10 +17,10 @@
 //! - **Versioned**: a file of another `format` or `version` is ignored with
 //!   a warning, as is a corrupt or oversized one: never fatal.
 //! - **Checked against the configuration**: each backend is identified by a
-//!   digest of where it points (local roots, registry + namespace, Gitea URL
-//!   + organization; never a credential). A listing written by a backend
-//!   configured differently is ignored; versions are read only when every
-//!   backend and the merge priority are the same as when they were written.
+//!   digest of where it points (local roots, registry and namespace, Gitea
+//!   URL and organization; never a credential). A listing written by a
+//!   backend configured differently is ignored; versions are read only when
+//!   every backend and the merge priority are the same as when written.
 //! - **Marked**: loaded entries keep their fetch time (the answers' `Age`
 //!   header) and are `stale` until a backend confirms them; every loaded
 //!   listing is refreshed at start, loaded versions when first read.

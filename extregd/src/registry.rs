@@ -130,6 +130,10 @@ impl RefreshState {
     }
 }
 
+/// Pushed records by source and extension, with when they were fetched
+/// (None: the extension is gone from that source).
+type Patches = HashMap<(Source, ExtKey), (Instant, Option<Extension>)>;
+
 /// Patches older than the newest stored listing are dropped; above this
 /// many the oldest go.
 const MAX_PATCHES: usize = 4096;
@@ -144,7 +148,7 @@ pub(crate) struct Core {
     version_flights: SingleFlight<ExtKey, Result<Arc<Versions>, ApiError>>,
     /// Pushed changes of single extensions, by source, with when they were
     /// fetched: re-applied to a listing that was fetched before them.
-    patches: Mutex<HashMap<(Source, ExtKey), (Instant, Option<Extension>)>>,
+    patches: Mutex<Patches>,
     status: Mutex<BTreeMap<Source, RefreshState>>,
     artifacts: Arc<ArtifactStore>,
     metrics: Arc<Metrics>,
@@ -575,14 +579,6 @@ impl Registry {
         Ok((body, answer.age))
     }
 
-    /// Push invalidation: fetches the versions of one extension from every
-    /// backend now and replaces what the caches hold for it (its versions,
-    /// and its record in each backend's listing), leaving everything else
-    /// alone. Returns how many versions it has now.
-    pub async fn invalidate(&self, ext_type: ExtensionType, name: &str) -> Result<usize, ApiError> {
-        self.core.invalidate((ext_type, name.to_string())).await
-    }
-
     /// The versions of one extension in one backend only (not cached: an
     /// explicit `--source` is rare and must see that backend's own list).
     async fn source_versions(
@@ -734,14 +730,23 @@ impl Registry {
         let Some(t) = ext_type else {
             return self.clear_metadata();
         };
-        self.catalogs.clear();
+        self.core.catalogs.clear();
         self.lists.remove_where(|k| match k {
             ListKey::List { ext_type, .. } | ListKey::Search { ext_type, .. } => {
                 ext_type.is_none_or(|x| x == t)
             }
         });
         self.metadata.remove_where(|k| k.0 == t);
-        self.versions.remove_where(|k| k.0 == t);
+        self.core.versions.remove_where(|k| k.0 == t);
+        self.core.dirty.notify_one();
+    }
+
+    /// Push invalidation: fetches the versions of one extension from every
+    /// backend now and replaces what the caches hold for it (its versions,
+    /// and its record in each backend's listing), leaving everything else
+    /// alone. Returns how many versions it has now.
+    pub async fn invalidate(&self, ext_type: ExtensionType, name: &str) -> Result<usize, ApiError> {
+        self.core.invalidate((ext_type, name.to_string())).await
     }
 
     /// `ext discover`: every extension (of `ext_type`) across all backends,
@@ -753,10 +758,10 @@ impl Registry {
         let (merged, _) = self.list_records(ext_type, None).await?;
         // Served from the per-backend caches list_records just filled.
         let mut holders: HashMap<ExtKey, Vec<Source>> = HashMap::new();
-        for b in &self.backends {
-            let records = match self.backend_catalog(b).await {
-                Ok(c) => c.as_ref().clone(),
-                Err(_) => self.artifacts.cached_catalog(b.source()),
+        for b in &self.core.backends {
+            let records = match self.core.backend_catalog(b).await {
+                Ok(c) => c.value.as_ref().clone(),
+                Err(_) => self.core.artifacts.cached_catalog(b.source()),
             };
             for e in records {
                 let v = holders.entry((e.ext_type, e.name.clone())).or_default();
