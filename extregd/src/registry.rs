@@ -1225,15 +1225,22 @@ impl Core {
                 Err(BackendError::NotFound(_)) => None,
                 Err(_) => continue,
             };
+            // Concurrent invalidations of one extension land in the order
+            // they started: an older one finishing last changes nothing.
+            let mut patches = self.patches.lock();
+            if patches
+                .get(&(*source, key.clone()))
+                .is_some_and(|(at, _)| *at > started)
             {
-                let mut patches = self.patches.lock();
-                if patches.len() >= MAX_PATCHES {
-                    patches.clear();
-                }
-                patches.insert((*source, key.clone()), (started, rec.clone()));
+                continue;
             }
+            if patches.len() >= MAX_PATCHES {
+                patches.clear();
+            }
+            patches.insert((*source, key.clone()), (started, rec.clone()));
             self.catalogs
                 .update(source, |list| Arc::new(patched(list, &key, rec.as_ref())));
+            drop(patches);
         }
         let merged = merge_versions(results, self, key.0, &key.1);
         let n = match merged {

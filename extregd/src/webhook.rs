@@ -9,7 +9,9 @@
 //!   envelope `{"events": [{"action", "target": {"repository", "tag", ...}}]}`
 //!   (media type `application/vnd.docker.distribution.events.v1+json`).
 //!   `push` and `delete` events on `{namespace}/{name}-{type}` repositories
-//!   refresh that extension; everything else is ignored.
+//!   refresh that extension, at once and once more 400 ms later
+//!   (distribution announces a manifest before it links its tag);
+//!   everything else is ignored.
 //! - `POST /api/v1/hooks/gitea`: Gitea webhooks, signed with
 //!   `X-Gitea-Signature` (hex HMAC-SHA256 of the body with the shared
 //!   secret). `release` events (published, updated, deleted) and
@@ -38,6 +40,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
 use subtle::ConstantTimeEq;
+
+/// Delay of the second refresh after a registry event.
+pub const REGISTRY_FOLLOW_UP: std::time::Duration = std::time::Duration::from_millis(400);
 
 /// Extensions one call may name; more is refused (400).
 pub const MAX_EXTENSIONS_PER_CALL: usize = 256;
@@ -170,12 +175,20 @@ fn accept(
     for (t, name) in exts {
         let st = st.clone();
         tokio::spawn(async move {
-            match st.registry.invalidate(t, &name).await {
-                Ok(n) => {
-                    tracing::info!(sender, ext = %format!("{t}/{name}"), versions = n, "refreshed on notification")
+            // distribution sends a manifest's push event before it links
+            // the tag, so registry events are followed up once more.
+            let passes = if sender == "registry" { 2 } else { 1 };
+            for pass in 0..passes {
+                if pass > 0 {
+                    tokio::time::sleep(REGISTRY_FOLLOW_UP).await;
                 }
-                Err(e) => {
-                    tracing::warn!(sender, ext = %format!("{t}/{name}"), error = %e.message, "refresh on notification failed")
+                match st.registry.invalidate(t, &name).await {
+                    Ok(n) => {
+                        tracing::info!(sender, ext = %format!("{t}/{name}"), versions = n, "refreshed on notification")
+                    }
+                    Err(e) => {
+                        tracing::warn!(sender, ext = %format!("{t}/{name}"), error = %e.message, "refresh on notification failed")
+                    }
                 }
             }
         });
