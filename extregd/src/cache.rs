@@ -249,6 +249,12 @@ impl<K: Hash + Eq + Clone, V: Clone> SwrCache<K, V> {
         self.lookup(key, true)
     }
 
+    /// The cached value, whatever its age, without counting and without
+    /// starting a refresh (completion and other peeks).
+    pub fn value(&self, key: &K) -> Option<V> {
+        self.lookup(key, false).map(|h| h.value)
+    }
+
     fn lookup(&self, key: &K, claim: bool) -> Option<SwrHit<V>> {
         if !self.enabled {
             return None;

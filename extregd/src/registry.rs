@@ -792,7 +792,7 @@ impl Registry {
         let mut out = Vec::new();
         let mut missing = Vec::new();
         for s in &self.enabled {
-            match self.catalogs.peek(s) {
+            match self.core.catalogs.value(s) {
                 Some(c) => out.extend(c.iter().cloned()),
                 None => missing.push(*s),
             }
@@ -803,8 +803,9 @@ impl Registry {
     /// The merged versions cached for one extension, without asking any
     /// backend (expired entries too).
     pub fn peek_versions(&self, ext_type: ExtensionType, name: &str) -> Option<Vec<String>> {
-        self.versions
-            .peek(&(ext_type, name.to_string()))
+        self.core
+            .versions
+            .value(&(ext_type, name.to_string()))
             .map(|v| v.entries.iter().map(|e| e.record.version.clone()).collect())
     }
 
