@@ -56,6 +56,14 @@ pub struct IndexEntry {
     /// lists and resolves from when the backend cannot be reached.
     #[serde(default)]
     pub record: Option<Extension>,
+    /// The identity of the backend it came from ([`Backend::identity`]):
+    /// offline answers use only entries of the same identity.
+    #[serde(default)]
+    pub backend: String,
+    /// Where that backend finds the bytes, so an offline entry can be
+    /// fetched again once the backend is back.
+    #[serde(default)]
+    pub locator: String,
 }
 
 impl IndexEntry {
@@ -308,8 +316,57 @@ pub struct CachedArtifact {
     pub hit: bool,
 }
 
+/// One state of a blob on disk: device, inode, size, modification and
+/// change times. The kernel moves `ctime` on every write or metadata
+/// change, so a blob whose stamp is unchanged since it was hashed still
+/// holds the bytes that were hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(m: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+/// A cached blob opened for reading (so it cannot vanish under the
+/// reader), with whether its bytes are known good.
+pub struct OpenBlob {
+    pub file: std::fs::File,
+    pub size: u64,
+    pub digest: String,
+    /// The blob was hashed and matched its digest, and has not changed on
+    /// disk since (same [`Stamp`]). When false, the reader must verify.
+    pub trusted: bool,
+    pub stamp: Stamp,
+}
+
+/// What `ext cache verify` found.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub checked: u64,
+    pub bytes: u64,
+    /// Entries whose blob did not match its digest (now evicted).
+    pub damaged: Vec<IndexEntry>,
+}
+
 pub struct ArtifactStore {
     root: PathBuf,
+    /// Blobs hashed and found good, by digest, with the stamp they had.
+    verified: Mutex<HashMap<String, Stamp>>,
     index: Mutex<HashMap<ArtifactKey, IndexEntry>>,
     /// Downloads in progress, by key.
     inflight: Mutex<HashMap<ArtifactKey, Inflight>>,
@@ -323,6 +380,66 @@ pub struct ArtifactStore {
 
 /// Largest download accepted when the backend announces no size.
 const MAX_UNANNOUNCED: u64 = 16 << 30;
+/// The file that marks a folder as an extregd artifact cache.
+pub const MARKER: &str = ".extregd-artifacts";
+/// Prefix of downloads in progress in `tmp/`.
+const TMP_PREFIX: &str = ".dl-";
+/// Prefix of ref files being written.
+const REF_TMP_PREFIX: &str = ".ref-";
+
+/// `tempfile`'s default name (`.tmp` and 6 letters or digits), which
+/// releases before the marker used in `tmp/` and `refs/`.
+fn is_legacy_temp(name: &str) -> bool {
+    name.len() == 10
+        && name.starts_with(".tmp")
+        && name[4..].bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Claims `root` for the store (see [`ArtifactStore::open`]).
+fn claim(root: &Path) -> std::io::Result<()> {
+    use std::io::ErrorKind;
+    let marker = root.join(MARKER);
+    match std::fs::symlink_metadata(&marker) {
+        Ok(m) if m.is_file() => return Ok(()),
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} is not a regular file; refusing to use {}",
+                marker.display(),
+                root.display()
+            )))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    match std::fs::read_dir(root) {
+        Ok(rd) => {
+            let names: Vec<String> = rd
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect();
+            // An artifact cache of an earlier release: only our layout.
+            let ours = names
+                .iter()
+                .all(|n| matches!(n.as_str(), "blobs" | "refs" | "tmp"));
+            if !ours {
+                return Err(std::io::Error::other(format!(
+                    "{} is not empty and was not created by extregd (no {MARKER}); \
+                     choose an empty or new folder for [cache] artifact_dir",
+                    root.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(root)?;
+        }
+        Err(e) => return Err(e),
+    }
+    std::fs::write(&marker, b"extregd artifact cache, format 1\n")
+}
 
 fn now() -> u64 {
     SystemTime::now()
@@ -337,19 +454,43 @@ fn hex_of(digest: &str) -> Option<&str> {
 }
 
 impl ArtifactStore {
-    /// Opens (creating) the cache at `root` and repairs it: refs whose blob
-    /// is missing or of the wrong size are dropped, unreferenced blobs and
-    /// leftovers in `tmp/` are removed.
+    /// Opens (creating) the cache at `root`, claims it, and repairs it:
+    /// refs whose blob is missing or of the wrong size are dropped,
+    /// unreferenced blobs and leftovers in `tmp/` are removed.
+    ///
+    /// **Only the daemon's own files are removed or changed.** The folder
+    /// is claimed with [`MARKER`]; a non-empty folder without it (and not
+    /// laid out as an artifact cache of an earlier release) is refused.
+    /// The sweep removes only names the store creates (temp files with its
+    /// prefixes, 64-hex blob names, `*.json` refs), never follows a link,
+    /// and leaves anything else where it is (logged once).
     pub fn open(
         root: &Path,
         metrics: Arc<Metrics>,
         max_bytes: Option<u64>,
     ) -> std::io::Result<ArtifactStore> {
+        claim(root)?;
         for sub in ["blobs/sha256", "refs", "tmp"] {
-            std::fs::create_dir_all(root.join(sub))?;
+            let p = root.join(sub);
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(std::io::Error::other(format!(
+                        "{} is not a folder (a link or a file); refusing to use it",
+                        p.display()
+                    )))
+                }
+                Err(_) => std::fs::create_dir_all(&p)?,
+            }
         }
         for e in std::fs::read_dir(root.join("tmp"))?.flatten() {
-            let _ = std::fs::remove_file(e.path());
+            let name = e.file_name().to_string_lossy().to_string();
+            let ours = name.starts_with(TMP_PREFIX) || is_legacy_temp(&name);
+            if ours && e.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = std::fs::remove_file(e.path());
+            } else {
+                tracing::warn!(path = %e.path().display(), "artifact cache: leaving a file extregd did not create");
+            }
         }
         let mut index = HashMap::new();
         let mut refs = Vec::new();
@@ -360,10 +501,8 @@ impl ArtifactStore {
                 .and_then(|b| serde_json::from_slice(&b).ok());
             let valid = entry.as_ref().and_then(|e| {
                 let hex = hex_of(&e.digest)?;
-                let len = std::fs::metadata(root.join("blobs/sha256").join(hex))
-                    .ok()?
-                    .len();
-                (len == e.size && r == ref_path(root, &e.key())).then_some(())
+                let m = std::fs::symlink_metadata(root.join("blobs/sha256").join(hex)).ok()?;
+                (m.is_file() && m.len() == e.size && r == ref_path(root, &e.key())).then_some(())
             });
             match (entry, valid) {
                 (Some(e), Some(())) => {
@@ -380,12 +519,19 @@ impl ArtifactStore {
             .filter_map(|e| hex_of(&e.digest).map(str::to_string))
             .collect();
         for b in std::fs::read_dir(root.join("blobs/sha256"))?.flatten() {
-            if !live.contains(&b.file_name().to_string_lossy().to_string()) {
+            let name = b.file_name().to_string_lossy().to_string();
+            let blob_name = name.len() == 64 && name.bytes().all(|c| c.is_ascii_hexdigit());
+            if !b.file_type().is_ok_and(|t| t.is_file()) || !blob_name {
+                tracing::warn!(path = %b.path().display(), "artifact cache: leaving a file extregd did not create");
+                continue;
+            }
+            if !live.contains(&name) {
                 let _ = std::fs::remove_file(b.path());
             }
         }
         let store = ArtifactStore {
             root: root.to_path_buf(),
+            verified: Mutex::new(HashMap::new()),
             index: Mutex::new(index),
             inflight: Mutex::new(HashMap::new()),
             generations: AtomicU64::new(0),
@@ -512,8 +658,10 @@ impl ArtifactStore {
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))
-            .map_err(|e| ApiError::internal(format!("artifact cache: {e}")))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(TMP_PREFIX)
+            .tempfile_in(self.root.join("tmp"))
+            .map_err(|e| storage_error("artifact cache", e))?;
         let (tx, rx) = tokio::sync::watch::channel(Progress::default());
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let mut flight = Inflight {
@@ -656,6 +804,20 @@ impl ArtifactStore {
             .digest
             .clone()
             .or_else(|| entry.record.checksum.clone());
+        // The cap holds before a byte is fetched: an artifact announced (by
+        // the response or the record) above it is refused outright.
+        let announced = artifact.size.or(entry.record.size);
+        if let (Some(cap), Some(n)) = (self.max_bytes, announced) {
+            if n > cap {
+                return Err(ApiError::new(
+                    ErrorKind::InsufficientStorage,
+                    format!(
+                        "{}/{} {} is {n} bytes, over the artifact cache cap ([cache] max_artifact_bytes = {cap})",
+                        entry.record.ext_type, entry.record.name, entry.record.version
+                    ),
+                ));
+            }
+        }
         tx.send_modify(|p| {
             p.started = true;
             p.size = artifact.size;
@@ -667,8 +829,7 @@ impl ArtifactStore {
         let mut size = 0u64;
         let mut stream = artifact.stream;
         use tokio::io::AsyncWriteExt;
-        let write_err =
-            |e: std::io::Error| ApiError::internal(format!("artifact cache write: {e}"));
+        let write_err = |e: std::io::Error| storage_error("artifact cache write", e);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
                 ApiError::backend(source, &crate::backend::BackendError::Io(e.to_string()))
@@ -681,10 +842,10 @@ impl ArtifactStore {
                 .max_bytes
                 .unwrap_or(MAX_UNANNOUNCED)
                 .min(MAX_UNANNOUNCED);
-            if artifact.size.is_none() && size > ceiling {
+            if (artifact.size.is_none() || self.max_bytes.is_some()) && size > ceiling {
                 return Err(ApiError::new(
                     ErrorKind::IntegrityError,
-                    format!("the {source} backend sent more than {ceiling} bytes without announcing a size"),
+                    format!("the {source} backend sent more than {ceiling} bytes (the cap, or the most accepted without an announced size)"),
                 ));
             }
             if artifact.size.is_some_and(|announced| size > announced) {
@@ -703,7 +864,7 @@ impl ArtifactStore {
         }
         file.sync_all()
             .await
-            .map_err(|e| ApiError::internal(format!("artifact cache sync: {e}")))?;
+            .map_err(|e| storage_error("artifact cache sync", e))?;
         drop(file);
         let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
         if let Some(exp) = &expected {
@@ -738,6 +899,8 @@ impl ArtifactStore {
             cached_at: t,
             last_used: t,
             record: Some(entry.record.clone()),
+            backend: backend.identity(),
+            locator: entry.locator.clone(),
         };
         Ok(Verified {
             tmp: tmp_path,
@@ -775,6 +938,10 @@ impl ArtifactStore {
             }
         }
         drop(index);
+        // Hashed on the way in: known good until it changes on disk.
+        if let Ok(m) = std::fs::symlink_metadata(&blob) {
+            self.mark_verified(&v.entry.digest, Stamp::of(&m));
+        }
         let a = CachedArtifact {
             path: blob,
             size: v.entry.size,
@@ -788,11 +955,112 @@ impl ArtifactStore {
         let path = ref_path(&self.root, &e.key());
         let dir = path.parent().expect("ref has a parent");
         std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(REF_TMP_PREFIX)
+            .tempfile_in(dir)?;
         tmp.write_all(&serde_json::to_vec_pretty(e).map_err(std::io::Error::other)?)?;
         tmp.as_file().sync_all()?;
         tmp.persist(&path).map_err(|e| e.error)?;
         Ok(())
+    }
+
+    /// Records that the blob of `digest` hashed good in state `stamp`.
+    pub fn mark_verified(&self, digest: &str, stamp: Stamp) {
+        self.verified.lock().insert(digest.to_string(), stamp);
+    }
+
+    /// Opens a cached artifact's blob. `NotFound` when it went away
+    /// (evicted or cleared since it was handed out).
+    pub fn open_blob(&self, a: &CachedArtifact) -> std::io::Result<OpenBlob> {
+        let file = std::fs::File::open(&a.path)?;
+        let stamp = Stamp::of(&file.metadata()?);
+        let trusted = self.verified.lock().get(&a.digest) == Some(&stamp);
+        Ok(OpenBlob {
+            file,
+            size: a.size,
+            digest: a.digest.clone(),
+            trusted,
+            stamp,
+        })
+    }
+
+    /// A blob failed verification: every entry using it is dropped and
+    /// the blob removed, so the next request fetches it again.
+    pub fn evict_damaged(&self, digest: &str) {
+        tracing::warn!(%digest, "a cached artifact does not match its digest; evicting it (the next request fetches it again)");
+        self.verified.lock().remove(digest);
+        let d = digest.to_string();
+        self.remove_where(|e| e.digest == d);
+    }
+
+    /// Hashes one blob on disk (blocking): whether it matches `digest`, and
+    /// its stamp when it was read.
+    pub fn hash_matches(path: &Path, digest: &str) -> std::io::Result<(bool, Stamp)> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)?;
+        let stamp = Stamp::of(&f.metadata()?);
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let got = format!("sha256:{}", hex::encode(h.finalize()));
+        Ok((got.eq_ignore_ascii_case(digest), stamp))
+    }
+
+    /// Makes sure a blob about to be used whole (by `ext load`) is good:
+    /// trusted blobs pass at once, others are hashed. A damaged blob is
+    /// evicted and `false` returned.
+    pub async fn ensure_verified(self: &Arc<Self>, a: &CachedArtifact) -> std::io::Result<bool> {
+        let blob = self.open_blob(a)?;
+        if blob.trusted {
+            return Ok(true);
+        }
+        let (path, digest) = (a.path.clone(), a.digest.clone());
+        let (ok, stamp) = tokio::task::spawn_blocking(move || Self::hash_matches(&path, &digest))
+            .await
+            .map_err(std::io::Error::other)??;
+        if ok && stamp == blob.stamp {
+            self.mark_verified(&a.digest, stamp);
+        } else if !ok {
+            self.evict_damaged(&a.digest);
+        }
+        Ok(ok)
+    }
+
+    /// `ext cache verify`: hashes every blob, evicts the damaged ones.
+    pub async fn verify_all(self: &Arc<Self>) -> VerifyReport {
+        let mut by_digest: HashMap<String, Vec<IndexEntry>> = HashMap::new();
+        for e in self.entries() {
+            by_digest.entry(e.digest.clone()).or_default().push(e);
+        }
+        let mut report = VerifyReport::default();
+        for (digest, entries) in by_digest {
+            let Some(path) = self.blob_path(&digest) else {
+                continue;
+            };
+            let d2 = digest.clone();
+            let res = tokio::task::spawn_blocking(move || Self::hash_matches(&path, &d2)).await;
+            report.checked += 1;
+            report.bytes += entries[0].size;
+            match res {
+                Ok(Ok((true, stamp))) => self.mark_verified(&digest, stamp),
+                Ok(Ok((false, _))) => {
+                    self.evict_damaged(&digest);
+                    report.damaged.extend(entries);
+                }
+                // Gone meanwhile (cleared or evicted): nothing to judge.
+                _ => {}
+            }
+        }
+        report.damaged.sort_by(|a, b| {
+            (a.ext_type, &a.name, &a.version).cmp(&(b.ext_type, &b.name, &b.version))
+        });
+        report
     }
 
     pub fn entries(&self) -> Vec<IndexEntry> {
@@ -876,21 +1144,21 @@ impl ArtifactStore {
     /// are served from the cache).
     pub fn cached_versions(
         &self,
-        source: Source,
+        backend: &str,
         ext_type: ExtensionType,
         name: &str,
     ) -> Vec<crate::backend::VersionEntry> {
         self.index
             .lock()
             .values()
-            .filter(|e| e.source == source && e.ext_type == ext_type && e.name == name)
+            .filter(|e| e.backend == backend && e.ext_type == ext_type && e.name == name)
             .filter_map(|e| {
                 let mut record = e.record.clone()?;
                 record.stale = true;
                 Some(crate::backend::VersionEntry {
                     semver: extreg_shared::parse_version(&record.version).ok()?,
                     record,
-                    locator: String::new(),
+                    locator: e.locator.clone(),
                     revision: e.revision.clone(),
                 })
             })
@@ -899,19 +1167,19 @@ impl ArtifactStore {
 
     /// The cached records of one source, newest per extension, marked
     /// stale: the listing used when that backend cannot be reached.
-    pub fn cached_catalog(&self, source: Source) -> Vec<Extension> {
+    pub fn cached_catalog(&self, backend: &str) -> Vec<Extension> {
         let mut keys: Vec<(ExtensionType, String)> = self
             .index
             .lock()
             .values()
-            .filter(|e| e.source == source)
+            .filter(|e| e.backend == backend)
             .map(|e| (e.ext_type, e.name.clone()))
             .collect();
         keys.sort();
         keys.dedup();
         keys.into_iter()
             .filter_map(|(t, n)| {
-                let vs = self.cached_versions(source, t, &n);
+                let vs = self.cached_versions(backend, t, &n);
                 crate::backend::newest(&vs).map(|e| e.record.clone())
             })
             .collect()
@@ -964,21 +1232,44 @@ fn ref_path(root: &Path, k: &ArtifactKey) -> PathBuf {
         .join(format!("{}@{}.json", k.version, k.source))
 }
 
+/// The ref files under `dir`, without following links. Leftover temp files
+/// of an interrupted ref write (our own prefixes) are removed on the way;
+/// anything else is left alone.
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     for e in rd.flatten() {
         let p = e.path();
+        let name = e.file_name().to_string_lossy().to_string();
+        // DirEntry::file_type does not follow links.
         match e.file_type() {
             Ok(t) if t.is_dir() => collect_files(&p, out),
-            Ok(t) if t.is_file() && p.extension().is_some_and(|x| x == "json") => out.push(p),
-            // Leftover temp files from an interrupted ref write.
-            Ok(t) if t.is_file() => {
+            Ok(t) if t.is_file() && name.ends_with(".json") && !name.starts_with('.') => {
+                out.push(p)
+            }
+            Ok(t) if t.is_file() && (name.starts_with(REF_TMP_PREFIX) || is_legacy_temp(&name)) => {
                 let _ = std::fs::remove_file(&p);
             }
-            _ => {}
+            _ => {
+                tracing::warn!(path = %p.display(), "artifact cache: leaving a file extregd did not create");
+            }
         }
+    }
+}
+
+/// A failure to write the cache: a full disk (or quota) is
+/// `insufficient_storage` (507) and logged, anything else internal.
+fn storage_error(what: &str, e: std::io::Error) -> ApiError {
+    let full = matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
+    if full {
+        tracing::warn!(error = %e, "{what}: the disk is full; nothing was cached");
+        ApiError::new(
+            ErrorKind::InsufficientStorage,
+            format!("{what}: the disk holding the artifact cache is full"),
+        )
+    } else {
+        ApiError::internal(format!("{what}: {e}"))
     }
 }
 
@@ -1010,6 +1301,9 @@ mod tests {
         }
         async fn health(&self) -> Result<(), BackendError> {
             Ok(())
+        }
+        fn identity(&self) -> String {
+            "local:panicky".into()
         }
     }
 
@@ -1076,6 +1370,9 @@ mod tests {
         }
         async fn health(&self) -> Result<(), BackendError> {
             Ok(())
+        }
+        fn identity(&self) -> String {
+            "local:slow".into()
         }
     }
 

@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An LRU cache whose entries also expire after `ttl`. A disabled cache
@@ -405,20 +407,46 @@ impl<K: Hash + Eq + Clone, V: Clone> SwrCache<K, V> {
 /// Coalesces concurrent computations of the same key: the first caller
 /// starts the work, later callers wait for its result. The work runs as a
 /// task of its own, so callers that give up do not leave it half-done.
+///
+/// **A flight always ends and always leaves the map**: the task removes its
+/// own entry when the work finishes, panics or is cancelled, so a panic
+/// fails only the callers waiting at that moment (with [`FlightFailed`])
+/// and the next call starts afresh.
 pub struct SingleFlight<K, V: Clone> {
-    inflight: Mutex<HashMap<K, Shared<BoxFuture<'static, V>>>>,
+    inflight: Arc<Mutex<HashMap<K, Flight<V>>>>,
+    next: AtomicU64,
 }
+
+type Flight<V> = (u64, Shared<BoxFuture<'static, Result<V, FlightFailed>>>);
+
+/// The shared work did not produce a value: it panicked (a bug, logged) or
+/// was cancelled (the runtime is shutting down).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the shared work failed unexpectedly ({0})")]
+pub struct FlightFailed(pub String);
 
 impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> Default for SingleFlight<K, V> {
     fn default() -> Self {
         SingleFlight {
-            inflight: Mutex::new(HashMap::new()),
+            inflight: Arc::new(Mutex::new(HashMap::new())),
+            next: AtomicU64::new(0),
         }
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> SingleFlight<K, V> {
-    pub async fn run<F, Fut>(&self, key: K, make: F) -> V
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+impl<K, V> SingleFlight<K, V>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    pub async fn run<F, Fut>(&self, key: K, make: F) -> Result<V, FlightFailed>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = V> + Send + 'static,
@@ -426,37 +454,56 @@ impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> SingleFlight<K, V> 
         let fut = {
             let mut map = self.inflight.lock();
             match map.get(&key) {
-                Some(f) => f.clone(),
+                Some((_, f)) => f.clone(),
                 None => {
+                    let generation = self.next.fetch_add(1, Ordering::Relaxed);
+                    let work = make();
+                    let map_ref = self.inflight.clone();
+                    let k = key.clone();
                     // The work runs in its own task: it finishes (and frees
                     // what it holds, such as backend permits) even when
                     // every caller has gone away.
-                    let task = tokio::spawn(make());
+                    let task = tokio::spawn(async move {
+                        let r = std::panic::AssertUnwindSafe(work).catch_unwind().await;
+                        let mut m = map_ref.lock();
+                        if m.get(&k).is_some_and(|(g, _)| *g == generation) {
+                            m.remove(&k);
+                        }
+                        drop(m);
+                        r.map_err(|p| {
+                            let text = panic_text(&*p);
+                            tracing::error!(panic = %text, "shared work panicked; its waiters get an error, later calls start afresh");
+                            FlightFailed(format!("panic: {text}"))
+                        })
+                    });
                     let f = async move {
                         task.await
-                            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+                            .unwrap_or_else(|e| Err(FlightFailed(e.to_string())))
                     }
                     .boxed()
                     .shared();
-                    map.insert(key.clone(), f.clone());
+                    map.insert(key.clone(), (generation, f.clone()));
                     f
                 }
             }
         };
-        let out = fut.clone().await;
-        let mut map = self.inflight.lock();
-        if map.get(&key).is_some_and(|f| f.ptr_eq(&fut)) {
-            map.remove(&key);
-        }
-        out
+        fut.await
+    }
+
+    /// Flights under way (for tests and diagnostics).
+    pub fn len(&self) -> usize {
+        self.inflight.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
 
     fn cache(cap: usize, ttl_ms: u64, enabled: bool) -> TtlLru<u32, u32> {
         TtlLru::new(
@@ -619,16 +666,69 @@ mod tests {
             }));
         }
         for t in tasks {
-            assert_eq!(t.await.unwrap(), 42);
+            assert_eq!(t.await.unwrap(), Ok(42));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // Once finished, a new call runs again.
         let c2 = calls.clone();
-        sf.run(7, || async move {
-            c2.fetch_add(1, Ordering::SeqCst);
-            1
-        })
-        .await;
+        let again = sf
+            .run(7, || async move {
+                c2.fetch_add(1, Ordering::SeqCst);
+                1
+            })
+            .await;
+        assert_eq!(again, Ok(1));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_flight_fails_only_its_waiters_and_leaves_the_map() {
+        let sf: Arc<SingleFlight<u32, u32>> = Arc::new(SingleFlight::default());
+        let mut waiters = Vec::new();
+        for _ in 0..4 {
+            let sf = sf.clone();
+            waiters.push(tokio::spawn(async move {
+                sf.run(1, || async move {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    panic!("a backend bug");
+                    #[allow(unreachable_code)]
+                    0
+                })
+                .await
+            }));
+        }
+        for w in waiters {
+            let e = w
+                .await
+                .expect("the waiter itself does not panic")
+                .unwrap_err();
+            assert!(e.0.contains("a backend bug"), "{e}");
+        }
+        assert!(sf.is_empty(), "the dead flight was removed");
+        // The next call for the same key runs afresh and succeeds.
+        assert_eq!(sf.run(1, || async { 5 }).await, Ok(5));
+    }
+
+    #[tokio::test]
+    async fn a_flight_whose_callers_all_left_removes_itself() {
+        let sf: Arc<SingleFlight<u32, u32>> = Arc::new(SingleFlight::default());
+        let caller = tokio::spawn({
+            let sf = sf.clone();
+            async move {
+                sf.run(3, || async {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    1
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        caller.abort();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(
+            sf.is_empty(),
+            "no finished flight is kept to be served later"
+        );
+        assert_eq!(sf.run(3, || async { 2 }).await, Ok(2));
     }
 }

@@ -371,13 +371,45 @@ impl Config {
         out
     }
 
-    /// Where `ext load` extracts: `[extensions] dir`, else
-    /// `{data}/extensions`.
+    /// Where `ext load` extracts: `[extensions] dir`, else `{data}/loaded`
+    /// (never the local backend's default root `{data}/extensions`: loading
+    /// must not write over the user's own extension folders).
     pub fn load_dir(&self, dirs: &Dirs) -> PathBuf {
         self.extensions
             .dir
             .clone()
-            .unwrap_or_else(|| dirs.data.join("extensions"))
+            .unwrap_or_else(|| dirs.data.join("loaded"))
+    }
+
+    /// **The user's own files are never touched**: the load destination
+    /// must neither lie inside nor contain a local backend root, and the
+    /// artifact cache must not overlap either. Refused with both paths
+    /// named, at start and by `--check-config`.
+    pub fn check_paths(&self, dirs: &Dirs) -> Result<(), ConfigError> {
+        let load = self.load_dir(dirs);
+        let art = self.artifact_dir(dirs);
+        let clash = |a_key: &str, a: &Path, b_key: &str, b: &Path| -> Result<(), ConfigError> {
+            let (na, nb) = (resolved(a), resolved(b));
+            if na.starts_with(&nb) || nb.starts_with(&na) {
+                return Err(ConfigError::Invalid(format!(
+                    "{a_key} {} overlaps {b_key} {}: they must be separate folders (extregd writes into the first and never touches the second)",
+                    a.display(),
+                    b.display()
+                )));
+            }
+            Ok(())
+        };
+        for root in self.local_roots(dirs) {
+            clash("[extensions] dir", &load, "local extension folder", &root)?;
+            clash(
+                "[cache] artifact_dir",
+                &art,
+                "local extension folder",
+                &root,
+            )?;
+        }
+        clash("[cache] artifact_dir", &art, "[extensions] dir", &load)?;
+        Ok(())
     }
 
     pub fn artifact_dir(&self, dirs: &Dirs) -> PathBuf {
@@ -416,6 +448,7 @@ impl Config {
             )));
         }
         if let Some(url) = &self.server.public_url {
+            refuse_userinfo("[server] public_url", url)?;
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::Invalid(format!(
                     "[server] public_url '{url}' must start with http:// or https://"
@@ -496,6 +529,7 @@ impl Config {
             }
         }
         if let Some(g) = &self.gitea {
+            refuse_userinfo("[gitea] url", &g.url)?;
             if !(g.url.starts_with("http://") || g.url.starts_with("https://")) {
                 return Err(ConfigError::Invalid(format!(
                     "[gitea] url '{}' must start with http:// or https://",
@@ -517,6 +551,7 @@ impl Config {
             if o.registry.trim().is_empty() {
                 return Err(ConfigError::Invalid("[oci] registry is empty".into()));
             }
+            refuse_userinfo("[oci] registry", &o.registry)?;
             if o.namespace.trim().is_empty() {
                 return Err(ConfigError::Invalid("[oci] namespace is empty".into()));
             }
@@ -537,6 +572,71 @@ impl Config {
         }
         Ok(warnings)
     }
+}
+
+/// `p` made absolute and lexically clean, with the part that exists
+/// resolved through links, so two spellings of one folder compare equal.
+fn resolved(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let mut clean = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                clean.pop();
+            }
+            Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    // Resolve the longest existing ancestor, keep the rest as written.
+    let mut existing = clean.clone();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(&existing) {
+            let mut out = real;
+            for r in rest.iter().rev() {
+                out.push(r);
+            }
+            return out;
+        }
+        match (
+            existing.file_name().map(|f| f.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return clean,
+        }
+    }
+}
+
+/// Credentials written into a URL (`https://user:pass@host`) are refused:
+/// they would show in `--check-config`, logs and errors. The message shows
+/// the URL without them.
+fn refuse_userinfo(key: &str, value: &str) -> Result<(), ConfigError> {
+    let text = if value.contains("://") {
+        value.to_string()
+    } else {
+        format!("http://{value}")
+    };
+    if let Ok(mut u) = reqwest::Url::parse(text.trim()) {
+        if !u.username().is_empty() || u.password().is_some() {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            return Err(ConfigError::Invalid(format!(
+                "{key} holds credentials (user:password@); remove them from the URL ({}) and put them in the token file",
+                u.host_str().unwrap_or("?")
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_timeout(section: &str, secs: u64) -> Result<(), ConfigError> {
@@ -710,6 +810,79 @@ enable_list_cache = true
         };
         assert_eq!(c.local_roots(&dirs), vec![PathBuf::from("/d/extensions")]);
         assert_eq!(c.artifact_dir(&dirs), PathBuf::from("/c/extregd/artifacts"));
+    }
+
+    #[test]
+    fn default_load_dir_is_not_the_local_root() {
+        let c = Config::default();
+        let dirs = Dirs {
+            data: "/d".into(),
+            cache: "/c".into(),
+            runtime: None,
+        };
+        assert_ne!(c.load_dir(&dirs), c.local_roots(&dirs)[0]);
+        c.check_paths(&dirs).unwrap();
+    }
+
+    #[test]
+    fn overlapping_load_cache_and_backend_folders_are_refused_naming_both() {
+        let d = tempfile::tempdir().unwrap();
+        let dirs = Dirs {
+            data: d.path().join("data"),
+            cache: d.path().join("cache"),
+            runtime: None,
+        };
+        let root = d.path().join("exts");
+        let cases = [
+            format!(
+                "[local]\npath = {:?}\n[extensions]\ndir = {:?}\n",
+                root, root
+            ),
+            format!(
+                "[local]\npath = {:?}\n[extensions]\ndir = {:?}\n",
+                root,
+                root.join("sub")
+            ),
+            format!(
+                "[local]\npath = {:?}\n[extensions]\ndir = {:?}\n",
+                root.join("a"),
+                root
+            ),
+            format!(
+                "[local]\npath = {:?}\n[cache]\nartifact_dir = {:?}\n",
+                root,
+                root.join("../exts/c")
+            ),
+        ];
+        for toml in cases {
+            let c = parse(&toml).unwrap();
+            let e = c.check_paths(&dirs).unwrap_err().to_string();
+            assert!(
+                e.contains("overlaps") && e.contains(root.to_str().unwrap()),
+                "{e}"
+            );
+        }
+        let ok = parse(&format!(
+            "[local]\npath = {:?}\n[extensions]\ndir = {:?}\n",
+            root,
+            d.path().join("loaded")
+        ))
+        .unwrap();
+        ok.check_paths(&dirs).unwrap();
+    }
+
+    #[test]
+    fn credentials_in_urls_are_refused_without_being_echoed() {
+        for toml in [
+            "[oci]\nregistry = \"https://bob:s3cret@reg.example\"\n",
+            "[oci]\nregistry = \"bob:s3cret@reg.example:5000\"\n",
+            "[gitea]\nurl = \"https://bob:s3cret@git.example\"\norganization = \"o\"\n",
+            "[server]\npublic_url = \"https://bob:s3cret@x.example\"\n",
+        ] {
+            let e = parse(toml).unwrap().validate().unwrap_err().to_string();
+            assert!(e.contains("credentials"), "{e}");
+            assert!(!e.contains("s3cret") && !e.contains("bob"), "{e}");
+        }
     }
 
     #[test]

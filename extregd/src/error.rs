@@ -86,7 +86,7 @@ impl ApiError {
                 ErrorKind::AuthError,
                 format!("the {source} backend rejected the configured credentials"),
             ),
-            BackendError::RateLimited => (
+            BackendError::RateLimited(_) => (
                 ErrorKind::RateLimit,
                 format!("the {source} backend is rate limiting requests; retry later"),
             ),
@@ -103,7 +103,11 @@ impl ApiError {
                 format!("the {source} backend failed"),
             ),
         };
-        ApiError::new(kind, message).with_details(format!("{source}: {e}"))
+        let mut err = ApiError::new(kind, message).with_details(format!("{source}: {e}"));
+        if let BackendError::RateLimited(secs) = e {
+            err.retry_after = *secs;
+        }
+        err
     }
 
     pub fn body(&self) -> ErrorBody {

@@ -308,7 +308,9 @@ pub fn extract(
     // Against the folder that will be moved into place (a single top
     // folder is all that moves, so `..` from it must not count as inside).
     links_resolve_inside(&root)?;
-    let bytes = std::fs::read(root.join("extension.yaml"))?;
+    // Bounded: a small archive can expand to a huge extension.yaml.
+    let bytes = crate::manifest::read_bounded(std::fs::File::open(root.join("extension.yaml"))?)
+        .map_err(|e| ExtractError::Manifest(e.to_string()))?;
     let m = Manifest::parse(&bytes).map_err(|e| ExtractError::Manifest(e.to_string()))?;
     let wanted = format!("{}/{} {}", marker.ext_type, marker.name, marker.version);
     let found = format!("{}/{} {}", m.ext_type, m.name, m.version);

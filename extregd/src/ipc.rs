@@ -54,36 +54,49 @@ fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Creates the socket's folder owner-only and clears a stale socket.
+/// Creates the socket's folder owner-only (when it does not exist) and
+/// clears a stale socket.
+///
+/// **Only folders the daemon creates get their mode set**: an existing
+/// folder is used as it is, never chmodded. It must be a real folder (not a
+/// link) and either ours and not writable by others, or a sticky folder of
+/// root's such as `/tmp` (where others cannot remove our socket).
 fn prepare(path: &Path) -> Result<(), IpcError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let folder_err = |message: String| IpcError::Folder {
         path: dir.to_path_buf(),
         message,
     };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| folder_err(e.to_string()))?;
+    if std::fs::symlink_metadata(dir).is_err() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| folder_err(e.to_string()))?;
+    }
     // Not following links: a link planted at the folder's place (say in
-    // /tmp) must not make us chmod or bind somewhere else.
+    // /tmp) must not make us bind somewhere else.
     let meta = std::fs::symlink_metadata(dir).map_err(|e| folder_err(e.to_string()))?;
     if !meta.is_dir() {
         return Err(folder_err(
             "is not a folder (a symbolic link is refused)".into(),
         ));
     }
-    if meta.uid() != euid() {
+    let mode = meta.permissions().mode();
+    let sticky = mode & 0o1000 != 0;
+    if meta.uid() == euid() {
+        if mode & 0o022 != 0 && !sticky {
+            return Err(folder_err(format!(
+                "is writable by other users (mode {:o}) without the sticky bit, so they could replace the socket; use a folder only you can write (it is not changed for you)",
+                mode & 0o7777
+            )));
+        }
+    } else if !(meta.uid() == 0 && sticky) {
         return Err(folder_err(format!(
             "belongs to uid {}, not to us (uid {})",
             meta.uid(),
             euid()
         )));
-    }
-    if meta.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| folder_err(e.to_string()))?;
     }
     if let Ok(m) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
@@ -568,6 +581,19 @@ async fn publish_request(
     ))
 }
 
+fn cache_entry(e: crate::artifacts::IndexEntry) -> CacheEntry {
+    CacheEntry {
+        ext_type: e.ext_type,
+        name: e.name,
+        version: e.version,
+        source: e.source,
+        size: e.size,
+        digest: e.digest,
+        cached_at: rfc3339(e.cached_at),
+        last_used: rfc3339(e.last_used),
+    }
+}
+
 async fn dispatch(
     state: &AppState,
     req: Request,
@@ -710,16 +736,7 @@ async fn dispatch(
             reg.artifacts()
                 .entries()
                 .into_iter()
-                .map(|e| CacheEntry {
-                    ext_type: e.ext_type,
-                    name: e.name,
-                    version: e.version,
-                    source: e.source,
-                    size: e.size,
-                    digest: e.digest,
-                    cached_at: rfc3339(e.cached_at),
-                    last_used: rfc3339(e.last_used),
-                })
+                .map(cache_entry)
                 .collect(),
         ),
         Request::CacheStats => Response::CacheStats(reg.cache_stats()),
@@ -742,6 +759,15 @@ async fn dispatch(
             });
             reg.clear_metadata();
             Response::CacheRemoved { entries, bytes }
+        }
+        Request::CacheVerify => {
+            let r = reg.artifacts().verify_all().await;
+            reg.clear_metadata();
+            Response::CacheVerified {
+                checked: r.checked,
+                bytes: r.bytes,
+                damaged: r.damaged.into_iter().map(cache_entry).collect(),
+            }
         }
         Request::CachePrune { days } => {
             let (entries, bytes) = reg.artifacts().prune(days);

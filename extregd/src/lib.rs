@@ -111,6 +111,7 @@ fn backends(
 pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
     // Warnings are printed by the caller (main); errors stop here too.
     config.validate()?;
+    config.check_paths(&dirs)?;
     let host = if config.server.host == "localhost" {
         "127.0.0.1".to_string()
     } else {

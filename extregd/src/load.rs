@@ -70,8 +70,11 @@ fn result(
 /// The result for an extracted folder, reading its marker and manifest.
 fn existing(dir: &Path) -> Option<LoadResult> {
     let m = extract::read_marker(dir)?;
-    let manifest =
-        crate::manifest::Manifest::parse(&std::fs::read(dir.join("extension.yaml")).ok()?).ok()?;
+    let manifest = crate::manifest::Manifest::parse(
+        &crate::manifest::read_bounded(std::fs::File::open(dir.join("extension.yaml")).ok()?)
+            .ok()?,
+    )
+    .ok()?;
     Some(result(&m, &manifest, dir, true, true))
 }
 
@@ -162,10 +165,34 @@ async fn load_into(
         }
     }
     // With force, the cached artifact is replaced only once the new fetch
-    // verifies: offline, a failed --force loses nothing.
-    let mut art = crate::progress::artifact(reg, &entry, force, progress).await?;
+    // verifies: offline, a failed --force loses nothing. An offline
+    // (`stale`) version cannot be fetched again: --force then re-extracts
+    // the verified cached copy.
+    let refetch = force && !entry.record.stale;
+    let mut art = crate::progress::artifact(reg, &entry, refetch, progress).await?;
     let mut retried = false;
     loop {
+        // The blob is verified before a byte of it is extracted (at once
+        // when it is known good and unchanged on disk, else hashed); a
+        // damaged one is evicted and fetched again, once.
+        match reg.artifacts().ensure_verified(&art).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) if !retried => {
+                retried = true;
+                art = reg.artifact_of(&entry, false).await?;
+                continue;
+            }
+            Ok(false) => {
+                return Err(ApiError::new(
+                    ErrorKind::IntegrityError,
+                    format!(
+                        "{}/{} {}: the artifact failed digest verification twice",
+                        entry.record.ext_type, entry.record.name, entry.record.version
+                    ),
+                ))
+            }
+            Err(e) => return Err(ApiError::internal(format!("opening cached artifact: {e}"))),
+        }
         let marker = LoadMarker {
             ext_type: entry.record.ext_type,
             name: entry.record.name.clone(),

@@ -109,7 +109,10 @@ fn main() -> ExitCode {
     }
     let dirs = Dirs::from_env();
     if cli.check_config {
-        return match config.validate() {
+        return match config
+            .validate()
+            .and_then(|w| config.check_paths(&dirs).map(|()| w))
+        {
             Ok(warnings) => {
                 for w in warnings {
                     eprintln!("extregd: warning: {w}");
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
                     println!("gitea = {} organization {}", g.url, g.organization);
                 }
                 println!("artifact_dir = {}", config.artifact_dir(&dirs).display());
+                println!("load_dir = {}", config.load_dir(&dirs).display());
                 println!(
                     "socket = {}",
                     config.socket_path(dirs.runtime.as_deref()).display()

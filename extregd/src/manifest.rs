@@ -22,6 +22,20 @@ use serde::Deserialize;
 /// Largest manifest read, so a hostile archive cannot make us buffer much.
 pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
+/// Reads a whole `extension.yaml`, refusing one over [`MAX_MANIFEST_BYTES`]
+/// (never truncating it: a cut manifest could still parse).
+pub fn read_bounded(r: impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    r.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(std::io::Error::other(format!(
+            "extension.yaml is larger than {MAX_MANIFEST_BYTES} bytes; refused"
+        )));
+    }
+    Ok(buf)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
     pub name: String,

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub cache_misses: IntCounterVec,
     pub extensions: IntGaugeVec,
     pub backend_requests: IntCounterVec,
+    /// Repositories skipped by a listing because they failed.
+    pub skipped_repositories: IntCounterVec,
     pub artifact_entries: IntGauge,
     pub artifact_bytes: IntGauge,
     /// Operator metrics (issue 11): see [`crate::metrics_ops`].
@@ -108,6 +110,12 @@ impl Metrics {
                 "backend_requests_total",
                 "Calls made to backends, by backend, operation and outcome",
                 &["backend", "operation", "outcome"],
+            ),
+            skipped_repositories: counter_vec(
+                &r,
+                "backend_skipped_repositories_total",
+                "Repositories skipped by a backend listing because they failed",
+                &["backend"],
             ),
             artifact_entries: gauge(
                 &r,

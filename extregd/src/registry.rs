@@ -761,7 +761,7 @@ impl Registry {
         for b in &self.core.backends {
             let records = match self.core.backend_catalog(b).await {
                 Ok(c) => c.value.as_ref().clone(),
-                Err(_) => self.core.artifacts.cached_catalog(b.source()),
+                Err(_) => self.core.artifacts.cached_catalog(&b.identity()),
             };
             for e in records {
                 let v = holders.entry((e.ext_type, e.name.clone())).or_default();
@@ -852,7 +852,8 @@ fn is_newer(a: &Extension, b: &Extension) -> bool {
     }
 }
 
-type SourceResults = Vec<(Source, Result<Vec<VersionEntry>, BackendError>)>;
+/// Per backend, in priority order: its source, its identity, its answer.
+type SourceResults = Vec<(Source, String, Result<Vec<VersionEntry>, BackendError>)>;
 
 /// Every backend's versions of one extension, in priority order.
 async fn fetch_versions(
@@ -867,7 +868,7 @@ async fn fetch_versions(
         core.metrics
             .backend_timed(b.source().as_str(), "versions", r.is_ok(), t);
         core.note(b.source(), &r);
-        (b.source(), r)
+        (b.source(), b.identity(), r)
     }))
     .await
 }
@@ -884,13 +885,14 @@ fn merge_versions(
     let url = |v: &str| format!("{base}/api/v1/extensions/{ext_type}/{name}/{v}");
     let mut merged: HashMap<semver::Version, VersionEntry> = HashMap::new();
     let mut failures = Vec::new();
-    for (source, r) in results {
+    for (source, identity, r) in results {
         let entries = match r {
             Ok(list) => list,
             Err(BackendError::NotFound(_)) => continue,
             Err(e) => {
                 failures.push((source, e));
-                core.artifacts.cached_versions(source, ext_type, name)
+                // Offline: only what was fetched from this same backend.
+                core.artifacts.cached_versions(&identity, ext_type, name)
             }
         };
         for mut e in entries {
@@ -982,9 +984,17 @@ impl Core {
                 let t = Instant::now();
                 let r = b2.list().await;
                 metrics.backend_timed(source.as_str(), "list", r.is_ok(), t);
+                let skipped = b2.skipped().len() as u64;
+                if r.is_ok() && skipped > 0 {
+                    metrics
+                        .skipped_repositories
+                        .with_label_values(&[source.as_str()])
+                        .inc_by(skipped);
+                }
                 r.map(Arc::new)
             })
-            .await;
+            .await
+            .unwrap_or_else(|e| Err(BackendError::Io(e.to_string())));
         self.note(source, &r);
         r
     }
@@ -1121,7 +1131,7 @@ impl Core {
                 }
                 Err(e) => {
                     // Offline: what the artifact cache holds of this source.
-                    for mut rec in self.artifacts.cached_catalog(b.source()) {
+                    for mut rec in self.artifacts.cached_catalog(&b.identity()) {
                         let key = (rec.ext_type, rec.name.clone());
                         if merged.get(&key).is_none_or(|cur| is_newer(&rec, cur)) {
                             rec.download_url = Some(self.download_url(&rec));
@@ -1167,6 +1177,7 @@ impl Core {
                 merge_versions(results, &core, t, &name).map(Arc::new)
             })
             .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
     }
 
     /// Refreshes one extension's versions in the background. A failed or
@@ -1220,7 +1231,7 @@ impl Core {
         let results = fetch_versions(&self.backends, self, key.0, &key.1).await;
         // Each backend's listing gets this extension's newest record (or
         // loses it); a backend that failed keeps what it had.
-        for (source, r) in &results {
+        for (source, _, r) in &results {
             let rec = match r {
                 Ok(list) => newest(list).map(|e| e.record.clone()),
                 Err(BackendError::NotFound(_)) => None,

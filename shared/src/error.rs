@@ -43,6 +43,9 @@ pub enum ErrorKind {
     InvalidArchive,
     /// The daemon is at its connection limit (or stopping); retry later.
     ServiceUnavailable,
+    /// The artifact cache cannot hold the artifact: over its size cap, or
+    /// the disk is full. Nothing was cached.
+    InsufficientStorage,
 }
 
 impl ErrorKind {
@@ -64,6 +67,7 @@ impl ErrorKind {
             Self::VersionMismatch => "version_mismatch",
             Self::InvalidArchive => "invalid_archive",
             Self::ServiceUnavailable => "service_unavailable",
+            Self::InsufficientStorage => "insufficient_storage",
         }
     }
 
@@ -83,6 +87,7 @@ impl ErrorKind {
             Self::BackendError | Self::IntegrityError => 502,
             Self::BackendTimeout => 504,
             Self::ServiceUnavailable => 503,
+            Self::InsufficientStorage => 507,
         }
     }
 
@@ -90,7 +95,7 @@ impl ErrorKind {
         Self::ALL.into_iter().find(|k| k.code() == code)
     }
 
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         Self::NotFound,
         Self::InvalidType,
         Self::InvalidVersion,
@@ -107,6 +112,7 @@ impl ErrorKind {
         Self::VersionMismatch,
         Self::InvalidArchive,
         Self::ServiceUnavailable,
+        Self::InsufficientStorage,
     ];
 }
 

@@ -130,6 +130,8 @@ pub enum Request {
         ext_type: Option<ExtensionType>,
         name: Option<String>,
     },
+    /// Hash every cached blob against its digest; evict damaged ones.
+    CacheVerify,
 }
 
 /// What `ext publish` asks for.
@@ -181,6 +183,13 @@ pub enum Response {
     Progress(ProgressEvent),
     /// The answer to `Complete`.
     Completions(Completions),
+    /// What `CacheVerify` found: blobs and bytes hashed, and the entries
+    /// whose blob was damaged (evicted).
+    CacheVerified {
+        checked: u64,
+        bytes: u64,
+        damaged: Vec<CacheEntry>,
+    },
 }
 
 /// One row of `ext discover`.

@@ -186,6 +186,10 @@ pub struct BackendStatus {
     pub healthy: bool,
     #[serde(default)]
     pub error: Option<String>,
+    /// Repositories the backend's last listing skipped because they failed
+    /// (a partial backend: the rest is served). At most 20 named.
+    #[serde(default)]
+    pub skipped: Vec<String>,
 }
 
 /// `GET /cache/stats` answer: the seed's four counts, then hit/miss figures

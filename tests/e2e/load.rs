@@ -27,7 +27,8 @@ fn start(sb: &Sandbox, extra: &str) -> Daemon {
 }
 
 fn loaded_dir(sb: &Sandbox) -> std::path::PathBuf {
-    sb.path("data/provisioning/extensions")
+    // The default load destination, apart from the local backend's root.
+    sb.path("data/provisioning/loaded")
 }
 
 #[test]

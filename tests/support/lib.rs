@@ -6,6 +6,7 @@
 //! in parallel without sharing anything.
 
 pub mod gitea;
+pub mod hostile;
 pub mod nginx;
 pub mod registry;
 

@@ -143,8 +143,9 @@ async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Res
         },
     };
 
-    let mut file = match tokio::fs::File::open(&art.path).await {
-        Ok(f) => f,
+    let store = st.registry.artifacts().clone();
+    let blob = match store.open_blob(&art) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Fail::Vanished),
         Err(e) => return Err(ApiError::internal(format!("opening cached artifact: {e}")).into()),
     };
@@ -156,14 +157,24 @@ async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Res
         ),
         None => (StatusCode::OK, 0, art.size),
     };
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| ApiError::internal(format!("seeking cached artifact: {e}")))?;
-    }
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
-    let stream = st.metrics.ops.count_served(stream);
-    let mut resp = Response::new(Body::from_stream(stream));
+    // A whole body from a blob not known good is hashed as it is sent,
+    // its last chunk held back until the digest matches (see
+    // [`verified_stream`]). Ranges are parts, served as they are.
+    let body =
+        if range.is_none() && !blob.trusted {
+            Body::from_stream(st.metrics.ops.count_served(verified_stream(store, blob)))
+        } else {
+            let mut file = tokio::fs::File::from_std(blob.file);
+            if start > 0 {
+                file.seek(std::io::SeekFrom::Start(start))
+                    .await
+                    .map_err(|e| ApiError::internal(format!("seeking cached artifact: {e}")))?;
+            }
+            Body::from_stream(st.metrics.ops.count_served(
+                tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK),
+            ))
+        };
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.extend(base);
@@ -275,6 +286,72 @@ async fn head_uncached(
     let mut resp = Response::new(Body::empty());
     resp.headers_mut().extend(h);
     Ok(Some(resp))
+}
+
+/// A cached blob's bytes, hashed as they are read. **The last chunk is held
+/// back until the digest matches**, so a client never receives a complete
+/// body that fails verification: on a mismatch the stream ends with an
+/// error (the connection is cut) and the blob is evicted, so the next
+/// request fetches it again. A blob that matches is marked known good.
+fn verified_stream(
+    store: std::sync::Arc<crate::artifacts::ArtifactStore>,
+    blob: crate::artifacts::OpenBlob,
+) -> crate::backend::ByteStream {
+    use sha2::Digest;
+    struct St {
+        file: tokio::fs::File,
+        hasher: sha2::Sha256,
+        remaining: u64,
+        held: Option<bytes::Bytes>,
+        done: bool,
+        store: std::sync::Arc<crate::artifacts::ArtifactStore>,
+        digest: String,
+        stamp: crate::artifacts::Stamp,
+    }
+    let st = St {
+        file: tokio::fs::File::from_std(blob.file),
+        hasher: sha2::Sha256::new(),
+        remaining: blob.size,
+        held: None,
+        done: false,
+        store,
+        digest: blob.digest,
+        stamp: blob.stamp,
+    };
+    Box::pin(futures::stream::unfold(st, |mut st| async move {
+        loop {
+            if st.done {
+                return None;
+            }
+            if st.remaining == 0 {
+                st.done = true;
+                let got = format!("sha256:{}", hex::encode(st.hasher.finalize_reset()));
+                if got.eq_ignore_ascii_case(&st.digest) {
+                    st.store.mark_verified(&st.digest, st.stamp);
+                    return st.held.take().map(|b| (Ok(b), st));
+                }
+                st.store.evict_damaged(&st.digest);
+                return Some((
+                    Err(std::io::Error::other(format!(
+                        "the cached artifact does not match {}; evicted",
+                        st.digest
+                    ))),
+                    st,
+                ));
+            }
+            let want = st.remaining.min(CHUNK as u64) as usize;
+            let mut buf = vec![0u8; want];
+            if let Err(e) = st.file.read_exact(&mut buf).await {
+                st.done = true;
+                return Some((Err(e), st));
+            }
+            st.remaining -= want as u64;
+            st.hasher.update(&buf);
+            if let Some(prev) = st.held.replace(bytes::Bytes::from(buf)) {
+                return Some((Ok(prev), st));
+            }
+        }
+    }))
 }
 
 fn hv(s: &str) -> Result<HeaderValue, ApiError> {

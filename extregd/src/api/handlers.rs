@@ -15,6 +15,8 @@ pub const LIST_DEFAULT: usize = 100;
 pub const LIST_MAX: usize = 1000;
 pub const SEARCH_DEFAULT: usize = 50;
 pub const SEARCH_MAX: usize = 100;
+/// Skipped repositories named per backend in `/health`.
+const MAX_SKIPPED_SHOWN: usize = 20;
 /// How long `/health` waits for one backend.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -132,7 +134,13 @@ pub async fn health_report(st: &super::AppState) -> HealthResponse {
                 HEALTH_TIMEOUT.as_secs(),
             )),
         };
-        (b.source(), r)
+        let mut skipped = b.skipped();
+        if skipped.len() > MAX_SKIPPED_SHOWN {
+            let more = skipped.len() - MAX_SKIPPED_SHOWN;
+            skipped.truncate(MAX_SKIPPED_SHOWN);
+            skipped.push(format!("... and {more} more"));
+        }
+        (b.source(), r, skipped)
     }))
     .await;
     let mut backends = BTreeMap::new();
@@ -143,13 +151,14 @@ pub async fn health_report(st: &super::AppState) -> HealthResponse {
                 enabled: false,
                 healthy: false,
                 error: None,
+                skipped: Vec::new(),
             },
         );
     }
     let mut all_ok = true;
     let refresh = st.registry.refresh_states();
     let bound = st.registry.stale_after().as_secs();
-    for (s, r) in checks {
+    for (s, r, skipped) in checks {
         // A failing refresh counts too: answers are then served from the
         // caches, and marked stale past the bound.
         let failing = refresh.get(&s).and_then(|f| {
@@ -161,6 +170,8 @@ pub async fn health_report(st: &super::AppState) -> HealthResponse {
             })
         });
         let ok = r.is_ok() && failing.is_none();
+        // A partial backend (repositories skipped) degrades the whole.
+        all_ok &= skipped.is_empty();
         all_ok &= ok;
         let error = match (r.err().map(|e| e.to_string()), failing) {
             (Some(a), Some(b)) => Some(format!("{a}; {b}")),
@@ -172,6 +183,7 @@ pub async fn health_report(st: &super::AppState) -> HealthResponse {
                 enabled: true,
                 healthy: ok,
                 error,
+                skipped,
             },
         );
     }

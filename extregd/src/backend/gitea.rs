@@ -46,6 +46,7 @@
 //! private repository the token cannot read, so such an extension looks
 //! absent.
 
+use super::http::{self, Secrets};
 use super::{newest, root_cause, utc, Artifact, Backend, BackendError, VersionEntry};
 use async_trait::async_trait;
 use extreg_shared::{parse_version, validate_name, Extension, ExtensionType, Source};
@@ -68,8 +69,18 @@ use crate::config::GiteaConfig;
 pub const MAX_IN_FLIGHT: usize = 8;
 /// Page size asked for; Gitea caps it at its `MAX_RESPONSE_ITEMS` (50).
 pub const PAGE_LIMIT: u64 = 50;
-/// No listing follows more pages than this.
-const MAX_PAGES: u64 = 2000;
+/// No listing follows more pages than this (an absurd `X-Total-Count` is
+/// cut here, and reading stops at the first short page anyway).
+const MAX_PAGES: u64 = 1000;
+/// Largest page of a list endpoint read.
+const MAX_PAGE_BYTES: usize = 8 << 20;
+/// Largest single object (a repository) read.
+const MAX_OBJECT_BYTES: usize = 1 << 20;
+/// A whole listing gives up after this long.
+pub const LIST_DEADLINE: Duration = Duration::from_secs(120);
+/// Retries of a request answered 429 or 503.
+const MAX_RETRIES: u32 = 2;
+
 /// Largest checksum file read.
 const MAX_SUMS_BYTES: usize = 1 << 20;
 /// Checksum files remembered before the cache is reset.
@@ -108,8 +119,12 @@ struct Inner {
     origin: String,
     org: String,
     token: Option<Token>,
+    /// The token, scrubbed from every text quoted from Gitea.
+    secrets: Secrets,
     timeout_secs: u64,
     permits: Semaphore,
+    /// Repositories the last listing skipped because they failed.
+    skipped: Mutex<Vec<String>>,
     /// Parsed checksum files by `{asset id}:{size}:{created_at}`.
     sums: Mutex<HashMap<String, Arc<HashMap<String, String>>>>,
 }
@@ -189,8 +204,11 @@ impl GiteaBackend {
         .pool_max_idle_per_host(MAX_IN_FLIGHT)
         .build()
         .map_err(|e| format!("[gitea] cannot build the HTTP client: {e}"))?;
+        let secrets = Secrets::new(token.iter().map(|t| t.raw.clone()));
         Ok(GiteaBackend {
             inner: Arc::new(Inner {
+                secrets,
+                skipped: Mutex::new(Vec::new()),
                 client,
                 origin: url.origin().ascii_serialization(),
                 shown,
@@ -275,6 +293,8 @@ struct Page<T> {
     items: Vec<T>,
     total: Option<u64>,
     has_next: bool,
+    /// `sha256:` of the page's body: a page seen twice is a loop.
+    digest: String,
 }
 
 /// A version whose checksum file is still to be read.
@@ -354,33 +374,37 @@ impl Inner {
 
     /// Never lets the token through in a text quoted from Gitea.
     fn scrub(&self, text: &str) -> String {
-        let short: String = text.chars().take(200).collect();
-        match &self.token {
-            Some(t) if !t.raw.is_empty() => short.replace(&t.raw, "<redacted>"),
-            _ => short,
-        }
+        self.secrets.scrub(text)
     }
 
     fn transport_error(&self, e: reqwest::Error, what: &str) -> BackendError {
-        if e.is_timeout() {
-            return BackendError::Timeout(self.timeout_secs);
-        }
-        let e = e.without_url();
-        let cause = root_cause(&e);
-        if e.is_connect() {
-            BackendError::Unreachable(format!("cannot connect to {}: {cause}", self.origin))
-        } else {
-            BackendError::Upstream(format!("gitea request for {what} failed: {cause}"))
-        }
+        http::transport_error(
+            e,
+            &self.secrets,
+            &self.origin,
+            what,
+            self.timeout_secs,
+            "gitea",
+        )
+    }
+
+    fn read_error(&self, e: http::ReadError, what: &str) -> BackendError {
+        http::read_error(
+            e,
+            &self.secrets,
+            &self.origin,
+            what,
+            self.timeout_secs,
+            "gitea",
+        )
     }
 
     async fn status_error(&self, resp: reqwest::Response, what: &str) -> BackendError {
         let status = resp.status();
-        let message = resp
-            .bytes()
-            .await
+        let retry = http::retry_after(resp.headers()).map(|d| d.as_secs());
+        let body = http::error_body(resp).await;
+        let message = serde_json::from_slice::<ApiErrorBody>(&body)
             .ok()
-            .and_then(|b| serde_json::from_slice::<ApiErrorBody>(&b).ok())
             .and_then(|b| b.message)
             .filter(|m| !m.trim().is_empty())
             .map(|m| format!(": {}", self.scrub(m.trim())))
@@ -395,7 +419,7 @@ impl Inner {
                 BackendError::Auth(format!("gitea refused {what} to this token (403){message}"))
             }
             StatusCode::NOT_FOUND => BackendError::NotFound(format!("{what} (404){message}")),
-            StatusCode::TOO_MANY_REQUESTS => BackendError::RateLimited,
+            StatusCode::TOO_MANY_REQUESTS => BackendError::RateLimited(retry),
             s => {
                 BackendError::Upstream(format!("gitea answered {} for {what}{message}", s.as_u16()))
             }
@@ -410,23 +434,38 @@ impl Inner {
         what: &str,
         overall_timeout: bool,
     ) -> Result<reqwest::Response, BackendError> {
-        let mut req = self.client.get(url);
-        if overall_timeout {
-            req = req.timeout(Duration::from_secs(self.timeout_secs));
-        }
-        if let Some(t) = &self.token {
-            if Url::parse(url).is_ok_and(|u| u.origin().ascii_serialization() == self.origin) {
-                req = req.header(AUTHORIZATION, t.header.clone());
+        let mut attempt = 0;
+        loop {
+            let mut req = self.client.get(url);
+            if overall_timeout {
+                req = req.timeout(Duration::from_secs(self.timeout_secs));
             }
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e, what))?;
-        if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(self.status_error(resp, what).await)
+            if let Some(t) = &self.token {
+                if Url::parse(url).is_ok_and(|u| u.origin().ascii_serialization() == self.origin) {
+                    req = req.header(AUTHORIZATION, t.header.clone());
+                }
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| self.transport_error(e, what))?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(resp);
+            }
+            // 429 and 503: wait as Gitea asks (bounded), then once more.
+            if (status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::SERVICE_UNAVAILABLE)
+                && attempt < MAX_RETRIES
+            {
+                let wait = http::retry_after(resp.headers())
+                    .unwrap_or(Duration::from_millis(200 << attempt));
+                drop(resp);
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+                continue;
+            }
+            return Err(self.status_error(resp, what).await);
         }
     }
 
@@ -452,10 +491,10 @@ impl Inner {
         };
         let total = header("x-total-count").and_then(|v| v.trim().parse().ok());
         let has_next = header("link").is_some_and(|l| l.contains("rel=\"next\""));
-        let bytes = resp
-            .bytes()
+        let bytes = http::read_limited(resp, MAX_PAGE_BYTES)
             .await
-            .map_err(|e| self.transport_error(e, what))?;
+            .map_err(|e| self.read_error(e, what))?;
+        let digest = crate::backend::sha256_tag(&bytes);
         let items = serde_json::from_slice(&bytes).map_err(|e| {
             BackendError::Upstream(format!("gitea sent an unreadable page of {what}: {e}"))
         })?;
@@ -463,12 +502,17 @@ impl Inner {
             items,
             total,
             has_next,
+            digest,
         })
     }
 
-    /// Every item of a list endpoint: the first page, then the rest
-    /// concurrently when `X-Total-Count` says how many, else one by one
-    /// while `Link` names a next page.
+    /// Every item of a list endpoint: the first page, then the rest —
+    /// when `X-Total-Count` says how many, in concurrent batches of
+    /// [`MAX_IN_FLIGHT`], else one by one while `Link` names a next page.
+    /// **Bounded against a lying server**: at most [`MAX_PAGES`] pages,
+    /// reading stops at the first short or empty page (an absurd
+    /// `X-Total-Count` costs one batch), and a page whose body was already
+    /// seen (a `next` that loops) ends the listing with a warning.
     async fn all_pages<T: DeserializeOwned + Send>(
         &self,
         path: &str,
@@ -476,19 +520,36 @@ impl Inner {
     ) -> Result<Vec<T>, BackendError> {
         let first = self.page::<T>(path, 1, what).await?;
         let per = first.items.len() as u64;
+        let mut seen = HashSet::from([first.digest.clone()]);
         let mut out = first.items;
         if per == 0 {
             return Ok(out);
         }
+        let looped = |page: u64| {
+            tracing::warn!(%what, page, "gitea: a page repeats an earlier one; stopping there");
+        };
         match first.total {
             Some(total) => {
                 let pages = total.div_ceil(per).min(MAX_PAGES);
-                let rest = futures::future::try_join_all(
-                    (2..=pages).map(|p| self.page::<T>(path, p, what)),
-                )
-                .await?;
-                for p in rest {
-                    out.extend(p.items);
+                let mut next = 2;
+                'batches: while next <= pages {
+                    let last = (next + MAX_IN_FLIGHT as u64 - 1).min(pages);
+                    let batch = futures::future::try_join_all(
+                        (next..=last).map(|p| self.page::<T>(path, p, what)),
+                    )
+                    .await?;
+                    for (i, p) in batch.into_iter().enumerate() {
+                        if !seen.insert(p.digest) {
+                            looped(next + i as u64);
+                            break 'batches;
+                        }
+                        let short = (p.items.len() as u64) < per;
+                        out.extend(p.items);
+                        if short {
+                            break 'batches;
+                        }
+                    }
+                    next = last + 1;
                 }
             }
             None => {
@@ -496,6 +557,10 @@ impl Inner {
                 while next && page < MAX_PAGES {
                     page += 1;
                     let p = self.page::<T>(path, page, what).await?;
+                    if !seen.insert(p.digest) {
+                        looped(page);
+                        break;
+                    }
                     next = p.has_next && !p.items.is_empty();
                     out.extend(p.items);
                 }
@@ -708,20 +773,9 @@ impl Inner {
                         }
                         Err(e) => return Err(e),
                     };
-                    if resp.content_length().unwrap_or(0) > MAX_SUMS_BYTES as u64 {
-                        return Err(BackendError::Upstream(format!(
-                            "{what} is larger than 1 MiB"
-                        )));
-                    }
-                    let bytes = resp
-                        .bytes()
+                    let bytes = http::read_limited(resp, MAX_SUMS_BYTES)
                         .await
-                        .map_err(|e| self.transport_error(e, &what))?;
-                    if bytes.len() > MAX_SUMS_BYTES {
-                        return Err(BackendError::Upstream(format!(
-                            "{what} is larger than 1 MiB"
-                        )));
-                    }
+                        .map_err(|e| self.read_error(e, &what))?;
                     String::from_utf8_lossy(&bytes).into_owned()
                 };
                 let table = Arc::new(parse_sums(&text, s.single.then_some(s.target.as_str())));
@@ -747,35 +801,55 @@ impl Backend for GiteaBackend {
         Source::Gitea
     }
 
+    /// Every extension; a repository whose releases fail is skipped with a
+    /// warning (and shown by [`Backend::skipped`]) instead of failing the
+    /// listing, which must finish within [`LIST_DEADLINE`].
     async fn list(&self) -> Result<Vec<Extension>, BackendError> {
         let inner = &*self.inner;
-        let repos = inner.extension_repos().await?;
-        let lists: Vec<Option<Extension>> = futures::stream::iter(repos)
-            .map(|(t, name, repo)| async move {
-                let what = format!("releases of {}/{}", inner.org, repo.name);
-                let releases = match inner
-                    .all_pages::<Release>(
-                        &format!("{}/releases", inner.repo_path(&repo.name)),
-                        &what,
-                    )
-                    .await
-                {
-                    Ok(r) => r,
-                    // Deleted or hidden since the repository listing.
-                    Err(BackendError::NotFound(_)) => return Ok(None),
-                    Err(e) => return Err(e),
-                };
-                let entries = inner
-                    .repo_versions(t, &name, &repo, releases, false)
-                    .await?;
-                Ok(newest(&entries).map(|e| e.record.clone()))
-            })
-            .buffer_unordered(MAX_IN_FLIGHT * 2)
-            .try_collect()
-            .await?;
-        let mut out: Vec<Extension> = lists.into_iter().flatten().collect();
-        out.sort_by(|a, b| (a.ext_type, &a.name).cmp(&(b.ext_type, &b.name)));
-        Ok(out)
+        let work = async {
+            let repos = inner.extension_repos().await?;
+            let results: Vec<(String, Result<Option<Extension>, BackendError>)> =
+                futures::stream::iter(repos)
+                    .map(|(t, name, repo)| async move {
+                        let what = format!("releases of {}/{}", inner.org, repo.name);
+                        let r = async {
+                            let releases = match inner
+                                .all_pages::<Release>(
+                                    &format!("{}/releases", inner.repo_path(&repo.name)),
+                                    &what,
+                                )
+                                .await
+                            {
+                                Ok(r) => r,
+                                // Deleted or hidden since the repository listing.
+                                Err(BackendError::NotFound(_)) => return Ok(None),
+                                Err(e) => return Err(e),
+                            };
+                            let entries = inner
+                                .repo_versions(t, &name, &repo, releases, false)
+                                .await?;
+                            Ok(newest(&entries).map(|e| e.record.clone()))
+                        }
+                        .await;
+                        (repo.name.clone(), r)
+                    })
+                    .buffer_unordered(MAX_IN_FLIGHT * 2)
+                    .collect()
+                    .await;
+            super::isolate("gitea", results, &inner.skipped)
+        };
+        match tokio::time::timeout(LIST_DEADLINE, work).await {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::Timeout(LIST_DEADLINE.as_secs())),
+        }
+    }
+
+    fn identity(&self) -> String {
+        format!("gitea:{}/{}", self.inner.shown, self.inner.org)
+    }
+
+    fn skipped(&self) -> Vec<String> {
+        self.inner.skipped.lock().clone()
     }
 
     async fn versions(
@@ -798,10 +872,9 @@ impl Backend for GiteaBackend {
                 .await
                 .map_err(|_| BackendError::Io("gitea backend is shutting down".into()))?;
             let resp = inner.get(&inner.api(&path), &what_repo, true).await?;
-            let bytes = resp
-                .bytes()
+            let bytes = http::read_limited(resp, MAX_OBJECT_BYTES)
                 .await
-                .map_err(|e| inner.transport_error(e, &what_repo))?;
+                .map_err(|e| inner.read_error(e, &what_repo))?;
             serde_json::from_slice::<Repo>(&bytes).map_err(|e| {
                 BackendError::Upstream(format!("gitea sent an unreadable {what_repo}: {e}"))
             })
@@ -858,10 +931,9 @@ impl Backend for GiteaBackend {
         let inner = &*self.inner;
         let what = "the server version";
         let resp = inner.get(&inner.api("/version"), what, true).await?;
-        let bytes = resp
-            .bytes()
+        let bytes = http::read_limited(resp, MAX_OBJECT_BYTES)
             .await
-            .map_err(|e| inner.transport_error(e, what))?;
+            .map_err(|e| inner.read_error(e, what))?;
         let v: ServerVersion = serde_json::from_slice(&bytes).map_err(|_| {
             BackendError::Upstream(format!(
                 "{} does not look like Gitea (GET /api/v1/version)",

@@ -14,7 +14,7 @@
 //! is served as a reproducible tar.gz (see [`crate::pack`]).
 
 use super::{newest, rfc3339, Artifact, Backend, BackendError, VersionEntry};
-use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use crate::manifest::Manifest;
 use async_trait::async_trait;
 use extreg_shared::{parse_version, validate_name, Extension, ExtensionType, Source};
 use parking_lot::Mutex;
@@ -183,6 +183,16 @@ impl Backend for LocalBackend {
         })
     }
 
+    fn identity(&self) -> String {
+        let roots: Vec<String> = self
+            .inner
+            .roots
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect();
+        format!("local:{}", roots.join(":"))
+    }
+
     async fn health(&self) -> Result<(), BackendError> {
         let roots = self.inner.roots.clone();
         let missing: Vec<String> = roots
@@ -211,10 +221,22 @@ fn type_dirs(root: &Path, ty: ExtensionType) -> [PathBuf; 2] {
 pub use super::sha256_tag;
 
 /// A cheap fingerprint of a file or tree: sizes and modification times.
+/// Links are not followed (a link's own target text counts), so a dangling
+/// link inside a folder neither fails nor hides the version.
 fn revision(path: &Path) -> std::io::Result<String> {
     let mut h = Sha256::new();
     fn feed(h: &mut Sha256, p: &Path, rel: &Path) -> std::io::Result<()> {
-        let meta = std::fs::metadata(p)?;
+        let meta = if rel.as_os_str().is_empty() {
+            std::fs::metadata(p)?
+        } else {
+            std::fs::symlink_metadata(p)?
+        };
+        if meta.file_type().is_symlink() {
+            h.update(rel.as_os_str().as_encoded_bytes());
+            h.update(b"->");
+            h.update(std::fs::read_link(p)?.as_os_str().as_encoded_bytes());
+            return Ok(());
+        }
         let mtime = meta
             .modified()?
             .duration_since(UNIX_EPOCH)
@@ -398,11 +420,7 @@ impl Inner {
 }
 
 fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_MANIFEST_BYTES)
-        .read_to_end(&mut buf)?;
-    Ok(buf)
+    crate::manifest::read_bounded(std::fs::File::open(path)?)
 }
 
 /// Finds `extension.yaml` at the top of a tarball or one folder down.
@@ -420,12 +438,7 @@ fn manifest_from_tarball(path: &Path) -> Result<Vec<u8>, String> {
         let is_manifest = comps.last().map(|c| c.as_os_str() == "extension.yaml") == Some(true)
             && comps.len() <= 2;
         if is_manifest {
-            let mut buf = Vec::new();
-            (&mut entry)
-                .take(MAX_MANIFEST_BYTES)
-                .read_to_end(&mut buf)
-                .map_err(|e| e.to_string())?;
-            return Ok(buf);
+            return crate::manifest::read_bounded(&mut entry).map_err(|e| e.to_string());
         }
     }
     Err("the tarball holds no extension.yaml".into())

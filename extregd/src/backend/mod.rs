@@ -3,6 +3,7 @@
 //! [`crate::registry::Registry`] merges their answers.
 
 pub mod gitea;
+pub mod http;
 pub mod local;
 pub mod oci;
 
@@ -43,8 +44,10 @@ pub enum BackendError {
     NotFound(String),
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// The upstream answered 429; its `Retry-After` in seconds (bounded),
+    /// when it sent one.
     #[error("rate limited by the backend")]
-    RateLimited,
+    RateLimited(Option<u64>),
     #[error("no answer within {0} s")]
     Timeout(u64),
     #[error("unreachable: {0}")]
@@ -84,6 +87,18 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Whether the backend is reachable and accepts our credentials.
     async fn health(&self) -> Result<(), BackendError>;
+
+    /// Who this backend is beyond its source: the upstream and the place in
+    /// it (`oci:https://host/namespace`, `gitea:https://host/org`, the
+    /// local roots). Offline answers come only from artifacts fetched from
+    /// the same identity.
+    fn identity(&self) -> String;
+
+    /// Repositories the last listing skipped because they failed (bounded),
+    /// for `/health`; empty when the last listing was whole.
+    fn skipped(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The newest version not marked pre-release (`record.prerelease`: a
@@ -95,6 +110,41 @@ pub fn newest(entries: &[VersionEntry]) -> Option<&VersionEntry> {
         .filter(|e| !e.record.prerelease)
         .max_by(|a, b| a.semver.cmp(&b.semver))
         .or_else(|| entries.iter().max_by(|a, b| a.semver.cmp(&b.semver)))
+}
+
+/// Gathers the per-repository results of a listing. **One failing
+/// repository does not fail the listing**: it is skipped with a warning and
+/// named in `skipped` (for `/health` and the metrics); only
+/// when every repository failed is the first failure the listing's error.
+/// The records come out sorted by type, then name.
+pub(crate) fn isolate(
+    backend: &str,
+    results: Vec<(String, Result<Option<Extension>, BackendError>)>,
+    skipped: &parking_lot::Mutex<Vec<String>>,
+) -> Result<Vec<Extension>, BackendError> {
+    let total = results.len();
+    let mut out = Vec::new();
+    let mut failed = Vec::new();
+    let mut first_err = None;
+    for (repo, r) in results {
+        match r {
+            Ok(Some(e)) => out.push(e),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(backend, repository = %repo, error = %e, "skipping a repository that failed while listing");
+                failed.push(repo);
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err.filter(|_| failed.len() == total) {
+        *skipped.lock() = Vec::new();
+        return Err(e);
+    }
+    failed.sort();
+    *skipped.lock() = failed;
+    out.sort_by(|a, b| (a.ext_type, &a.name).cmp(&(b.ext_type, &b.name)));
+    Ok(out)
 }
 
 /// `sha256:<hex>` of some bytes: the form of every digest in records,

@@ -66,6 +66,7 @@
 //! 429 and 5xx answers are retried [`MAX_RETRIES`] times with exponential
 //! backoff and jitter. Health is `GET /v2/` reachable and authorized.
 
+use super::http::{self, Secrets};
 use super::{root_cause, utc, Artifact, Backend, BackendError, VersionEntry};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -91,7 +92,14 @@ pub const MAX_RETRIES: u32 = 3;
 /// Page size asked for in `_catalog` and `tags/list`.
 pub const PAGE_SIZE: usize = 100;
 /// No listing follows more pages than this.
-const MAX_PAGES: usize = 10_000;
+const MAX_PAGES: usize = 1_000;
+/// A whole listing (catalog, tags, manifests) gives up after this long.
+pub const LIST_DEADLINE: Duration = Duration::from_secs(120);
+/// Longest a bearer token is kept, whatever `expires_in` says.
+const MAX_TOKEN_LIFE: u64 = 24 * 3600;
+/// Largest token service answer read.
+const MAX_TOKEN_BYTES: usize = 64 << 10;
+
 /// Largest manifest or JSON answer read.
 const MAX_JSON_BYTES: usize = 4 << 20;
 /// Cached manifests (and tag -> digest pairs) before the cache is reset.
@@ -301,8 +309,12 @@ pub(crate) struct Inner {
     host: String,
     namespace: String,
     creds: Option<Credentials>,
+    /// Configured and issued secrets, scrubbed from every quoted text.
+    secrets: Secrets,
     timeout_secs: u64,
     permits: Semaphore,
+    /// Repositories the last listing skipped because they failed.
+    skipped: Mutex<Vec<String>>,
     /// The scheme the registry challenged with, once known.
     basic: Mutex<bool>,
     /// Bearer tokens by scope.
@@ -364,6 +376,7 @@ impl OciBackend {
         .build()
         .map_err(|e| format!("[oci] cannot build the HTTP client: {e}"))?;
         let namespace = cfg.namespace.trim().trim_matches('/').to_string();
+        let secrets = Secrets::new(creds.iter().map(|c| c.secret().to_string()));
         Ok(OciBackend {
             inner: Arc::new(Inner {
                 client,
@@ -372,8 +385,10 @@ impl OciBackend {
                 host,
                 namespace,
                 creds,
+                secrets,
                 timeout_secs: cfg.timeout_seconds.max(1),
                 permits: Semaphore::new(MAX_IN_FLIGHT),
+                skipped: Mutex::new(Vec::new()),
                 basic: Mutex::new(false),
                 tokens: Mutex::new(HashMap::new()),
                 manifests: Mutex::new(HashMap::new()),
@@ -586,31 +601,38 @@ impl Inner {
         }
     }
 
-    /// Removes secrets from a text quoted from the registry.
+    /// Removes secrets (configured and issued) from a text quoted from the
+    /// registry.
     fn scrub(&self, text: &str) -> String {
-        let short: String = text.chars().take(300).collect();
-        match &self.creds {
-            Some(c) if !c.secret().is_empty() => short.replace(c.secret(), "<redacted>"),
-            _ => short,
-        }
+        self.secrets.scrub(text)
     }
 
     pub(crate) fn transport_error(&self, e: reqwest::Error, what: &str) -> BackendError {
-        if e.is_timeout() {
-            return BackendError::Timeout(self.timeout_secs);
-        }
-        let e = e.without_url();
-        let cause = self.scrub(&root_cause(&e));
-        if e.is_connect() {
-            BackendError::Unreachable(format!("cannot connect to {}: {cause}", self.shown))
-        } else {
-            BackendError::Upstream(format!("oci request for {what} failed: {cause}"))
-        }
+        http::transport_error(
+            e,
+            &self.secrets,
+            &self.shown,
+            what,
+            self.timeout_secs,
+            "oci",
+        )
+    }
+
+    fn read_error(&self, e: http::ReadError, what: &str) -> BackendError {
+        http::read_error(
+            e,
+            &self.secrets,
+            &self.shown,
+            what,
+            self.timeout_secs,
+            "oci",
+        )
     }
 
     pub(crate) async fn status_error(&self, resp: reqwest::Response, what: &str) -> BackendError {
         let status = resp.status();
-        let body = resp.bytes().await.unwrap_or_default();
+        let retry = http::retry_after(resp.headers()).map(|d| d.as_secs());
+        let body = http::error_body(resp).await;
         #[derive(Deserialize)]
         struct Errs {
             #[serde(default)]
@@ -640,7 +662,7 @@ impl Inner {
                 BackendError::Auth(format!("the registry refused {what} (403){message}"))
             }
             StatusCode::NOT_FOUND => BackendError::NotFound(format!("{what} (404){message}")),
-            StatusCode::TOO_MANY_REQUESTS => BackendError::RateLimited,
+            StatusCode::TOO_MANY_REQUESTS => BackendError::RateLimited(retry),
             s => BackendError::Upstream(format!(
                 "the registry answered {} for {what}{message}",
                 s.as_u16()
@@ -731,9 +753,16 @@ impl Inner {
                         q.append_pair("scope", s);
                     }
                 }
+                // Basic credentials go to the realm only on the registry's
+                // own origin or over HTTPS: never in clear text elsewhere.
+                let may_send = self.same_origin(url.as_str()) || url.scheme() == "https";
                 let mut req = self.client.get(url).timeout(self.api_timeout());
-                if let Some(h) = self.basic_header() {
-                    req = req.header(AUTHORIZATION, h);
+                match self.basic_header() {
+                    Some(h) if may_send => req = req.header(AUTHORIZATION, h),
+                    Some(_) => tracing::warn!(
+                        "oci: the token realm is plain HTTP on another origin; asking for a token without sending credentials"
+                    ),
+                    None => {}
                 }
                 let resp = req
                     .send()
@@ -754,10 +783,9 @@ impl Inner {
                     #[serde(default)]
                     expires_in: Option<u64>,
                 }
-                let body = resp
-                    .bytes()
+                let body = http::read_limited(resp, MAX_TOKEN_BYTES)
                     .await
-                    .map_err(|e| self.transport_error(e, "a registry token"))?;
+                    .map_err(|e| self.read_error(e, "a registry token"))?;
                 let t: TokenBody = serde_json::from_slice(&body).map_err(|_| {
                     BackendError::Auth("the token service sent an unreadable answer".into())
                 })?;
@@ -769,7 +797,9 @@ impl Inner {
                 let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
                     .map_err(|_| BackendError::Auth("the token service sent a malformed token".into()))?;
                 header.set_sensitive(true);
-                let life = t.expires_in.unwrap_or(60).max(1);
+                self.secrets.issued(&token);
+                // Clamped: an absurd `expires_in` must not overflow a clock.
+                let life = t.expires_in.unwrap_or(60).clamp(1, MAX_TOKEN_LIFE);
                 let margin = (life / 10).min(10);
                 let mut tokens = self.tokens.lock();
                 if tokens.len() >= MAX_CACHED {
@@ -779,7 +809,9 @@ impl Inner {
                     scope.to_string(),
                     CachedToken {
                         header,
-                        until: Instant::now() + Duration::from_secs(life - margin),
+                        until: Instant::now()
+                            .checked_add(Duration::from_secs(life - margin))
+                            .unwrap_or_else(Instant::now),
                     },
                 );
                 Ok(())
@@ -854,7 +886,10 @@ impl Inner {
                 && attempt < MAX_RETRIES
             {
                 tracing::debug!(status = status.as_u16(), what = r.what, "oci: retrying");
-                tokio::time::sleep(backoff(attempt)).await;
+                // The registry's own `Retry-After` (bounded) when it sent one.
+                let wait = http::retry_after(resp.headers()).unwrap_or_else(|| backoff(attempt));
+                drop(resp);
+                tokio::time::sleep(wait).await;
                 attempt += 1;
                 continue;
             }
@@ -867,17 +902,10 @@ impl Inner {
         let _permit = self.permit().await?;
         let resp = self.send(r).await?;
         let headers = resp.headers().clone();
-        if resp.content_length().unwrap_or(0) > MAX_JSON_BYTES as u64 {
-            return Err(BackendError::Upstream(format!(
-                "{} is larger than {} MiB",
-                r.what,
-                MAX_JSON_BYTES >> 20
-            )));
-        }
-        let bytes = resp
-            .bytes()
+        // Bounded whether or not a length was announced (chunked answers).
+        let bytes = http::read_limited(resp, MAX_JSON_BYTES)
             .await
-            .map_err(|e| self.transport_error(e, r.what))?;
+            .map_err(|e| self.read_error(e, r.what))?;
         Ok((headers, bytes))
     }
 
@@ -899,8 +927,11 @@ impl Inner {
         let mut url = self.url(&format!("{path}?n={PAGE_SIZE}"));
         let mut out = Vec::new();
         let mut pages = 0;
+        // Every page URL read: a `Link` back to one of them is a loop.
+        let mut seen = std::collections::HashSet::new();
         let mut retried_without_n = false;
         loop {
+            seen.insert(url.clone());
             let mut req = Req::new(Method::GET, url.clone(), scope.to_string(), what);
             req.timeout = Some(self.api_timeout());
             let (headers, body) = match self.send_read(&req).await {
@@ -944,7 +975,17 @@ impl Inner {
                             "the registry's Link for {what} points to another host"
                         )));
                     }
+                    if seen.contains(joined.as_str()) {
+                        return Err(BackendError::Upstream(format!(
+                            "the registry's Link for {what} loops back to a page already read (page {pages})"
+                        )));
+                    }
                     url = joined.to_string();
+                }
+                Some(_) if pages >= MAX_PAGES => {
+                    return Err(BackendError::Upstream(format!(
+                        "the registry sent more than {MAX_PAGES} pages of {what}; refused"
+                    )));
                 }
                 _ => break,
             }
@@ -1236,17 +1277,36 @@ impl Backend for OciBackend {
         Source::Oci
     }
 
+    /// Every extension; a repository that fails is skipped with a warning
+    /// (and shown by [`Backend::skipped`]) instead of failing the whole
+    /// listing, which must finish within [`LIST_DEADLINE`].
     async fn list(&self) -> Result<Vec<Extension>, BackendError> {
         let inner = &*self.inner;
-        let repos = inner.extension_repos().await?;
-        let found: Vec<Option<Extension>> = futures::stream::iter(repos)
-            .map(|(t, name, repo)| async move { inner.repo_newest(t, &name, &repo).await })
-            .buffer_unordered(MAX_IN_FLIGHT * 2)
-            .try_collect()
-            .await?;
-        let mut out: Vec<Extension> = found.into_iter().flatten().collect();
-        out.sort_by(|a, b| (a.ext_type, &a.name).cmp(&(b.ext_type, &b.name)));
-        Ok(out)
+        let work = async {
+            let repos = inner.extension_repos().await?;
+            let results: Vec<(String, Result<Option<Extension>, BackendError>)> =
+                futures::stream::iter(repos)
+                    .map(|(t, name, repo)| async move {
+                        let r = inner.repo_newest(t, &name, &repo).await;
+                        (repo, r)
+                    })
+                    .buffer_unordered(MAX_IN_FLIGHT * 2)
+                    .collect()
+                    .await;
+            super::isolate("oci", results, &inner.skipped)
+        };
+        match tokio::time::timeout(LIST_DEADLINE, work).await {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::Timeout(LIST_DEADLINE.as_secs())),
+        }
+    }
+
+    fn identity(&self) -> String {
+        format!("oci:{}/{}", self.inner.base, self.inner.namespace)
+    }
+
+    fn skipped(&self) -> Vec<String> {
+        self.inner.skipped.lock().clone()
     }
 
     async fn versions(

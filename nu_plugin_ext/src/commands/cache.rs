@@ -342,3 +342,65 @@ impl SimplePluginCommand for CachePrune {
         )
     }
 }
+
+pub struct CacheVerify;
+
+impl SimplePluginCommand for CacheVerify {
+    type Plugin = ExtPlugin;
+    fn name(&self) -> &str {
+        "ext cache verify"
+    }
+    fn description(&self) -> &str {
+        "Hash every cached artifact against its digest; damaged ones are evicted (the next use fetches them again)."
+    }
+    fn signature(&self) -> Signature {
+        Signature::build(self.name())
+            .input_output_type(Type::Nothing, Type::record())
+            .category(super::category())
+    }
+    fn examples(&self) -> Vec<Example<'_>> {
+        vec![Example {
+            example: "ext cache verify | get damaged",
+            description: "Scrub the cache and list what was damaged",
+            result: None,
+        }]
+    }
+    fn run(
+        &self,
+        plugin: &ExtPlugin,
+        engine: &EngineInterface,
+        call: &EvaluatedCall,
+        _: &Value,
+    ) -> Result<Value, LabeledError> {
+        match request(
+            plugin,
+            engine,
+            call,
+            ArgSpans::default(),
+            Request::CacheVerify,
+        )? {
+            Response::CacheVerified {
+                checked,
+                bytes,
+                damaged,
+            } => {
+                let head = call.head;
+                let mut r = Record::new();
+                r.push("checked", Value::int(checked as i64, head));
+                r.push("bytes", Value::filesize(bytes as i64, head));
+                r.push(
+                    "damaged",
+                    Value::list(
+                        damaged
+                            .iter()
+                            .map(|e| values::cache_entry(e, head))
+                            .collect(),
+                        head,
+                    ),
+                );
+                Ok(Value::record(r, head))
+            }
+            other => Err(unexpected(other, call.head)),
+        }
+    }
+}

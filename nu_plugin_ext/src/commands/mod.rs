@@ -48,6 +48,7 @@ pub fn all() -> Vec<Box<dyn PluginCommand<Plugin = ExtPlugin>>> {
         Box::new(cache::CacheClear),
         Box::new(cache::CachePrune),
         Box::new(discover::Discover),
+        Box::new(cache::CacheVerify),
     ]
 }
 

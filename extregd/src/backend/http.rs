@@ -1,0 +1,194 @@
+//! HTTP pieces both remote backends (Gitea, OCI) share: bounded body reads,
+//! `Retry-After`, secret scrubbing, and the classification of transport and
+//! status errors into [`BackendError`].
+//!
+//! **Every body read from an upstream is bounded in bytes**, whether or not
+//! a `Content-Length` was announced: [`read_limited`] stops at the limit and
+//! fails, so a chunked answer of hundreds of megabytes costs at most the
+//! limit in memory.
+
+use super::{root_cause, BackendError};
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use reqwest::header::HeaderMap;
+use std::time::Duration;
+
+/// Largest error body read to quote the upstream's message.
+pub const MAX_ERROR_BODY: usize = 64 << 10;
+/// Longest `Retry-After` honoured; longer waits are cut to this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Characters of upstream text quoted in an error.
+const QUOTED_CHARS: usize = 300;
+/// Tokens the daemon was issued, remembered to scrub them from texts.
+const MAX_ISSUED: usize = 64;
+
+/// Why a bounded read failed.
+#[derive(Debug)]
+pub enum ReadError {
+    TooLarge(usize),
+    Transport(reqwest::Error),
+}
+
+/// Reads a whole body, failing once it exceeds `limit` bytes (announced or
+/// not). Memory used is at most `limit`.
+pub async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, ReadError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(ReadError::TooLarge(limit));
+    }
+    let hint = resp.content_length().unwrap_or(0).min(limit as u64) as usize;
+    let mut buf = BytesMut::with_capacity(hint.min(1 << 20));
+    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Transport)? {
+        if buf.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// `Retry-After` as a wait, in delta-seconds or as an HTTP date, clamped to
+/// [`MAX_RETRY_AFTER`]; `None` when absent or unreadable.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let wait = match v.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = httpdate::parse_http_date(v).ok()?;
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// Secrets that must never appear in a text we quote from an upstream: the
+/// configured ones and the tokens the upstream issued to us.
+#[derive(Default)]
+pub struct Secrets {
+    configured: Vec<String>,
+    issued: Mutex<Vec<String>>,
+}
+
+impl Secrets {
+    pub fn new(configured: impl IntoIterator<Item = String>) -> Secrets {
+        Secrets {
+            configured: configured.into_iter().filter(|s| s.len() >= 4).collect(),
+            issued: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Remembers a token the upstream issued (the newest [`MAX_ISSUED`]).
+    pub fn issued(&self, token: &str) {
+        if token.len() < 4 {
+            return;
+        }
+        let mut v = self.issued.lock();
+        if v.iter().any(|t| t == token) {
+            return;
+        }
+        if v.len() >= MAX_ISSUED {
+            v.remove(0);
+        }
+        v.push(token.to_string());
+    }
+
+    /// `text` with every secret replaced, then cut to a quotable length
+    /// (replacing first, so a secret cut in half cannot leak its start).
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in self.configured.iter().chain(self.issued.lock().iter()) {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "<redacted>");
+            }
+        }
+        out.chars()
+            .take(QUOTED_CHARS)
+            .filter(|c| !c.is_control() || *c == ' ')
+            .collect()
+    }
+}
+
+/// A transport failure (connect, timeout, reset) as a backend error naming
+/// `shown` (the upstream without credentials) and never a URL.
+pub fn transport_error(
+    e: reqwest::Error,
+    secrets: &Secrets,
+    shown: &str,
+    what: &str,
+    timeout_secs: u64,
+    backend: &str,
+) -> BackendError {
+    if e.is_timeout() {
+        return BackendError::Timeout(timeout_secs);
+    }
+    let e = e.without_url();
+    let cause = secrets.scrub(&root_cause(&e));
+    if e.is_connect() {
+        BackendError::Unreachable(format!("cannot connect to {shown}: {cause}"))
+    } else {
+        BackendError::Upstream(format!("{backend} request for {what} failed: {cause}"))
+    }
+}
+
+/// A bounded read's failure as a backend error.
+pub fn read_error(
+    e: ReadError,
+    secrets: &Secrets,
+    shown: &str,
+    what: &str,
+    timeout_secs: u64,
+    backend: &str,
+) -> BackendError {
+    match e {
+        ReadError::TooLarge(limit) => BackendError::Upstream(format!(
+            "{what} from {shown} is larger than {limit} bytes; refused"
+        )),
+        ReadError::Transport(e) => transport_error(e, secrets, shown, what, timeout_secs, backend),
+    }
+}
+
+/// The body of an error answer, bounded; empty when unreadable.
+pub async fn error_body(resp: reqwest::Response) -> Bytes {
+    read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderValue, RETRY_AFTER};
+
+    #[test]
+    fn retry_after_is_parsed_and_clamped() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn scrub_removes_configured_and_issued_secrets_before_cutting() {
+        let s = Secrets::new(["hunter22".to_string()]);
+        s.issued("tok-abcdef");
+        let text = format!("{}hunter22 and tok-abcdef", "x".repeat(295));
+        let out = s.scrub(&text);
+        assert!(!out.contains("hunt"), "{out}");
+        assert!(!out.contains("tok-abc"), "{out}");
+        assert!(s.scrub("a\nb\x1b[31m").chars().all(|c| !c.is_control()));
+    }
+}
