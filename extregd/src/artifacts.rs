@@ -790,6 +790,9 @@ impl ArtifactStore {
         tx: &tokio::sync::watch::Sender<Progress>,
     ) -> Result<Verified, ApiError> {
         let source = entry.record.source;
+        // The cap holds before a byte is fetched: an artifact whose record
+        // announces more than the cap is refused without asking the backend.
+        self.check_cap(entry, entry.record.size)?;
         let t = std::time::Instant::now();
         let artifact = backend.fetch(entry).await;
         self.metrics
@@ -804,20 +807,9 @@ impl ArtifactStore {
             .digest
             .clone()
             .or_else(|| entry.record.checksum.clone());
-        // The cap holds before a byte is fetched: an artifact announced (by
-        // the response or the record) above it is refused outright.
-        let announced = artifact.size.or(entry.record.size);
-        if let (Some(cap), Some(n)) = (self.max_bytes, announced) {
-            if n > cap {
-                return Err(ApiError::new(
-                    ErrorKind::InsufficientStorage,
-                    format!(
-                        "{}/{} {} is {n} bytes, over the artifact cache cap ([cache] max_artifact_bytes = {cap})",
-                        entry.record.ext_type, entry.record.name, entry.record.version
-                    ),
-                ));
-            }
-        }
+        // ...and again once the backend answered (a response may announce
+        // more than the record did).
+        self.check_cap(entry, artifact.size)?;
         tx.send_modify(|p| {
             p.started = true;
             p.size = artifact.size;
@@ -906,6 +898,20 @@ impl ArtifactStore {
             tmp: tmp_path,
             entry: ie,
         })
+    }
+
+    /// Refuses an artifact announced above `[cache] max_artifact_bytes`.
+    fn check_cap(&self, entry: &VersionEntry, announced: Option<u64>) -> Result<(), ApiError> {
+        match (self.max_bytes, announced) {
+            (Some(cap), Some(n)) if n > cap => Err(ApiError::new(
+                ErrorKind::InsufficientStorage,
+                format!(
+                    "{}/{} {} is {n} bytes, over the artifact cache cap ([cache] max_artifact_bytes = {cap})",
+                    entry.record.ext_type, entry.record.name, entry.record.version
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Makes a verified download visible: rename into `blobs/` and index

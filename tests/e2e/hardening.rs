@@ -686,12 +686,25 @@ fn offline_answers_come_only_from_the_same_backend() {
         "another registry's artifact was served offline: {v}"
     );
     drop(d);
+    let first = h.url.clone();
     drop(h);
     // The same registry, now down: served offline, and --force loads from
     // the verified cached copy instead of failing on the locator.
+    let cfg = oci_config(&sb, &first, "");
     let d = Daemon::start(&sb, &["--config", cfg.to_str().unwrap()], &[]);
     let (s, v) = d.get_json("/extensions/taskserv/redis/versions");
-    assert_eq!(s, 200, "{v}");
+    let mut refs = Vec::new();
+    let mut stack = vec![sb.path("artifacts/refs")];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                refs.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    assert_eq!(s, 200, "{v}\nrefs: {refs:?}\n{}", d.stderr());
     assert_eq!(v[0]["stale"], true);
     for force in [false, true] {
         match socket_call(&sb, load_req(Some("taskserv"), "redis", force)) {
