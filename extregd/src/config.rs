@@ -26,6 +26,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub extensions: ExtensionsConfig,
     pub webhooks: WebhooksConfig,
+    pub web: WebConfig,
     /// From `PROVISIONING_EXTENSIONS_PATH`; never read from the file.
     #[serde(skip)]
     pub extra_local_paths: Vec<PathBuf>,
@@ -125,6 +126,15 @@ pub struct OciConfig {
     /// PEM file of extra CA certificates trusted for this registry.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[web]`: the HTML catalogue at `/`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Serve the catalogue. Default: on when `[server] host` is a loopback
+    /// address (or `localhost`), off otherwise.
+    pub enabled: Option<bool>,
 }
 
 /// Where `ext load` extracts extensions.
@@ -369,6 +379,19 @@ impl Config {
             }
         }
         out
+    }
+
+    /// Whether the web catalogue is served: `[web] enabled`, else on for a
+    /// loopback `[server] host` only.
+    pub fn web_enabled(&self) -> bool {
+        self.web.enabled.unwrap_or_else(|| {
+            self.server.host == "localhost"
+                || self
+                    .server
+                    .host
+                    .parse::<IpAddr>()
+                    .is_ok_and(|a| a.is_loopback())
+        })
     }
 
     /// Where `ext load` extracts: `[extensions] dir`, else `{data}/loaded`
@@ -708,6 +731,30 @@ enable_list_cache = true
         assert_eq!(c.server.port, 8082);
         assert_eq!(c.gitea.unwrap().timeout_seconds, 30);
         assert_eq!(c.oci.unwrap().namespace, "provisioning");
+    }
+
+    #[test]
+    fn web_is_on_for_loopback_only_unless_set() {
+        let mut c = Config::default();
+        assert!(c.web_enabled(), "127.0.0.1 by default");
+        for (host, on) in [
+            ("::1", true),
+            ("localhost", true),
+            ("0.0.0.0", false),
+            ("10.1.2.3", false),
+            ("::", false),
+        ] {
+            c.server.host = host.into();
+            assert_eq!(c.web_enabled(), on, "{host}");
+        }
+        let c = parse("[server]\nhost = \"0.0.0.0\"\n[web]\nenabled = true\n").unwrap();
+        assert!(c.web_enabled());
+        let c = parse("[web]\nenabled = false\n").unwrap();
+        assert!(!c.web_enabled());
+        assert!(
+            parse("[web]\nenable = true\n").is_err(),
+            "unknown keys are refused"
+        );
     }
 
     #[test]

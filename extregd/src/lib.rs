@@ -26,6 +26,7 @@ pub mod registry;
 pub mod remote;
 pub mod server;
 pub mod systemd;
+pub mod web;
 pub mod webhook;
 
 use crate::backend::local::LocalBackend;
@@ -214,8 +215,13 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
         webhooks,
     });
     probe::spawn_watch(state.clone());
+    let mut router = api::router(state.clone());
+    if config.web_enabled() {
+        let ttl = std::time::Duration::from_secs(config.cache.ttl_seconds);
+        router = router.merge(web::router(state.clone(), ttl));
+    }
     Ok(Daemon {
-        router: http_layers::apply(api::router(state.clone()), &config.server),
+        router: http_layers::apply(router, &config.server),
         listener,
         addr,
         state,

@@ -123,6 +123,7 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|| "embedded default".into())
                 );
                 println!("listen = {}:{}", config.server.host, config.server.port);
+                println!("web = {}", if config.web_enabled() { "on" } else { "off" });
                 for r in config.local_roots(&dirs) {
                     println!("local = {}", r.display());
                 }

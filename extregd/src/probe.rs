@@ -123,6 +123,10 @@ pub fn spawn_watch(state: SharedState) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// Liveness: the process answers (no backend is asked).
+#[utoipa::path(get, path = "/api/v1/health/live", tag = "system",
+    responses((status = 200, description = "`{\"status\": \"live\", \"uptime\": seconds}`",
+        body = crate::api::openapi::LiveBody)))]
 pub async fn live(State(st): State<SharedState>) -> Response {
     axum::Json(serde_json::json!({
         "status": "live",
@@ -131,6 +135,12 @@ pub async fn live(State(st): State<SharedState>) -> Response {
     .into_response()
 }
 
+/// Readiness: the daemon can serve (see the readiness hook).
+#[utoipa::path(get, path = "/api/v1/health/ready", tag = "system",
+    responses(
+        (status = 200, description = "Ready", body = crate::api::openapi::ReadyBody),
+        (status = 503, description = "Not ready yet", body = crate::api::openapi::NotReadyBody),
+    ))]
 pub async fn ready(State(st): State<SharedState>) -> Response {
     let r = &st.readiness;
     if r.is_ready() {

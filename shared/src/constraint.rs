@@ -54,7 +54,9 @@ impl Constraint {
                 .collect(),
             reason,
         };
-        if s.len() > crate::MAX_NAME_LEN {
+        // Measured as given (white space included), so a client's
+        // length check (the OpenAPI maxLength) means the same.
+        if input.len() > crate::MAX_NAME_LEN {
             return Err(err(format!("longer than {} bytes", crate::MAX_NAME_LEN)));
         }
         if s.is_empty() || s == "*" || s.eq_ignore_ascii_case("latest") {

@@ -4,10 +4,15 @@
 use serde::{Deserialize, Serialize};
 
 /// `{"error": kind, "message": text, "details": optional text}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// The error kind (see the table of kinds and statuses).
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::error_code))]
     pub error: String,
+    /// What went wrong, for people.
     pub message: String,
+    /// More about it: available versions, the failing backend and cause.
     #[serde(default)]
     pub details: Option<String>,
 }

@@ -7,6 +7,8 @@
 
 pub mod constraint;
 pub mod error;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod protocol;
 pub mod types;
 pub mod validate;

@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The three kinds of extension the provisioning system knows.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExtensionType {
@@ -53,6 +54,7 @@ impl FromStr for ExtensionType {
 }
 
 /// Where an extension (or one version of it) comes from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
@@ -99,6 +101,7 @@ impl FromStr for Source {
 /// One extension as listed, fetched or searched (`Extension` in the seed).
 /// `version` and the per-artifact fields describe the newest stable version
 /// when the record stands for the extension as a whole.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extension {
     pub name: String,
@@ -136,6 +139,7 @@ pub struct Extension {
 /// One version of an extension (`ExtensionVersion` in the seed), with the
 /// source that serves it: when several backends hold the same extension the
 /// version list is their union.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtensionVersion {
     pub version: String,
@@ -170,16 +174,20 @@ impl From<&Extension> for ExtensionVersion {
 }
 
 /// `GET /health` answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthResponse {
     /// `healthy` when every enabled backend answers, else `degraded`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::health_status))]
     pub status: String,
     pub version: String,
     /// Seconds since the daemon started.
     pub uptime: u64,
+    /// One entry per backend kind (`gitea`, `oci`, `local`), enabled or not.
     pub backends: BTreeMap<String, BackendStatus>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendStatus {
     pub enabled: bool,
@@ -194,6 +202,7 @@ pub struct BackendStatus {
 
 /// `GET /cache/stats` answer: the seed's four counts, then hit/miss figures
 /// per cache and the on-disk artifact cache.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheStats {
     pub list_entries: u64,
@@ -206,6 +215,7 @@ pub struct CacheStats {
     pub artifacts: ArtifactCacheStats,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheCounters {
     pub enabled: bool,
@@ -216,6 +226,7 @@ pub struct CacheCounters {
     pub hit_ratio: f64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArtifactCacheStats {
     pub entries: u64,

@@ -483,3 +483,19 @@ pub fn raw_tar_gz(items: &[TarItem]) -> Vec<u8> {
     }
     b.into_inner().unwrap().finish().unwrap()
 }
+
+/// A program from the Python venv that tests/run fills from PyPI
+/// (`tests/.tools/venv`: schemathesis, openapi-spec-validator, selenium),
+/// or from `EXTREG_VENV`. Fails loudly when it is missing.
+pub fn venv_tool(name: &str) -> PathBuf {
+    let venv = std::env::var_os("EXTREG_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("tests/.tools/venv"));
+    let p = venv.join("bin").join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run tests/run (it creates the venv and installs it from PyPI), or set EXTREG_VENV",
+        p.display()
+    );
+    p
+}

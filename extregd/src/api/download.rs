@@ -18,6 +18,36 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 /// (docs/benchmarks.md, cached 200 MB download).
 const CHUNK: usize = 1024 * 1024;
 
+/// The artifact (a tar.gz), verified against its digest before the last
+/// byte is sent. Honours `If-None-Match` (304) and one `Range` (206/416).
+#[utoipa::path(get, path = "/api/v1/extensions/{type}/{name}/{version}", tag = "extensions",
+    params(super::openapi::DownloadPath, super::openapi::DownloadHeaders),
+    responses(
+        (status = 200, description = "The whole artifact", content_type = "application/octet-stream",
+            body = super::openapi::Tarball, headers(
+                ("ETag" = String, description = "`\"sha256:<hex>\"` of the bytes"),
+                ("Content-Length" = u64, description = "Size in bytes"),
+                ("Content-Disposition" = String, description = "`attachment; filename=\"{name}-{version}.tar.gz\"`"),
+                ("Accept-Ranges" = String, description = "`bytes`"),
+                ("X-Extregd-Cache" = String, description = "`hit` when served from the artifact cache, else `miss`"),
+            )),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream",
+            body = super::openapi::Tarball, headers(
+                ("Content-Range" = String, description = "`bytes <first>-<last>/<size>`"),
+                ("ETag" = String, description = "`\"sha256:<hex>\"` of the whole artifact"),
+                ("Content-Length" = u64, description = "Size of the range"),
+                ("Content-Disposition" = String, description = "As for 200"),
+                ("Accept-Ranges" = String, description = "`bytes`"),
+            )),
+        (status = 304, description = "`If-None-Match` names the current ETag", headers(
+                ("ETag" = String, description = "`\"sha256:<hex>\"`"),
+            )),
+        (status = 416, description = "`range_not_satisfiable`: the range lies outside the artifact",
+            body = extreg_shared::ErrorBody, headers(
+                ("Content-Range" = String, description = "`bytes */<size>`"),
+            )),
+        super::openapi::BadInput, super::openapi::NotFound, super::openapi::BackendFailures,
+    ))]
 pub async fn download(
     State(st): State<SharedState>,
     method: Method,

@@ -1,13 +1,18 @@
 //! JSON endpoints.
 
 use super::input::{ApiQuery, ExtPath};
+use super::openapi::{
+    BackendFailures, BadInput, ExtPathDoc, ListQuery, NotFound, ResolveQuery, SearchQuery,
+};
 use super::SharedState;
 use crate::error::ApiError;
 use axum::extract::State;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use extreg_shared::{BackendStatus, HealthResponse, Source};
+use extreg_shared::{
+    BackendStatus, CacheStats, Extension, ExtensionVersion, HealthResponse, Source,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -17,6 +22,8 @@ pub const SEARCH_DEFAULT: usize = 50;
 pub const SEARCH_MAX: usize = 100;
 /// Skipped repositories named per backend in `/health`.
 const MAX_SKIPPED_SHOWN: usize = 20;
+/// Largest `offset` accepted (a bound every client can represent exactly).
+pub const OFFSET_MAX: usize = 1_000_000_000;
 /// How long `/health` waits for one backend.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -52,6 +59,14 @@ fn json_value<T: serde::Serialize>(v: &T) -> Result<Response, ApiError> {
         .map_err(|e| ApiError::internal(format!("serializing: {e}")))
 }
 
+/// List extensions, sorted by type then name: one record per extension,
+/// describing its newest stable version.
+#[utoipa::path(get, path = "/api/v1/extensions", tag = "extensions", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of extensions", body = [Extension],
+            headers(("X-Total-Count" = u64, description = "Matches before paging (`limit`, `offset`)"))),
+        BadInput, BackendFailures,
+    ))]
 pub async fn list(
     State(st): State<SharedState>,
     ApiQuery(q): ApiQuery,
@@ -68,22 +83,33 @@ pub async fn list(
     Ok(aged(json_counted(r.body, r.total), r.age))
 }
 
+/// Search names, descriptions and tags (case-insensitive). Ranked: exact
+/// name, name prefix, name substring, then description or tag matches.
+#[utoipa::path(get, path = "/api/v1/extensions/search", tag = "extensions", params(SearchQuery),
+    responses(
+        (status = 200, description = "The best matches", body = [Extension],
+            headers(("X-Total-Count" = u64, description = "Matches before `limit`"))),
+        BadInput, BackendFailures,
+    ))]
 pub async fn search(
     State(st): State<SharedState>,
     ApiQuery(q): ApiQuery,
 ) -> Result<Response, ApiError> {
-    let text = q.q.as_deref().map(str::trim).unwrap_or_default();
+    let raw = q.q.as_deref().unwrap_or_default();
+    // Counted in characters as given (before trimming), as the OpenAPI
+    // document's maxLength counts.
+    let chars = raw.chars().count();
+    if chars > extreg_shared::MAX_NAME_LEN {
+        return Err(ApiError::invalid_request(format!(
+            "q is {chars} characters long; the limit is {}",
+            extreg_shared::MAX_NAME_LEN
+        )));
+    }
+    let text = raw.trim();
     if text.is_empty() {
         return Err(ApiError::invalid_request(
             "the query parameter q is required, e.g. /api/v1/extensions/search?q=kubernetes",
         ));
-    }
-    if text.len() > extreg_shared::MAX_NAME_LEN {
-        return Err(ApiError::invalid_request(format!(
-            "q is {} bytes long; the limit is {}",
-            text.len(),
-            extreg_shared::MAX_NAME_LEN
-        )));
     }
     let r = st
         .registry
@@ -92,6 +118,14 @@ pub async fn search(
     Ok(aged(json_counted(r.body, r.total), r.age))
 }
 
+/// The record of one extension's newest stable version (the newest
+/// pre-release when it has no stable one).
+#[utoipa::path(get, path = "/api/v1/extensions/{type}/{name}", tag = "extensions",
+    params(ExtPathDoc),
+    responses(
+        (status = 200, description = "The extension", body = Extension),
+        BadInput, NotFound, BackendFailures,
+    ))]
 pub async fn get_extension(
     State(st): State<SharedState>,
     p: ExtPath,
@@ -100,6 +134,14 @@ pub async fn get_extension(
     Ok(aged(json(body), age))
 }
 
+/// Every version of one extension, newest first, merged across backends.
+#[utoipa::path(get, path = "/api/v1/extensions/{type}/{name}/versions", tag = "extensions",
+    params(ExtPathDoc),
+    responses(
+        (status = 200, description = "The versions, newest first", body = [ExtensionVersion],
+            headers(("X-Total-Count" = u64, description = "Number of versions"))),
+        BadInput, NotFound, BackendFailures,
+    ))]
 pub async fn versions(State(st): State<SharedState>, p: ExtPath) -> Result<Response, ApiError> {
     let a = st.registry.versions_answer(p.ext_type, &p.name).await?;
     let v = &a.versions;
@@ -108,6 +150,12 @@ pub async fn versions(State(st): State<SharedState>, p: ExtPath) -> Result<Respo
 
 /// `GET /extensions/{type}/{name}/resolve?constraint=...&pre=...`: the
 /// record of the highest version satisfying the constraint.
+#[utoipa::path(get, path = "/api/v1/extensions/{type}/{name}/resolve", tag = "extensions",
+    params(ExtPathDoc, ResolveQuery),
+    responses(
+        (status = 200, description = "The highest satisfying version", body = Extension),
+        BadInput, NotFound, BackendFailures,
+    ))]
 pub async fn resolve(
     State(st): State<SharedState>,
     p: ExtPath,
@@ -121,6 +169,10 @@ pub async fn resolve(
     json_value(&entry.record)
 }
 
+/// The daemon and each backend kind (asked now, 5 s at most each).
+#[utoipa::path(get, path = "/api/v1/health", tag = "system",
+    responses((status = 200, description = "`healthy`, or `degraded` when an enabled backend \
+fails; the answer is 200 either way", body = HealthResponse)))]
 pub async fn health(State(st): State<SharedState>) -> Result<Response, ApiError> {
     json_value(&health_report(&st).await)
 }
@@ -159,6 +211,7 @@ pub async fn health_report(st: &super::AppState) -> HealthResponse {
     let refresh = st.registry.refresh_states();
     let bound = st.registry.stale_after().as_secs();
     for (s, r, skipped) in checks {
+        st.metrics.backend_call(s.as_str(), "health", r.is_ok());
         // A failing refresh counts too: answers are then served from the
         // caches, and marked stale past the bound.
         let failing = refresh.get(&s).and_then(|f| {
@@ -195,6 +248,10 @@ pub async fn health_report(st: &super::AppState) -> HealthResponse {
     }
 }
 
+/// Prometheus metrics (text exposition format 0.0.4).
+#[utoipa::path(get, path = "/api/v1/metrics", tag = "system",
+    responses((status = 200, description = "The metrics", body = String,
+        content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(st): State<SharedState>) -> Response {
     let mut r = (StatusCode::OK, st.metrics.encode()).into_response();
     r.headers_mut().insert(
@@ -204,6 +261,9 @@ pub async fn metrics(State(st): State<SharedState>) -> Response {
     r
 }
 
+/// Entries, hits and misses of the metadata caches and the artifact cache.
+#[utoipa::path(get, path = "/api/v1/cache/stats", tag = "system",
+    responses((status = 200, description = "Cache figures", body = CacheStats)))]
 pub async fn cache_stats(State(st): State<SharedState>) -> Result<Response, ApiError> {
     json_value(&st.registry.cache_stats())
 }

@@ -68,16 +68,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiQuery {
 }
 
 impl RawQuery {
+    // A parameter given empty (`type=`) is refused like any other value
+    // outside its documented set (the OpenAPI document lists none empty);
+    // only `constraint=` means something when empty (the newest stable).
+
     pub fn ext_type(&self) -> Result<Option<ExtensionType>, ApiError> {
         match self.ext_type.as_deref() {
-            None | Some("") => Ok(None),
+            None => Ok(None),
             Some(t) => Ok(Some(t.parse()?)),
         }
     }
 
     pub fn source(&self) -> Result<Option<Source>, ApiError> {
         match self.source.as_deref() {
-            None | Some("") => Ok(None),
+            None => Ok(None),
             Some(s) => s
                 .parse()
                 .map(Some)
@@ -90,7 +94,7 @@ impl RawQuery {
     /// `limit` in `1..=max`, `default` when absent.
     pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
         match self.limit.as_deref() {
-            None | Some("") => Ok(default),
+            None => Ok(default),
             Some(s) => match s.parse::<usize>() {
                 Ok(n) if (1..=max).contains(&n) => Ok(n),
                 _ => Err(ApiError::invalid_request(format!(
@@ -104,7 +108,7 @@ impl RawQuery {
     /// `pre=true|false` (also 1/0); absent is false.
     pub fn pre(&self) -> Result<bool, ApiError> {
         match self.pre.as_deref() {
-            None | Some("") | Some("false") | Some("0") => Ok(false),
+            None | Some("false") | Some("0") => Ok(false),
             Some("true") | Some("1") => Ok(true),
             Some(other) => Err(ApiError::invalid_request(format!(
                 "pre must be true or false, not '{}'",
@@ -115,13 +119,15 @@ impl RawQuery {
 
     pub fn offset(&self) -> Result<usize, ApiError> {
         match self.offset.as_deref() {
-            None | Some("") => Ok(0),
-            Some(s) => s.parse::<usize>().map_err(|_| {
-                ApiError::invalid_request(format!(
-                    "offset must be a whole number from 0, not '{}'",
+            None => Ok(0),
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if n <= super::handlers::OFFSET_MAX => Ok(n),
+                _ => Err(ApiError::invalid_request(format!(
+                    "offset must be a whole number from 0 to {}, not '{}'",
+                    super::handlers::OFFSET_MAX,
                     shown(s)
-                ))
-            }),
+                ))),
+            },
         }
     }
 }

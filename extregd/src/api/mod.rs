@@ -5,6 +5,7 @@
 mod download;
 mod handlers;
 mod input;
+pub mod openapi;
 
 pub use handlers::health_report;
 
@@ -36,7 +37,7 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 /// Every route template, so metric labels are `&'static str`.
-const ROUTES: [&str; 13] = [
+const ROUTES: [&str; 14] = [
     "/api/v1/extensions",
     "/api/v1/extensions/search",
     "/api/v1/extensions/{type}/{name}",
@@ -50,6 +51,7 @@ const ROUTES: [&str; 13] = [
     crate::probe::READY_PATH,
     "/api/v1/hooks/registry",
     "/api/v1/hooks/gitea",
+    openapi::OPENAPI_PATH,
 ];
 
 pub fn router(state: SharedState) -> Router {
@@ -68,6 +70,7 @@ pub fn router(state: SharedState) -> Router {
         // The only writing routes, and they write only caches.
         .route(ROUTES[11], post(crate::webhook::registry))
         .route(ROUTES[12], post(crate::webhook::gitea))
+        .route(ROUTES[13], get(openapi::openapi_json))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))

@@ -1314,10 +1314,12 @@ impl Backend for OciBackend {
         ext_type: ExtensionType,
         name: &str,
     ) -> Result<Vec<VersionEntry>, BackendError> {
-        if validate_name(name).is_err() {
+        let repo = self.repository(ext_type, name);
+        // A name no OCI repository can have (upper case, `a.`, `a-.b`)
+        // cannot exist here: asking would only earn a 400 NAME_INVALID.
+        if validate_name(name).is_err() || !valid_repository(&repo) {
             return Ok(Vec::new());
         }
-        let repo = self.repository(ext_type, name);
         let mut out = self.inner.repo_versions(ext_type, name, &repo).await?;
         out.sort_by(|a, b| b.semver.cmp(&a.semver));
         Ok(out)
@@ -1364,8 +1366,47 @@ impl Backend for OciBackend {
     }
 }
 
+/// The OCI distribution grammar of a repository name: `/`-separated
+/// components `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`, 255 bytes at most.
+pub fn valid_repository(repo: &str) -> bool {
+    fn component(c: &str) -> bool {
+        let b = c.as_bytes();
+        let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+        if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+            return false;
+        }
+        let mut i = 0;
+        while i < b.len() {
+            if alnum(b[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < b.len() && !alnum(b[i]) {
+                i += 1;
+            }
+            let sep = &c[start..i];
+            if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
+                return false;
+            }
+        }
+        true
+    }
+    repo.len() <= 255 && repo.split('/').all(component)
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn repository_names_follow_the_distribution_grammar() {
+        for ok in ["ns/aws-provider", "a/b_c/d__e", "ns/my.ext-taskserv", "x/a--b"] {
+            assert!(super::valid_repository(ok), "{ok}");
+        }
+        for bad in ["ns/AWS-provider", "ns/a.-provider", "ns/a._b", "ns/a___b", "ns/-a", "ns//a", "ns/a."] {
+            assert!(!super::valid_repository(bad), "{bad}");
+        }
+    }
     use super::*;
 
     fn cfg(registry: &str) -> OciConfig {
