@@ -1400,10 +1400,23 @@ mod tests {
 
     #[test]
     fn repository_names_follow_the_distribution_grammar() {
-        for ok in ["ns/aws-provider", "a/b_c/d__e", "ns/my.ext-taskserv", "x/a--b"] {
+        for ok in [
+            "ns/aws-provider",
+            "a/b_c/d__e",
+            "ns/my.ext-taskserv",
+            "x/a--b",
+        ] {
             assert!(super::valid_repository(ok), "{ok}");
         }
-        for bad in ["ns/AWS-provider", "ns/a.-provider", "ns/a._b", "ns/a___b", "ns/-a", "ns//a", "ns/a."] {
+        for bad in [
+            "ns/AWS-provider",
+            "ns/a.-provider",
+            "ns/a._b",
+            "ns/a___b",
+            "ns/-a",
+            "ns//a",
+            "ns/a.",
+        ] {
             assert!(!super::valid_repository(bad), "{bad}");
         }
     }
