@@ -30,6 +30,16 @@ fn spec_path(d: &Daemon, sb: &Sandbox) -> PathBuf {
 }
 
 fn schemathesis(d: &Daemon, sb: &Sandbox, label: &str) {
+    // Fuzz a ready daemon: before its first backend check `/health/ready`
+    // rightly answers 503.
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || d
+            .get("/health/ready")
+            .status()
+            == 200),
+        "{label}: the daemon never became ready:\n{}",
+        d.stderr()
+    );
     let st = venv_tool("schemathesis");
     let work = sb.path(&format!("schemathesis-{label}"));
     std::fs::create_dir_all(&work).unwrap();
