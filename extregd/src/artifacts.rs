@@ -64,6 +64,10 @@ pub struct IndexEntry {
     /// fetched again once the backend is back.
     #[serde(default)]
     pub locator: String,
+    /// The id of the trusted key whose minisign signature verified these
+    /// bytes when they were fetched (see [`crate::signature`]).
+    #[serde(default)]
+    pub signature_key: Option<String>,
 }
 
 impl IndexEntry {
@@ -376,6 +380,8 @@ pub struct ArtifactStore {
     metrics: Arc<Metrics>,
     /// Total size above which least-recently-used entries are evicted.
     max_bytes: Option<u64>,
+    /// Signature policies, checked on each download before it is cached.
+    verifier: std::sync::OnceLock<Arc<crate::signature::Verifier>>,
 }
 
 /// Largest download accepted when the backend announces no size.
@@ -539,9 +545,37 @@ impl ArtifactStore {
             misses: AtomicU64::new(0),
             metrics,
             max_bytes,
+            verifier: std::sync::OnceLock::new(),
         };
         store.update_gauges();
         Ok(store)
+    }
+
+    /// Sets the signature policies (once, at boot).
+    pub fn set_verifier(&self, v: Arc<crate::signature::Verifier>) {
+        let _ = self.verifier.set(v);
+    }
+
+    /// Fills a record's `signature.verified` and `key_id` from the cached
+    /// artifact of the same version and digest, if any.
+    pub fn annotate(&self, rec: &mut Extension) {
+        let key = ArtifactKey {
+            ext_type: rec.ext_type,
+            name: rec.name.clone(),
+            version: rec.version.clone(),
+            source: rec.source,
+        };
+        if let Some(e) = self.index.lock().get(&key) {
+            let same = rec
+                .checksum
+                .as_deref()
+                .is_none_or(|c| c.eq_ignore_ascii_case(&e.digest));
+            if same && e.signature_key.is_some() {
+                rec.signature.verified = true;
+                rec.signature.key_id = e.signature_key.clone();
+                rec.signature.signed = Some(true);
+            }
+        }
     }
 
     fn blob_path(&self, digest: &str) -> Option<PathBuf> {
@@ -751,6 +785,15 @@ impl ArtifactStore {
         if e.revision != revision {
             return None;
         }
+        // Cached before a signature was required: fetch (and verify) again.
+        if e.signature_key.is_none()
+            && self
+                .verifier
+                .get()
+                .is_some_and(|v| v.policy(key.source) == crate::signature::Policy::Require)
+        {
+            return None;
+        }
         let path = self.blob_path(&e.digest)?;
         // The index is repaired from disk, not trusted: a blob that went
         // away (or changed size) drops its entry and is fetched again.
@@ -879,6 +922,12 @@ impl ArtifactStore {
                 ));
             }
         }
+        // Who signed it, as the backend's policy asks; a refusal drops the
+        // temp file (nothing cached).
+        let signature_key = match self.verifier.get() {
+            Some(v) => v.check(entry, &*backend, &tmp_path, &digest).await?,
+            None => None,
+        };
         let t = now();
         let ie = IndexEntry {
             ext_type: key.ext_type,
@@ -893,6 +942,7 @@ impl ArtifactStore {
             record: Some(entry.record.clone()),
             backend: backend.identity(),
             locator: entry.locator.clone(),
+            signature_key,
         };
         Ok(Verified {
             tmp: tmp_path,
@@ -1161,6 +1211,10 @@ impl ArtifactStore {
             .filter_map(|e| {
                 let mut record = e.record.clone()?;
                 record.stale = true;
+                if e.signature_key.is_some() {
+                    record.signature.verified = true;
+                    record.signature.key_id = e.signature_key.clone();
+                }
                 Some(crate::backend::VersionEntry {
                     semver: extreg_shared::parse_version(&record.version).ok()?,
                     record,
@@ -1330,6 +1384,9 @@ mod tests {
                 tags: vec![],
                 prerelease: false,
                 stale: false,
+                requires: vec![],
+                dependencies: vec![],
+                signature: Default::default(),
             },
             semver: "1.0.0".parse().unwrap(),
             locator: String::new(),

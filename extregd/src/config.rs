@@ -27,6 +27,8 @@ pub struct Config {
     pub extensions: ExtensionsConfig,
     pub webhooks: WebhooksConfig,
     pub web: WebConfig,
+    /// `[signatures.{local,oci,gitea}]`: policy and trusted minisign keys.
+    pub signatures: crate::signature::SignaturesConfig,
     /// From `PROVISIONING_EXTENSIONS_PATH`; never read from the file.
     #[serde(skip)]
     pub extra_local_paths: Vec<PathBuf>,
@@ -518,6 +520,7 @@ impl Config {
                     .into(),
             ));
         }
+        crate::signature::Verifier::from_config(&self.signatures).map_err(ConfigError::Invalid)?;
         if self.cache.ttl_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "[cache] ttl_seconds must be at least 1".into(),

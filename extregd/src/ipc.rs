@@ -634,13 +634,24 @@ async fn dispatch(
         } => {
             check_name(&name)?;
             let t = type_of(reg, ext_type, &name).await?;
-            Response::Extension(reg.version_record(t, &name, version.as_deref()).await?)
+            let mut rec = reg.version_record(t, &name, version.as_deref()).await?;
+            reg.artifacts().annotate(&mut rec);
+            Response::Extension(rec)
         }
         Request::Versions { ext_type, name } => {
             check_name(&name)?;
             let t = type_of(reg, ext_type, &name).await?;
             let v = reg.versions(t, &name).await?;
-            Response::Versions(v.entries.iter().map(|e| (&e.record).into()).collect())
+            Response::Versions(
+                v.entries
+                    .iter()
+                    .map(|e| {
+                        let mut rec = e.record.clone();
+                        reg.artifacts().annotate(&mut rec);
+                        (&rec).into()
+                    })
+                    .collect(),
+            )
         }
         Request::Pull {
             ext_type,
@@ -788,5 +799,75 @@ async fn dispatch(
             Response::CacheRemoved { entries, bytes }
         }
         Request::Complete { .. } => unreachable!("handled by serve_request"),
+        Request::LoadTree {
+            ext_type,
+            name,
+            constraint,
+            pre,
+            source,
+            force,
+        } => {
+            check_name(&name)?;
+            let c = extreg_shared::Constraint::parse(&constraint)?;
+            let t = type_of(reg, ext_type, &name).await?;
+            Response::LoadedTree(
+                crate::deps::load_tree(
+                    reg,
+                    &state.loader,
+                    t,
+                    &name,
+                    c,
+                    &constraint,
+                    pre,
+                    source,
+                    force,
+                    progress,
+                )
+                .await?,
+            )
+        }
+        Request::LoadLocked { entries, force } => Response::LoadedTree(
+            crate::deps::load_locked(reg, &state.loader, entries, force, progress).await?,
+        ),
+        Request::Deps {
+            ext_type,
+            name,
+            constraint,
+            pre,
+            source,
+        } => {
+            check_name(&name)?;
+            let c = extreg_shared::Constraint::parse(&constraint)?;
+            let t = type_of(reg, ext_type, &name).await?;
+            let closure = crate::deps::resolve(reg, t, &name, c, &constraint, pre, source).await?;
+            Response::DepsTree(crate::deps::tree(&closure))
+        }
+        Request::Sign {
+            path,
+            version,
+            secret_key,
+            password,
+            dry_run,
+        } => {
+            let oci = need_oci(state)?;
+            let dir = std::path::PathBuf::from(&path);
+            let key = std::path::PathBuf::from(&secret_key);
+            if !dir.is_absolute() || !dir.is_dir() {
+                return Err(ApiError::invalid_request(format!(
+                    "{path} is not a folder (give an absolute path to a folder holding extension.yaml)"
+                )));
+            }
+            if !key.is_absolute() {
+                return Err(ApiError::invalid_request(format!(
+                    "{secret_key}: give the secret key as an absolute path"
+                )));
+            }
+            let r = crate::signature::sign_published(oci, &dir, &version, &key, password, dry_run)
+                .await?;
+            if r.pushed {
+                reg.clear_metadata();
+            }
+            Response::Signed(r)
+        }
     })
 }

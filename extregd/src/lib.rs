@@ -9,6 +9,7 @@ pub mod cli;
 pub mod complete;
 pub mod config;
 pub mod deploy;
+pub mod deps;
 pub mod error;
 pub mod extract;
 pub mod http_layers;
@@ -25,6 +26,7 @@ pub mod publish;
 pub mod registry;
 pub mod remote;
 pub mod server;
+pub mod signature;
 pub mod systemd;
 pub mod web;
 pub mod webhook;
@@ -175,6 +177,9 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
                 path: art_dir.display().to_string(),
                 source,
             })?;
+    let verifier = signature::Verifier::from_config(&config.signatures)
+        .map_err(|e| BootError::Config(crate::config::ConfigError::Invalid(e)))?;
+    artifacts.set_verifier(Arc::new(verifier));
     let base_url = config
         .server
         .public_url

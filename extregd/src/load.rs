@@ -118,15 +118,26 @@ impl Loader {
                 req.source,
             )
             .await?;
+        self.load_entry(reg, entry, req.force, progress).await
+    }
+
+    /// Loads one resolved version (see [`Self::load`]).
+    pub async fn load_entry(
+        &self,
+        reg: &Registry,
+        entry: crate::backend::VersionEntry,
+        force: bool,
+        progress: &ProgressTx,
+    ) -> Result<LoadResult, ApiError> {
         let dest = self
             .dir
-            .join(req.ext_type.as_str())
-            .join(&req.name)
+            .join(entry.record.ext_type.as_str())
+            .join(&entry.record.name)
             .join(&entry.record.version);
         let lock = self.locks.lock().entry(dest.clone()).or_default().clone();
         let res = {
             let _held = lock.lock().await;
-            load_into(reg, entry, dest.clone(), req.force, self.limits, progress).await
+            load_into(reg, entry, dest.clone(), force, self.limits, progress).await
         };
         // Drop the lock's entry when no one else holds or waits for it.
         let mut locks = self.locks.lock();

@@ -135,6 +135,17 @@ fn main() -> ExitCode {
                 }
                 println!("artifact_dir = {}", config.artifact_dir(&dirs).display());
                 println!("load_dir = {}", config.load_dir(&dirs).display());
+                for (s, p) in [
+                    ("local", &config.signatures.local),
+                    ("oci", &config.signatures.oci),
+                    ("gitea", &config.signatures.gitea),
+                ] {
+                    println!(
+                        "signatures.{s} = {} ({} trusted keys)",
+                        p.policy.as_str(),
+                        p.trusted_keys.len()
+                    );
+                }
                 println!(
                     "socket = {}",
                     config.socket_path(dirs.runtime.as_deref()).display()

@@ -217,6 +217,10 @@ pub fn annotations(
     put(ANN_NAME, Some(&m.name));
     put(ANN_TYPE, Some(m.ext_type.as_str()));
     put(ANN_TAGS, Some(&tags));
+    let requires = serde_json::to_string(&m.requires).expect("json");
+    let dependencies = serde_json::to_string(&m.dependencies).expect("json");
+    put(crate::backend::oci::ANN_REQUIRES, Some(&requires));
+    put(crate::backend::oci::ANN_DEPENDENCIES, Some(&dependencies));
     ann
 }
 
@@ -410,7 +414,7 @@ pub(crate) fn upload_location(
 
 /// Uploads one small blob unless the repository already has it: `POST` an
 /// upload session, then `PUT` the bytes to its `Location` with `digest=`.
-async fn push_blob(
+pub(crate) async fn push_blob(
     backend: &OciBackend,
     repo: &str,
     digest: &str,

@@ -581,7 +581,7 @@ impl Registry {
 
     /// The versions of one extension in one backend only (not cached: an
     /// explicit `--source` is rare and must see that backend's own list).
-    async fn source_versions(
+    pub async fn source_versions(
         &self,
         ext_type: ExtensionType,
         name: &str,
@@ -897,6 +897,7 @@ fn merge_versions(
         };
         for mut e in entries {
             e.record.download_url = Some(url(&e.record.version));
+            artifacts.annotate(&mut e.record);
             merged.entry(e.semver.clone()).or_insert(e);
         }
     }

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod commands;
 pub mod completion;
+pub mod lockfile;
 pub mod progress;
 pub mod settings;
 pub mod values;

@@ -2,8 +2,8 @@
 //! names; `published_at`/`cached_at`/`last_used` become dates and `size`
 //! a filesize, so `where size > 1mb` and date arithmetic just work.
 
-use extreg_shared::protocol::{CacheEntry, LoadResult, PullResult};
-use extreg_shared::{Extension, ExtensionVersion};
+use extreg_shared::protocol::{CacheEntry, DepNode, LoadResult, PullResult};
+use extreg_shared::{Extension, ExtensionVersion, SignatureState};
 use nu_protocol::{Record, Span, Value};
 
 fn opt_str(v: &Option<String>, span: Span) -> Value {
@@ -53,6 +53,47 @@ pub fn extension(e: &Extension, span: Span) -> Value {
     );
     r.push("prerelease", Value::bool(e.prerelease, span));
     r.push("stale", Value::bool(e.stale, span));
+    r.push("requires", strings(&e.requires, span));
+    r.push("dependencies", strings(&e.dependencies, span));
+    r.push("signature", signature(&e.signature, span));
+    Value::record(r, span)
+}
+
+fn strings(v: &[String], span: Span) -> Value {
+    Value::list(v.iter().map(|t| Value::string(t, span)).collect(), span)
+}
+
+/// `{signed, verified, key_id}` (`signed` null when the backend cannot
+/// carry signatures).
+pub fn signature(s: &SignatureState, span: Span) -> Value {
+    let mut r = Record::new();
+    r.push(
+        "signed",
+        s.signed
+            .map(|b| Value::bool(b, span))
+            .unwrap_or_else(|| Value::nothing(span)),
+    );
+    r.push("verified", Value::bool(s.verified, span));
+    r.push("key_id", opt_str(&s.key_id, span));
+    Value::record(r, span)
+}
+
+/// One node of `ext deps`, its dependencies nested.
+pub fn dep_node(n: &DepNode, span: Span) -> Value {
+    let mut r = Record::new();
+    r.push("name", Value::string(&n.name, span));
+    r.push("type", Value::string(n.ext_type.as_str(), span));
+    r.push("version", Value::string(&n.version, span));
+    r.push("source", Value::string(n.source.as_str(), span));
+    r.push("wanted", Value::string(&n.wanted, span));
+    r.push("requires", strings(&n.requires, span));
+    r.push(
+        "dependencies",
+        Value::list(
+            n.dependencies.iter().map(|d| dep_node(d, span)).collect(),
+            span,
+        ),
+    );
     Value::record(r, span)
 }
 
@@ -66,6 +107,7 @@ pub fn version(v: &ExtensionVersion, span: Span) -> Value {
     r.push("prerelease", Value::bool(v.prerelease, span));
     r.push("source", Value::string(v.source.as_str(), span));
     r.push("stale", Value::bool(v.stale, span));
+    r.push("signature", signature(&v.signature, span));
     Value::record(r, span)
 }
 
@@ -209,6 +251,9 @@ mod tests {
             tags: vec!["x".into()],
             prerelease: false,
             stale: false,
+            requires: vec![],
+            dependencies: vec![],
+            signature: Default::default(),
         };
         let v = extension(&e, Span::test_data());
         let r = v.as_record().unwrap();
@@ -229,7 +274,10 @@ mod tests {
                 "size",
                 "tags",
                 "prerelease",
-                "stale"
+                "stale",
+                "requires",
+                "dependencies",
+                "signature"
             ]
         );
         assert!(matches!(r.get("published_at"), Some(Value::Date { .. })));

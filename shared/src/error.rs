@@ -51,6 +51,8 @@ pub enum ErrorKind {
     /// The artifact cache cannot hold the artifact: over its size cap, or
     /// the disk is full. Nothing was cached.
     InsufficientStorage,
+    /// Dependencies that cannot be satisfied together, or form a cycle.
+    DependencyError,
 }
 
 impl ErrorKind {
@@ -73,6 +75,7 @@ impl ErrorKind {
             Self::InvalidArchive => "invalid_archive",
             Self::ServiceUnavailable => "service_unavailable",
             Self::InsufficientStorage => "insufficient_storage",
+            Self::DependencyError => "dependency_error",
         }
     }
 
@@ -86,6 +89,7 @@ impl ErrorKind {
             | Self::VersionMismatch => 400,
             Self::AuthError => 401,
             Self::InvalidArchive => 422,
+            Self::DependencyError => 409,
             Self::RangeNotSatisfiable => 416,
             Self::RateLimit => 429,
             Self::ConfigError | Self::InternalError => 500,
@@ -100,7 +104,7 @@ impl ErrorKind {
         Self::ALL.into_iter().find(|k| k.code() == code)
     }
 
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 18] = [
         Self::NotFound,
         Self::InvalidType,
         Self::InvalidVersion,
@@ -118,6 +122,7 @@ impl ErrorKind {
         Self::InvalidArchive,
         Self::ServiceUnavailable,
         Self::InsufficientStorage,
+        Self::DependencyError,
     ];
 }
 

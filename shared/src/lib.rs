@@ -7,6 +7,7 @@
 
 pub mod constraint;
 pub mod error;
+pub mod lockfile;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod protocol;

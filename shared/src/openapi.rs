@@ -7,12 +7,17 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 
 /// `ErrorBody.error`: one of the codes of [`ErrorKind`] that HTTP answers
-/// carry (`version_mismatch` and `invalid_archive` exist only on the local
-/// socket).
+/// carry (`version_mismatch`, `invalid_archive` and `dependency_error` exist
+/// only on the local socket).
 pub fn error_code() -> impl Into<RefOr<Schema>> {
     let codes: Vec<&str> = ErrorKind::ALL
         .iter()
-        .filter(|k| !matches!(k, ErrorKind::VersionMismatch | ErrorKind::InvalidArchive))
+        .filter(|k| {
+            !matches!(
+                k,
+                ErrorKind::VersionMismatch | ErrorKind::InvalidArchive | ErrorKind::DependencyError
+            )
+        })
         .map(|k| k.code())
         .collect();
     ObjectBuilder::new()

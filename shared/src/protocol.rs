@@ -132,6 +132,41 @@ pub enum Request {
     },
     /// Hash every cached blob against its digest; evict damaged ones.
     CacheVerify,
+    /// `Load` with the dependency closure: resolve every dependency
+    /// (newest versions satisfying every constraint), load them in
+    /// dependency order, then the extension itself.
+    LoadTree {
+        ext_type: Option<ExtensionType>,
+        name: String,
+        constraint: String,
+        pre: bool,
+        source: Option<Source>,
+        force: bool,
+    },
+    /// Load exactly these locked extensions (dependencies first), each the
+    /// locked version from the locked source, refusing a digest that differs.
+    LoadLocked {
+        entries: Vec<crate::lockfile::LockedExtension>,
+        force: bool,
+    },
+    /// The resolved dependency tree of one extension (nothing extracted).
+    Deps {
+        ext_type: Option<ExtensionType>,
+        name: String,
+        constraint: String,
+        pre: bool,
+        source: Option<Source>,
+    },
+    /// Sign the published artifact of the folder at `path` (absolute) with
+    /// the minisign secret key at `secret_key` and push the signature
+    /// beside it (`dry_run`: sign, push nothing).
+    Sign {
+        path: String,
+        version: String,
+        secret_key: String,
+        password: Option<String>,
+        dry_run: bool,
+    },
 }
 
 /// What `ext publish` asks for.
@@ -190,6 +225,9 @@ pub enum Response {
         bytes: u64,
         damaged: Vec<CacheEntry>,
     },
+    LoadedTree(TreeLoad),
+    DepsTree(DepNode),
+    Signed(SignResult),
 }
 
 /// One row of `ext discover`.
@@ -259,6 +297,38 @@ pub struct CompletionName {
     #[serde(rename = "type")]
     pub ext_type: ExtensionType,
     pub description: String,
+}
+
+/// What `ext load` returns with dependencies: every extension loaded,
+/// dependencies first and the one asked for last, and the lockfile entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TreeLoad {
+    pub order: Vec<LoadResult>,
+    pub locked: Vec<crate::lockfile::LockedExtension>,
+}
+
+/// One node of `ext deps`: the version chosen and what it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepNode {
+    #[serde(rename = "type")]
+    pub ext_type: ExtensionType,
+    pub name: String,
+    pub version: String,
+    pub source: Source,
+    /// The requirement as its parent wrote it (`""` for the root).
+    pub wanted: String,
+    pub requires: Vec<String>,
+    pub dependencies: Vec<DepNode>,
+}
+
+/// What `ext publish --sign` adds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignResult {
+    /// `host[:port]/{repository}:sha256-{hex}.minisig`.
+    pub reference: String,
+    pub key_id: String,
+    pub layer_digest: String,
+    pub pushed: bool,
 }
 
 /// One artifact cache entry as `ext cache list` shows it.
@@ -461,6 +531,9 @@ mod tests {
             tags: vec!["a".into()],
             prerelease: false,
             stale: false,
+            requires: vec![],
+            dependencies: vec![],
+            signature: Default::default(),
         }
     }
 

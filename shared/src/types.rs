@@ -134,6 +134,33 @@ pub struct Extension {
     /// reached (offline operation).
     #[serde(default)]
     pub stale: bool,
+    /// Host tools the extension needs (`extension.yaml` `requires`).
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// Other extensions it needs (`extension.yaml` `dependencies`:
+    /// `[type/]name[@constraint]`).
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+    /// Whether the artifact is signed and the signature was verified.
+    #[serde(default)]
+    pub signature: SignatureState,
+}
+
+/// What is known of an artifact's minisign signature.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureState {
+    /// The backend holds a signature for the artifact; `None` when the
+    /// backend has no way to carry one (local folders).
+    #[serde(default)]
+    pub signed: Option<bool>,
+    /// The cached artifact's signature was verified against a trusted key.
+    #[serde(default)]
+    pub verified: bool,
+    /// The id of the key that made the verified signature (16 hex digits,
+    /// as `minisign` prints it).
+    #[serde(default)]
+    pub key_id: Option<String>,
 }
 
 /// One version of an extension (`ExtensionVersion` in the seed), with the
@@ -156,6 +183,8 @@ pub struct ExtensionVersion {
     pub source: Source,
     #[serde(default)]
     pub stale: bool,
+    #[serde(default)]
+    pub signature: SignatureState,
 }
 
 impl From<&Extension> for ExtensionVersion {
@@ -169,6 +198,7 @@ impl From<&Extension> for ExtensionVersion {
             prerelease: e.prerelease,
             source: e.source,
             stale: e.stale,
+            signature: e.signature.clone(),
         }
     }
 }
@@ -260,12 +290,18 @@ mod tests {
             tags: vec!["cloud".into()],
             prerelease: false,
             stale: false,
+            requires: vec![],
+            dependencies: vec!["taskserv/containerd@^1.7".into()],
+            signature: SignatureState::default(),
         };
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "provider");
         assert_eq!(v["source"], "local");
         assert_eq!(v["published_at"], "2025-10-06T12:00:00Z");
         assert!(v["repository"].is_null());
+        assert_eq!(v["requires"], serde_json::json!([]));
+        assert_eq!(v["dependencies"][0], "taskserv/containerd@^1.7");
+        assert!(v["signature"]["signed"].is_null());
         let back: Extension = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
     }

@@ -419,6 +419,8 @@ impl<'a> Nu<'a> {
     /// Runs `script` after `plugin use`, with extra environment.
     pub fn run_env(&self, script: &str, env: &[(&str, &str)]) -> NuOutput {
         let mut c = self.sb.command(&nu_bin());
+        // In the sandbox: `ext load` writes its lockfile in the current folder.
+        c.current_dir(self.sb.path("home"));
         c.args(["-n", "-c"]).arg(format!(
             "plugin use --plugin-config '{}' ext\n{script}",
             self.registry.display()

@@ -719,6 +719,10 @@ impl Inner {
                 None,
             ),
         };
+        let signed = asset.is_some_and(|a| {
+            let sig = format!("{}.minisig", a.name);
+            assets.iter().any(|s| s.name == sig)
+        });
         let entry = VersionEntry {
             record: Extension {
                 name: name.to_string(),
@@ -743,6 +747,12 @@ impl Inner {
                 tags: repo.topics.clone().unwrap_or_default(),
                 prerelease: rel.prerelease || !semver.pre.is_empty(),
                 stale: false,
+                requires: vec![],
+                dependencies: vec![],
+                signature: extreg_shared::SignatureState {
+                    signed: Some(signed),
+                    ..Default::default()
+                },
             },
             semver,
             locator,
@@ -925,6 +935,25 @@ impl Backend for GiteaBackend {
             size,
             digest: entry.record.checksum.clone(),
         })
+    }
+
+    async fn signature(&self, entry: &VersionEntry) -> Result<Option<Vec<u8>>, BackendError> {
+        if entry.record.signature.signed != Some(true) || entry.locator.starts_with(NO_ASSET) {
+            return Ok(None);
+        }
+        let inner = &*self.inner;
+        // The `.minisig` asset sits beside the tarball: same URL, suffixed.
+        let url = format!("{}.minisig", entry.locator);
+        let what = format!(
+            "the signature asset of {} {} {}",
+            entry.record.ext_type, entry.record.name, entry.record.version
+        );
+        let resp = match inner.get(&url, &what, true).await {
+            Ok(r) => r,
+            Err(BackendError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        crate::signature::read_bounded(resp, &what).await.map(Some)
     }
 
     async fn health(&self) -> Result<(), BackendError> {
@@ -1115,6 +1144,9 @@ mod tests {
                 tags: vec![],
                 prerelease: pre,
                 stale: false,
+                requires: vec![],
+                dependencies: vec![],
+                signature: Default::default(),
             },
             semver: v.parse().unwrap(),
             locator: String::new(),

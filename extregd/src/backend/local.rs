@@ -376,6 +376,9 @@ impl Inner {
                 tags: m.tags,
                 prerelease: !semver.pre.is_empty(),
                 stale: false,
+                requires: m.requires,
+                dependencies: m.dependencies,
+                signature: Default::default(),
             },
             semver,
             locator: path.display().to_string(),
@@ -424,7 +427,7 @@ fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// Finds `extension.yaml` at the top of a tarball or one folder down.
-fn manifest_from_tarball(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn manifest_from_tarball(path: &Path) -> Result<Vec<u8>, String> {
     let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
     let entries = ar.entries().map_err(|e| format!("not a tar.gz: {e}"))?;

@@ -99,6 +99,12 @@ pub trait Backend: Send + Sync + 'static {
     fn skipped(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The minisign signature (`.minisig` text) of one version's artifact,
+    /// `None` when there is none (see [`crate::signature`]).
+    async fn signature(&self, _entry: &VersionEntry) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(None)
+    }
 }
 
 /// The newest version not marked pre-release (`record.prerelease`: a
@@ -241,6 +247,9 @@ mod tests {
                 tags: vec![],
                 prerelease: flagged || !semver.pre.is_empty(),
                 stale: false,
+                requires: vec![],
+                dependencies: vec![],
+                signature: Default::default(),
             },
             semver,
             locator: String::new(),

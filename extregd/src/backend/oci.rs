@@ -128,6 +128,10 @@ pub const ANN_LICENSES: &str = "org.opencontainers.image.licenses";
 pub const ANN_TAGS: &str = "dev.provisioning.extension.tags";
 pub const ANN_TYPE: &str = "dev.provisioning.extension.type";
 pub const ANN_NAME: &str = "dev.provisioning.extension.name";
+/// `extension.yaml` `requires`, a JSON array of strings.
+pub const ANN_REQUIRES: &str = "dev.provisioning.extension.requires";
+/// `extension.yaml` `dependencies`, a JSON array of strings.
+pub const ANN_DEPENDENCIES: &str = "dev.provisioning.extension.dependencies";
 
 /// Repository suffix of each extension type.
 pub fn repo_suffix(t: ExtensionType) -> &'static str {
@@ -323,6 +327,8 @@ pub(crate) struct Inner {
     manifests: Mutex<HashMap<String, Arc<Parsed>>>,
     /// Last digest seen for `{repo}:{tag}`.
     tag_digests: Mutex<HashMap<String, String>>,
+    /// The signature tags (`sha256-<hex>.minisig`) last listed per repository.
+    signature_tags: Mutex<HashMap<String, std::collections::HashSet<String>>>,
 }
 
 impl fmt::Debug for OciBackend {
@@ -393,6 +399,7 @@ impl OciBackend {
                 tokens: Mutex::new(HashMap::new()),
                 manifests: Mutex::new(HashMap::new()),
                 tag_digests: Mutex::new(HashMap::new()),
+                signature_tags: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -1025,6 +1032,18 @@ impl Inner {
             Err(e) => return Err(e),
         };
         let mut by_version: BTreeMap<semver::Version, String> = BTreeMap::new();
+        let sigs: std::collections::HashSet<String> = tags
+            .iter()
+            .filter(|t| crate::signature::is_oci_signature_tag(t))
+            .cloned()
+            .collect();
+        {
+            let mut st = self.signature_tags.lock();
+            if st.len() >= MAX_CACHED {
+                st.clear();
+            }
+            st.insert(repo.to_string(), sigs);
+        }
         for tag in tags {
             let Ok(v) = parse_version(&tag) else {
                 tracing::debug!(%repo, %tag, "oci: ignoring a tag that is not a version");
@@ -1160,6 +1179,22 @@ impl Inner {
                     .collect()
             })
             .unwrap_or_default();
+        let list = |k: &str| -> Vec<String> {
+            ann(k)
+                .map(|s| {
+                    serde_json::from_str::<Vec<String>>(&s).unwrap_or_else(|_| {
+                        tracing::warn!(%repo, %tag, annotation = k, "oci: not a JSON array of strings; ignored");
+                        Vec::new()
+                    })
+                })
+                .unwrap_or_default()
+        };
+        let layer = m.layer.digest.to_ascii_lowercase();
+        let signed = self
+            .signature_tags
+            .lock()
+            .get(repo)
+            .is_some_and(|s| s.contains(&crate::signature::oci_signature_tag(&layer)));
         Some(VersionEntry {
             record: Extension {
                 name: name.to_string(),
@@ -1176,6 +1211,12 @@ impl Inner {
                 tags,
                 prerelease: !semver.pre.is_empty(),
                 stale: false,
+                requires: list(ANN_REQUIRES),
+                dependencies: list(ANN_DEPENDENCIES),
+                signature: extreg_shared::SignatureState {
+                    signed: Some(signed),
+                    ..Default::default()
+                },
             },
             semver,
             locator: format!("{repo}@{}", m.layer.digest.to_ascii_lowercase()),
@@ -1356,6 +1397,68 @@ impl Backend for OciBackend {
             size,
             digest: Some(digest.to_string()),
         })
+    }
+
+    async fn signature(&self, entry: &VersionEntry) -> Result<Option<Vec<u8>>, BackendError> {
+        let inner = &*self.inner;
+        let Some((repo, layer)) = entry.locator.rsplit_once('@') else {
+            return Ok(None);
+        };
+        let tag = crate::signature::oci_signature_tag(layer);
+        let what = format!("signature manifest {repo}:{tag}");
+        let mut req = Req::new(
+            Method::GET,
+            inner.url(&format!("/v2/{repo}/manifests/{tag}")),
+            pull_scope(repo),
+            &what,
+        );
+        req.headers
+            .insert(ACCEPT, HeaderValue::from_static(OCI_MANIFEST));
+        req.timeout = Some(inner.api_timeout());
+        let body = match inner.send_read(&req).await {
+            Ok((_, b)) => b,
+            Err(BackendError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        #[derive(Deserialize)]
+        struct Desc {
+            digest: String,
+            size: u64,
+        }
+        #[derive(Deserialize)]
+        struct SigManifest {
+            layers: Vec<Desc>,
+        }
+        let m: SigManifest = serde_json::from_slice(&body)
+            .map_err(|e| BackendError::Upstream(format!("{what} is not a manifest: {e}")))?;
+        let Some(l) = m.layers.first().filter(|l| is_digest(&l.digest)) else {
+            return Err(BackendError::Upstream(format!(
+                "{what} has no signature layer"
+            )));
+        };
+        if l.size > crate::signature::MAX_SIGNATURE_BYTES as u64 {
+            return Err(BackendError::Upstream(format!(
+                "{what}: the signature layer is too large ({} bytes)",
+                l.size
+            )));
+        }
+        let what = format!("signature blob of {repo}:{tag}");
+        let mut req = Req::new(
+            Method::GET,
+            inner.url(&format!("/v2/{repo}/blobs/{}", l.digest)),
+            pull_scope(repo),
+            &what,
+        );
+        req.timeout = Some(inner.api_timeout());
+        let (_, bytes) = inner.send_read(&req).await?;
+        let got = crate::backend::sha256_tag(&bytes);
+        if !got.eq_ignore_ascii_case(&l.digest) {
+            return Err(BackendError::Integrity {
+                expected: l.digest.clone(),
+                actual: got,
+            });
+        }
+        Ok(Some(bytes.to_vec()))
     }
 
     async fn health(&self) -> Result<(), BackendError> {

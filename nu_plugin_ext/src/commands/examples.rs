@@ -32,6 +32,16 @@ pub fn version_row(ty: &str, name: &str, version: &str, checksum: &str, size: i6
     r.push("prerelease", Value::bool(false, Span::unknown()));
     r.push("source", s("local"));
     r.push("stale", Value::bool(false, Span::unknown()));
+    r.push("signature", unsigned_local());
+    Value::record(r, Span::unknown())
+}
+
+/// The signature state of a local-folder version: no signatures there.
+fn unsigned_local() -> Value {
+    let mut r = Record::new();
+    r.push("signed", Value::nothing(Span::unknown()));
+    r.push("verified", Value::bool(false, Span::unknown()));
+    r.push("key_id", Value::nothing(Span::unknown()));
     Value::record(r, Span::unknown())
 }
 
@@ -69,6 +79,9 @@ pub fn extension_row(x: Row<'_>) -> Value {
     r.push("tags", list(x.tags.iter().map(|t| s(t)).collect()));
     r.push("prerelease", Value::bool(false, Span::unknown()));
     r.push("stale", Value::bool(false, Span::unknown()));
+    r.push("requires", list(vec![]));
+    r.push("dependencies", list(vec![]));
+    r.push("signature", unsigned_local());
     Value::record(r, Span::unknown())
 }
 

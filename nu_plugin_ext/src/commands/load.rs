@@ -1,10 +1,10 @@
 use super::{
     constraint_flag, name_arg, request_with_progress, source_flag, type_flag, unexpected, ArgSpans,
 };
-use crate::{values, ExtPlugin};
+use crate::{lockfile, values, ExtPlugin};
 use extreg_shared::protocol::{Request, Response};
 use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
-use nu_protocol::{Example, LabeledError, Signature, SyntaxShape, Type, Value};
+use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Type, Value};
 
 /// `ext load <name>`: resolve, fetch (through the daemon), verify, extract.
 pub struct Load;
@@ -23,19 +23,27 @@ impl SimplePluginCommand for Load {
     }
 
     fn extra_description(&self) -> &str {
-        "Idempotent: a version already extracted is returned as is (already_loaded: true). \
+        "Dependencies (extension.yaml `dependencies`, `[type/]name[@constraint]`) are resolved across \
+         backends and loaded first (column `loaded`, in load order); host tools in `requires` that are \
+         not on $env.PATH are listed in `missing_tools` (never installed). The result is written to the \
+         lockfile (extensions.lock in the current folder, or --lockfile); --locked loads exactly what it \
+         says and refuses a changed digest. \
+         Idempotent: a version already extracted is returned as is (already_loaded: true). \
          --force fetches the artifact again and re-extracts it. Archives with absolute paths, '..', \
          links leaving the folder or device files are refused and leave nothing behind."
     }
 
     fn signature(&self) -> Signature {
         Signature::build(self.name())
-            .required("name", SyntaxShape::String, "extension name")
+            .optional("name", SyntaxShape::String, "extension name (optional with --locked: then every extension the lockfile was asked for)")
             .named("type", SyntaxShape::String, super::TYPE_FLAG_HELP, Some('t'))
             .named("version", SyntaxShape::String, "a version or constraint: 1.2.3, ^1.2, ~1.2.0, >=1.2, <2, 1.2.0 - 1.5.0 (default: newest stable)", Some('v'))
             .named("source", SyntaxShape::String, "insist on this backend: gitea, oci or local", Some('s'))
             .switch("pre", "allow pre-releases", None)
             .switch("force", "fetch and extract again even if loaded", Some('f'))
+            .switch("locked", "load exactly what the lockfile says (same versions, sources and digests)", None)
+            .named("lockfile", SyntaxShape::Filepath, "the lockfile (default: extensions.lock in the current folder)", None)
+            .switch("no-lock", "do not write the lockfile", None)
             .input_output_type(Type::Nothing, Type::record())
             .category(super::category())
     }
@@ -72,30 +80,124 @@ impl SimplePluginCommand for Load {
         call: &EvaluatedCall,
         _input: &Value,
     ) -> Result<Value, LabeledError> {
-        let (name, ns) = name_arg(call, 0)?;
+        let locked = call.has_flag("locked")?;
+        let name = match call.opt::<Value>(0)? {
+            Some(_) => Some(name_arg(call, 0)?),
+            None if locked => None,
+            None => {
+                return Err(LabeledError::new("which extension? give a name")
+                    .with_label("missing name", call.head)
+                    .with_help("ext load NAME, or ext load --locked to load the lockfile"))
+            }
+        };
         let (ext_type, ts) = type_flag(call)?;
         let (constraint, vs) = constraint_flag(call)?;
         let (source, ss) = source_flag(call)?;
         let pre = call.has_flag("pre")?;
         let force = call.has_flag("force")?;
+        let (lock_path, lock_span) = lockfile::path(engine, call)?;
         let spans = ArgSpans {
-            name: Some(ns),
+            name: name.as_ref().map(|(_, s)| *s),
             ext_type: ts,
             version: vs,
             source: ss,
         };
-        let label = format!("load {name}");
-        let req = Request::Load {
-            ext_type,
-            name,
-            constraint,
-            pre,
-            source,
-            force,
+        let req = if locked {
+            if let Some(span) = vs.or(ss) {
+                return Err(
+                    LabeledError::new("--locked loads the locked version and source")
+                        .with_label("not with --locked", span),
+                );
+            }
+            let lf = lockfile::read(&lock_path, lock_span)?.ok_or_else(|| {
+                LabeledError::new(format!("no lockfile at {}", lock_path.display()))
+                    .with_label("--locked needs a lockfile", lock_span)
+                    .with_help("run `ext load NAME` once to write it")
+            })?;
+            let entries = lf
+                .closure(name.as_ref().map(|(n, _)| (ext_type, n.as_str())))
+                .map_err(|e| {
+                    LabeledError::new(format!("{}: {e}", lock_path.display()))
+                        .with_label("in the lockfile", spans.name.unwrap_or(lock_span))
+                })?;
+            Request::LoadLocked { entries, force }
+        } else {
+            Request::LoadTree {
+                ext_type,
+                name: name.clone().map(|(n, _)| n).unwrap_or_default(),
+                constraint,
+                pre,
+                source,
+                force,
+            }
         };
-        match request_with_progress(plugin, engine, call, spans, req, Some(label))? {
-            Response::Loaded(l) => Ok(values::loaded(&l, call.head)),
-            other => Err(unexpected(other, call.head)),
+        let label = match &name {
+            Some((n, _)) => format!("load {n}"),
+            None => "load (locked)".to_string(),
+        };
+        let tree = match request_with_progress(plugin, engine, call, spans, req, Some(label))? {
+            Response::LoadedTree(t) => t,
+            other => return Err(unexpected(other, call.head)),
+        };
+        let Some(root) = tree.order.last() else {
+            return Err(LabeledError::new("the lockfile locks nothing to load")
+                .with_label("empty", lock_span));
+        };
+        let wrote = if !locked && !call.has_flag("no-lock")? {
+            lockfile::update(&lock_path, lock_span, tree.locked.clone())?;
+            Some(lock_path.display().to_string())
+        } else if locked {
+            Some(lock_path.display().to_string())
+        } else {
+            None
+        };
+        let h = call.head;
+        let Value::Record { val, .. } = values::loaded(root, h) else {
+            unreachable!("loaded() builds a record")
+        };
+        let mut rec = val.into_owned();
+        rec.push(
+            "loaded",
+            Value::list(
+                tree.order
+                    .iter()
+                    .map(|l| {
+                        let mut r = Record::new();
+                        r.push("type", Value::string(l.ext_type.as_str(), h));
+                        r.push("name", Value::string(&l.name, h));
+                        r.push("version", Value::string(&l.version, h));
+                        r.push("source", Value::string(l.source.as_str(), h));
+                        r.push("checksum", Value::string(&l.checksum, h));
+                        r.push("path", Value::string(&l.path, h));
+                        r.push("already_loaded", Value::bool(l.already_loaded, h));
+                        Value::record(r, h)
+                    })
+                    .collect(),
+                h,
+            ),
+        );
+        let path_dirs = lockfile::search_path(engine);
+        let mut missing = Vec::new();
+        for l in &tree.order {
+            for tool in &l.requires {
+                if lockfile::find_tool(tool, &path_dirs).is_none() {
+                    let mut r = Record::new();
+                    r.push("tool", Value::string(tool, h));
+                    r.push(
+                        "needed_by",
+                        Value::string(format!("{}/{}", l.ext_type, l.name), h),
+                    );
+                    missing.push(Value::record(r, h));
+                }
+            }
         }
+        rec.push("missing_tools", Value::list(missing, h));
+        rec.push(
+            "lockfile",
+            wrote
+                .map(|p| Value::string(p, h))
+                .unwrap_or_else(|| Value::nothing(h)),
+        );
+        Ok(Value::record(rec, h))
     }
 }

@@ -4,6 +4,7 @@
 
 mod cache;
 mod delete;
+mod deps;
 mod discover;
 pub mod examples;
 mod ext;
@@ -49,6 +50,7 @@ pub fn all() -> Vec<Box<dyn PluginCommand<Plugin = ExtPlugin>>> {
         Box::new(cache::CachePrune),
         Box::new(discover::Discover),
         Box::new(cache::CacheVerify),
+        Box::new(deps::Deps),
     ]
 }
 
@@ -186,7 +188,13 @@ pub fn request_with_progress(
     let mut settings = settings(engine)?;
     if matches!(
         req,
-        Request::Publish { .. } | Request::PublishTo(_) | Request::Delete { .. }
+        Request::Publish { .. }
+            | Request::PublishTo(_)
+            | Request::Delete { .. }
+            | Request::Sign { .. }
+            | Request::LoadTree { .. }
+            | Request::LoadLocked { .. }
+            | Request::Deps { .. }
     ) {
         // A push reports no bytes while it goes (only its phase), and can
         // take long for up to 1 GiB; the daemon bounds it itself.

@@ -1,4 +1,4 @@
-use super::{request_with_progress, unexpected, version_flag, ArgSpans};
+use super::{request, request_with_progress, unexpected, version_flag, ArgSpans};
 use crate::ExtPlugin;
 use extreg_shared::protocol::{Request, Response};
 use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
@@ -52,6 +52,12 @@ impl SimplePluginCommand for Publish {
             )
             .switch("dry-run", "validate and pack only; push nothing (reports the digests a push would produce)", None)
             .switch("force", "replace the version if it exists", Some('f'))
+            .named(
+                "sign",
+                SyntaxShape::Filepath,
+                "minisign secret key: sign the artifact and push the signature beside it (tag sha256-<hex>.minisig); an encrypted key reads $env.MINISIGN_PASSWORD",
+                None,
+            )
             .input_output_type(Type::Nothing, Type::record())
             .category(super::category())
     }
@@ -124,13 +130,23 @@ impl SimplePluginCommand for Publish {
             }
         };
         let label = format!("publish {}", path.display());
+        let sign_key = sign_key(engine, call)?;
+        let dry_run = call.has_flag("dry-run")?;
+        let registry = text_flag("registry")?;
+        let namespace = text_flag("namespace")?;
+        if let (Some((_, kspan)), true) = (&sign_key, registry.is_some() || namespace.is_some()) {
+            return Err(LabeledError::new(
+                "--sign pushes the signature to the configured [oci] registry and namespace only",
+            )
+            .with_label("not with --registry/--namespace", *kspan));
+        }
         let req = Request::PublishTo(extreg_shared::protocol::PublishSpec {
             path: path.display().to_string(),
-            version,
-            dry_run: call.has_flag("dry-run")?,
+            version: version.clone(),
+            dry_run,
             force: call.has_flag("force")?,
-            registry: text_flag("registry")?,
-            namespace: text_flag("namespace")?,
+            registry,
+            namespace,
         });
         match request_with_progress(plugin, engine, call, spans, req, Some(label))? {
             Response::Published(r) => {
@@ -145,9 +161,62 @@ impl SimplePluginCommand for Publish {
                 rec.push("size", Value::filesize(r.size as i64, h));
                 rec.push("pushed", Value::bool(r.pushed, h));
                 rec.push("replaced", Value::bool(r.replaced, h));
+                if let Some((key, kspan)) = sign_key {
+                    let password = engine
+                        .get_env_var("MINISIGN_PASSWORD")
+                        .ok()
+                        .flatten()
+                        .and_then(|v| v.as_str().ok().map(str::to_string));
+                    let sreq = Request::Sign {
+                        path: path.display().to_string(),
+                        version,
+                        secret_key: key.display().to_string(),
+                        password,
+                        dry_run,
+                    };
+                    let sspans = ArgSpans {
+                        name: Some(kspan),
+                        ..spans
+                    };
+                    match request(plugin, engine, call, sspans, sreq)? {
+                        Response::Signed(s) => {
+                            let mut sr = Record::new();
+                            sr.push("reference", Value::string(&s.reference, h));
+                            sr.push("key_id", Value::string(&s.key_id, h));
+                            sr.push("pushed", Value::bool(s.pushed, h));
+                            rec.push("signature", Value::record(sr, h));
+                        }
+                        other => return Err(unexpected(other, h)),
+                    }
+                }
                 Ok(Value::record(rec, h))
             }
             other => Err(unexpected(other, call.head)),
         }
     }
+}
+
+/// `--sign KEY`: the minisign secret key file, absolute, checked to exist.
+fn sign_key(
+    engine: &EngineInterface,
+    call: &EvaluatedCall,
+) -> Result<Option<(std::path::PathBuf, nu_protocol::Span)>, LabeledError> {
+    let Some(v) = super::flag_value(call, "sign") else {
+        return Ok(None);
+    };
+    let span = v.span();
+    let raw = std::path::PathBuf::from(v.coerce_str()?.as_ref());
+    let key = if raw.is_absolute() {
+        raw
+    } else {
+        std::path::PathBuf::from(engine.get_current_dir()?).join(raw)
+    };
+    if !key.is_file() {
+        return Err(
+            LabeledError::new(format!("no secret key at {}", key.display()))
+                .with_label("not a file", span)
+                .with_help("a minisign secret key, as `minisign -G -W -s KEY -p KEY.pub` makes it"),
+        );
+    }
+    Ok(Some((key, span)))
 }

@@ -1,0 +1,990 @@
+//! Dependencies between extensions: the `dependencies` of `extension.yaml`.
+//!
+//! **Syntax** of one entry: `[type/]name[@constraint]`:
+//!
+//! | written | means |
+//! |---|---|
+//! | `containerd` | the newest stable `containerd` of the one type that has that name |
+//! | `taskserv/containerd` | the newest stable taskserv `containerd` |
+//! | `taskserv/containerd@^1.7` | a version satisfying `^1.7` (constraints as `ext load --version`) |
+//! | `containerd@>=1.6, <2` | any constraint, spaces and commas allowed after the `@` |
+//!
+//! **Resolution** ([`solve`], pure): a depth-first search that takes, for
+//! each extension reached, its newest version satisfying every requirement
+//! seen so far, adds that version's own dependencies, and backtracks to an
+//! older version when a choice leads to a conflict. So the extension asked
+//! for gets the newest version for which the whole closure can be satisfied,
+//! and so on down. A requirement that no version can meet, or a dependency
+//! cycle among the chosen versions, is an error naming the chain of
+//! requirements that led to it. Pre-releases are chosen for a dependency only
+//! when its constraint names one.
+//!
+//! **Source of truth.** A version's dependencies are read from the
+//! `extension.yaml` inside its verified artifact (fetched into the artifact
+//! cache on first use), never from listing metadata alone.
+
+use crate::backend::VersionEntry;
+use crate::error::ApiError;
+use crate::manifest::Manifest;
+use crate::registry::Registry;
+use extreg_shared::protocol::DepNode;
+use extreg_shared::{validate_name, Constraint, ErrorKind, ExtensionType, Source};
+use semver::Version;
+use std::collections::{BTreeMap, HashMap};
+
+/// `(type, name)` of an extension.
+pub type Key = (ExtensionType, String);
+
+fn show(k: &Key) -> String {
+    format!("{}/{}", k.0, k.1)
+}
+
+/// One parsed `dependencies` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepSpec {
+    pub ext_type: Option<ExtensionType>,
+    pub name: String,
+    pub constraint: Constraint,
+    /// As written.
+    pub text: String,
+}
+
+impl DepSpec {
+    pub fn parse(s: &str) -> Result<DepSpec, String> {
+        let text = s.trim();
+        let (target, constraint) = match text.split_once('@') {
+            Some((t, c)) => (t.trim(), c.trim()),
+            None => (text, ""),
+        };
+        let (ext_type, name) = match target.split_once('/') {
+            Some((t, n)) => (
+                Some(
+                    t.trim()
+                        .parse::<ExtensionType>()
+                        .map_err(|e| format!("dependency '{text}': {e}"))?,
+                ),
+                n.trim(),
+            ),
+            None => (None, target),
+        };
+        validate_name(name).map_err(|e| format!("dependency '{text}': {e}"))?;
+        if constraint.is_empty() && text.contains('@') {
+            return Err(format!("dependency '{text}': nothing after '@'"));
+        }
+        let constraint =
+            Constraint::parse(constraint).map_err(|e| format!("dependency '{text}': {e}"))?;
+        Ok(DepSpec {
+            ext_type,
+            name: name.to_string(),
+            constraint,
+            text: text.to_string(),
+        })
+    }
+}
+
+/// A requirement on one extension, with the type already known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    pub target: Key,
+    pub constraint: Constraint,
+    pub text: String,
+    pub allow_pre: bool,
+}
+
+/// A version as the resolver sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub version: Version,
+    /// Flagged pre-release by its backend.
+    pub prerelease: bool,
+}
+
+/// What the resolver knows; `None` means "not known yet, go and find out".
+pub trait Universe {
+    fn versions(&self, key: &Key) -> Option<Vec<Candidate>>;
+    fn deps(&self, key: &Key, v: &Version) -> Option<Vec<Requirement>>;
+}
+
+/// What the resolver needs to know before it can go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    Versions(Key),
+    Deps(Key, Version),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Cycle(String),
+    #[error("dependency resolution gave up after {0} steps (too many combinations)")]
+    TooComplex(usize),
+}
+
+/// The chosen versions, and their dependency edges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Solution {
+    pub picks: BTreeMap<Key, Version>,
+    /// Every chosen extension, dependencies before their dependents, the
+    /// root last.
+    pub order: Vec<Key>,
+    /// The requirements of each chosen version, in declared order.
+    pub edges: BTreeMap<Key, Vec<Requirement>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Done(Solution),
+    Need(Need),
+}
+
+/// Bound on versions tried in one resolution.
+pub const MAX_STEPS: usize = 10_000;
+
+struct Req {
+    r: Requirement,
+    from: Option<Key>,
+}
+
+struct Search<'a, U: Universe> {
+    u: &'a U,
+    reqs: Vec<Req>,
+    picks: Vec<(Key, Candidate)>,
+    steps: usize,
+    failure: Option<String>,
+}
+
+enum Stop {
+    Dead,
+    Need(Need),
+    Limit,
+}
+
+impl<U: Universe> Search<'_, U> {
+    fn pick(&self, k: &Key) -> Option<&Candidate> {
+        self.picks.iter().find(|(x, _)| x == k).map(|(_, c)| c)
+    }
+
+    /// The requirement chain that brought `k` in: root first.
+    fn chain(&self, k: &Key) -> String {
+        let mut parts = Vec::new();
+        let mut cur = Some(k.clone());
+        let mut guard = 0;
+        while let Some(key) = cur {
+            guard += 1;
+            let v = self
+                .pick(&key)
+                .map(|c| format!(" {}", c.version))
+                .unwrap_or_default();
+            parts.push(format!("{}{v}", show(&key)));
+            cur = self
+                .reqs
+                .iter()
+                .find(|r| r.r.target == key)
+                .and_then(|r| r.from.clone());
+            if guard > self.picks.len() + 1 {
+                break;
+            }
+        }
+        parts.reverse();
+        parts.join(" -> ")
+    }
+
+    fn why(&self, r: &Req) -> String {
+        match &r.from {
+            None => format!("'{}' asked for", r.r.text),
+            Some(f) => format!("'{}' required by {}", r.r.text, self.chain(f)),
+        }
+    }
+
+    fn fail(&mut self, msg: String) {
+        if self.failure.is_none() {
+            self.failure = Some(msg);
+        }
+    }
+
+    fn go(&mut self) -> Result<(), Stop> {
+        let Some(key) = self
+            .reqs
+            .iter()
+            .find(|r| self.pick(&r.r.target).is_none())
+            .map(|r| r.r.target.clone())
+        else {
+            return Ok(());
+        };
+        let versions = self
+            .u
+            .versions(&key)
+            .ok_or_else(|| Stop::Need(Need::Versions(key.clone())))?;
+        let on_key: Vec<usize> = (0..self.reqs.len())
+            .filter(|&i| self.reqs[i].r.target == key)
+            .collect();
+        let mut cands: Vec<Candidate> = versions
+            .iter()
+            .filter(|c| {
+                on_key.iter().all(|&i| {
+                    let r = &self.reqs[i].r;
+                    r.constraint.matches(&c.version, c.prerelease, r.allow_pre)
+                })
+            })
+            .cloned()
+            .collect();
+        cands.sort_by(|a, b| b.version.cmp(&a.version));
+        if cands.is_empty() {
+            let reasons: Vec<String> = on_key.iter().map(|&i| self.why(&self.reqs[i])).collect();
+            let msg = if versions.is_empty() {
+                format!(
+                    "{} is not held by any backend ({})",
+                    show(&key),
+                    reasons.join("; ")
+                )
+            } else {
+                let mut avail: Vec<&Version> = versions.iter().map(|c| &c.version).collect();
+                avail.sort_by(|a, b| b.cmp(a));
+                format!(
+                    "no version of {} satisfies every requirement: {}; available: {}",
+                    show(&key),
+                    reasons.join("; "),
+                    avail
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            self.fail(msg);
+            return Err(Stop::Dead);
+        }
+        for c in cands {
+            let deps = self
+                .u
+                .deps(&key, &c.version)
+                .ok_or_else(|| Stop::Need(Need::Deps(key.clone(), c.version.clone())))?;
+            self.steps += 1;
+            if self.steps > MAX_STEPS {
+                return Err(Stop::Limit);
+            }
+            let (np, nr) = (self.picks.len(), self.reqs.len());
+            self.picks.push((key.clone(), c.clone()));
+            for d in deps {
+                self.reqs.push(Req {
+                    r: d,
+                    from: Some(key.clone()),
+                });
+            }
+            // The new requirements must hold for versions already chosen.
+            let clash = self.reqs[nr..].iter().position(|r| {
+                self.pick(&r.r.target).is_some_and(|p| {
+                    !r.r.constraint
+                        .matches(&p.version, p.prerelease, r.r.allow_pre)
+                })
+            });
+            let res = match clash {
+                Some(i) => {
+                    let r = &self.reqs[nr + i];
+                    let p = self.pick(&r.r.target).expect("picked").version.clone();
+                    let msg = format!(
+                        "conflict: {} 's requirement '{}' does not admit {} {p}, chosen for {}",
+                        self.chain(&key),
+                        r.r.text,
+                        show(&r.r.target),
+                        self.chain(&r.r.target),
+                    )
+                    .replace(" 's", "'s");
+                    self.fail(msg);
+                    Err(Stop::Dead)
+                }
+                None => self.go(),
+            };
+            match res {
+                Ok(()) => return Ok(()),
+                Err(Stop::Dead) => {
+                    self.picks.truncate(np);
+                    self.reqs.truncate(nr);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(Stop::Dead)
+    }
+}
+
+/// Resolves `root` and everything it needs against what `u` knows: the
+/// solution, what to find out first, or why there is none.
+pub fn solve(u: &impl Universe, root: &Requirement) -> Result<Step, ResolveError> {
+    let mut s = Search {
+        u,
+        reqs: vec![Req {
+            r: root.clone(),
+            from: None,
+        }],
+        picks: Vec::new(),
+        steps: 0,
+        failure: None,
+    };
+    match s.go() {
+        Ok(()) => {}
+        Err(Stop::Need(n)) => return Ok(Step::Need(n)),
+        Err(Stop::Limit) => return Err(ResolveError::TooComplex(MAX_STEPS)),
+        Err(Stop::Dead) => {
+            return Err(ResolveError::Conflict(
+                s.failure
+                    .unwrap_or_else(|| format!("'{}' cannot be resolved", root.text)),
+            ))
+        }
+    }
+    let picks: BTreeMap<Key, Version> = s
+        .picks
+        .iter()
+        .map(|(k, c)| (k.clone(), c.version.clone()))
+        .collect();
+    let mut edges: BTreeMap<Key, Vec<Requirement>> = BTreeMap::new();
+    for (k, _) in &s.picks {
+        edges.entry(k.clone()).or_default();
+    }
+    for r in &s.reqs {
+        if let Some(f) = &r.from {
+            edges.entry(f.clone()).or_default().push(r.r.clone());
+        }
+    }
+    // Post-order from the root: dependencies first; a back edge is a cycle.
+    let mut order = Vec::new();
+    let mut stack: Vec<Key> = Vec::new();
+    fn visit(
+        k: &Key,
+        picks: &BTreeMap<Key, Version>,
+        edges: &BTreeMap<Key, Vec<Requirement>>,
+        order: &mut Vec<Key>,
+        stack: &mut Vec<Key>,
+    ) -> Result<(), ResolveError> {
+        if order.contains(k) {
+            return Ok(());
+        }
+        if let Some(at) = stack.iter().position(|x| x == k) {
+            let mut cyc: Vec<String> = stack[at..]
+                .iter()
+                .map(|x| format!("{} {}", show(x), picks[x]))
+                .collect();
+            cyc.push(format!("{} {}", show(k), picks[k]));
+            return Err(ResolveError::Cycle(format!(
+                "dependency cycle: {}",
+                cyc.join(" -> ")
+            )));
+        }
+        stack.push(k.clone());
+        for r in edges.get(k).map(Vec::as_slice).unwrap_or_default() {
+            visit(&r.target, picks, edges, order, stack)?;
+        }
+        stack.pop();
+        order.push(k.clone());
+        Ok(())
+    }
+    visit(&root.target, &picks, &edges, &mut order, &mut stack)?;
+    Ok(Step::Done(Solution {
+        picks,
+        order,
+        edges,
+    }))
+}
+
+/// One chosen version with what was read from its artifact.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub entry: VersionEntry,
+    pub manifest: Manifest,
+    /// The artifact digest the dependencies were read from.
+    pub digest: String,
+}
+
+/// A resolution against the registry: every chosen version, dependencies
+/// first, and the tree.
+pub struct Closure {
+    pub order: Vec<Resolved>,
+    pub solution: Solution,
+}
+
+#[derive(Default)]
+struct Known {
+    versions: HashMap<Key, Vec<VersionEntry>>,
+    deps: HashMap<(Key, Version), Vec<Requirement>>,
+    read: HashMap<(Key, Version), (Manifest, String)>,
+}
+
+impl Universe for Known {
+    fn versions(&self, key: &Key) -> Option<Vec<Candidate>> {
+        self.versions.get(key).map(|vs| {
+            vs.iter()
+                .map(|e| Candidate {
+                    version: e.semver.clone(),
+                    prerelease: e.record.prerelease,
+                })
+                .collect()
+        })
+    }
+    fn deps(&self, key: &Key, v: &Version) -> Option<Vec<Requirement>> {
+        self.deps.get(&(key.clone(), v.clone())).cloned()
+    }
+}
+
+fn dep_error(msg: String) -> ApiError {
+    ApiError::new(ErrorKind::DependencyError, msg)
+}
+
+/// The manifest inside a verified artifact.
+pub async fn manifest_of(path: std::path::PathBuf) -> Result<Manifest, String> {
+    tokio::task::spawn_blocking(move || {
+        let bytes = crate::backend::local::manifest_from_tarball(&path)?;
+        Manifest::parse(&bytes).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("reading the manifest failed: {e}"))?
+}
+
+/// Resolves the closure of `name` against the registry (see the module
+/// docs); `source` restricts the root (not its dependencies).
+pub async fn resolve(
+    reg: &Registry,
+    ext_type: ExtensionType,
+    name: &str,
+    constraint: Constraint,
+    text: &str,
+    pre: bool,
+    source: Option<Source>,
+) -> Result<Closure, ApiError> {
+    let root_key: Key = (ext_type, name.to_string());
+    let root = Requirement {
+        target: root_key.clone(),
+        constraint,
+        text: if text.trim().is_empty() {
+            format!("{ext_type}/{name}")
+        } else {
+            format!("{ext_type}/{name}@{text}")
+        },
+        allow_pre: pre,
+    };
+    let mut known = Known::default();
+    for _ in 0..MAX_STEPS {
+        match solve(&known, &root).map_err(|e| dep_error(e.to_string()))? {
+            Step::Need(Need::Versions(k)) => {
+                let vs = match source.filter(|_| k == root_key) {
+                    Some(src) => reg
+                        .source_versions(k.0, &k.1, src)
+                        .await
+                        .map(|v| v.entries.clone()),
+                    None => reg.versions(k.0, &k.1).await.map(|v| v.entries.clone()),
+                };
+                let vs = match vs {
+                    Ok(v) => v,
+                    Err(e) if e.kind == ErrorKind::NotFound && k != root_key => Vec::new(),
+                    Err(e) => return Err(e),
+                };
+                known.versions.insert(k, vs);
+            }
+            Step::Need(Need::Deps(k, v)) => {
+                let entry = known.versions[&k]
+                    .iter()
+                    .find(|e| e.semver == v)
+                    .cloned()
+                    .expect("a candidate comes from the known versions");
+                let (m, digest) = read_entry(reg, &entry).await?;
+                let mut reqs = Vec::new();
+                for d in &m.dependencies {
+                    let spec = DepSpec::parse(d).map_err(|e| {
+                        ApiError::new(
+                            ErrorKind::InvalidArchive,
+                            format!("extension.yaml of {} {v}: {e}", show(&k)),
+                        )
+                    })?;
+                    let t = match spec.ext_type {
+                        Some(t) => t,
+                        None => reg.resolve_type(&spec.name).await.map_err(|e| {
+                            dep_error(format!(
+                                "{} {v} depends on '{}': {}",
+                                show(&k),
+                                spec.text,
+                                e.message
+                            ))
+                        })?,
+                    };
+                    reqs.push(Requirement {
+                        target: (t, spec.name),
+                        constraint: spec.constraint,
+                        text: spec.text,
+                        allow_pre: false,
+                    });
+                }
+                known.deps.insert((k.clone(), v.clone()), reqs);
+                known.read.insert((k, v), (m, digest));
+            }
+            Step::Done(solution) => {
+                let mut order = Vec::new();
+                for k in &solution.order {
+                    let v = &solution.picks[k];
+                    let entry = known.versions[k]
+                        .iter()
+                        .find(|e| &e.semver == v)
+                        .cloned()
+                        .expect("chosen from the known versions");
+                    let (manifest, digest) = known.read[&(k.clone(), v.clone())].clone();
+                    order.push(Resolved {
+                        entry,
+                        manifest,
+                        digest,
+                    });
+                }
+                return Ok(Closure { order, solution });
+            }
+        }
+    }
+    Err(dep_error(format!(
+        "dependency resolution of {} gave up",
+        show(&root_key)
+    )))
+}
+
+/// Fetches (or takes from the cache) one version's verified artifact and
+/// reads its `extension.yaml`, which must name that version.
+async fn read_entry(reg: &Registry, entry: &VersionEntry) -> Result<(Manifest, String), ApiError> {
+    let art = reg.artifact_of(entry, false).await?;
+    let m = manifest_of(art.path.clone()).await.map_err(|e| {
+        ApiError::new(
+            ErrorKind::InvalidArchive,
+            format!(
+                "{}/{} {}: {e}",
+                entry.record.ext_type, entry.record.name, entry.record.version
+            ),
+        )
+    })?;
+    if m.name != entry.record.name
+        || m.ext_type != entry.record.ext_type
+        || m.version != entry.semver
+    {
+        return Err(ApiError::new(
+            ErrorKind::InvalidArchive,
+            format!(
+                "the artifact of {}/{} {} holds extension.yaml of {}/{} {}",
+                entry.record.ext_type,
+                entry.record.name,
+                entry.record.version,
+                m.ext_type,
+                m.name,
+                m.version
+            ),
+        ));
+    }
+    Ok((m, art.digest))
+}
+
+/// The tree of a closure, from its root.
+pub fn tree(c: &Closure) -> DepNode {
+    fn node(c: &Closure, k: &Key, wanted: String, depth: usize) -> DepNode {
+        let r = c
+            .order
+            .iter()
+            .find(|r| r.entry.record.ext_type == k.0 && r.entry.record.name == k.1)
+            .expect("every key of the solution is resolved");
+        let children = if depth > 64 {
+            Vec::new()
+        } else {
+            c.solution
+                .edges
+                .get(k)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|req| node(c, &req.target, req.text.clone(), depth + 1))
+                .collect()
+        };
+        DepNode {
+            ext_type: k.0,
+            name: k.1.clone(),
+            version: r.entry.record.version.clone(),
+            source: r.entry.record.source,
+            wanted,
+            requires: r.manifest.requires.clone(),
+            dependencies: children,
+        }
+    }
+    let root = c.order.last().expect("a closure has its root");
+    let k = (root.entry.record.ext_type, root.entry.record.name.clone());
+    node(c, &k, String::new(), 0)
+}
+
+/// `ext load` with dependencies: resolve the closure, load it in
+/// dependency order, and say what to lock.
+#[allow(clippy::too_many_arguments)]
+pub async fn load_tree(
+    reg: &Registry,
+    loader: &crate::load::Loader,
+    ext_type: ExtensionType,
+    name: &str,
+    constraint: Constraint,
+    text: &str,
+    pre: bool,
+    source: Option<Source>,
+    force: bool,
+    progress: &crate::progress::ProgressTx,
+) -> Result<extreg_shared::protocol::TreeLoad, ApiError> {
+    let c = resolve(reg, ext_type, name, constraint, text, pre, source).await?;
+    let root = (ext_type, name.to_string());
+    let mut order = Vec::new();
+    let mut locked = Vec::new();
+    for r in &c.order {
+        let res = loader
+            .load_entry(reg, r.entry.clone(), force, progress)
+            .await?;
+        if !res.checksum.eq_ignore_ascii_case(&r.digest) {
+            return Err(ApiError::new(
+                ErrorKind::IntegrityError,
+                format!(
+                    "{}/{} {} changed while loading: resolved from {}, loaded {}",
+                    res.ext_type, res.name, res.version, r.digest, res.checksum
+                ),
+            ));
+        }
+        let k = (res.ext_type, res.name.clone());
+        locked.push(extreg_shared::lockfile::LockedExtension {
+            ext_type: res.ext_type,
+            name: res.name.clone(),
+            version: res.version.clone(),
+            source: res.source,
+            digest: res.checksum.clone(),
+            dependencies: c
+                .solution
+                .edges
+                .get(&k)
+                .map(|rs| rs.iter().map(|r| show(&r.target)).collect())
+                .unwrap_or_default(),
+            root: k == root,
+        });
+        order.push(res);
+    }
+    Ok(extreg_shared::protocol::TreeLoad { order, locked })
+}
+
+/// `ext load --locked`: exactly these versions from these sources, in the
+/// order given (dependencies first), refusing any digest that differs.
+pub async fn load_locked(
+    reg: &Registry,
+    loader: &crate::load::Loader,
+    entries: Vec<extreg_shared::lockfile::LockedExtension>,
+    force: bool,
+    progress: &crate::progress::ProgressTx,
+) -> Result<extreg_shared::protocol::TreeLoad, ApiError> {
+    let mut order = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        validate_name(&e.name)?;
+        let v = extreg_shared::parse_version(&e.version)?;
+        for d in &e.dependencies {
+            if !entries[..i].iter().any(|x| &x.key() == d) {
+                return Err(ApiError::invalid_request(format!(
+                    "the lockfile's {} needs {d}, which is not locked before it",
+                    e.key()
+                )));
+            }
+        }
+        let exact = Constraint::parse(&format!("={v}"))?;
+        let entry = reg
+            .resolve_from(e.ext_type, &e.name, &exact, true, Some(e.source))
+            .await?;
+        let differs = |now: &str| {
+            ApiError::new(
+                ErrorKind::IntegrityError,
+                format!(
+                    "{} {} from {}: the lockfile says {}, but the {} backend now has {now}; refusing to load (run `ext load` without --locked to update the lockfile)",
+                    e.key(),
+                    e.version,
+                    e.source,
+                    e.digest,
+                    e.source
+                ),
+            )
+        };
+        if let Some(c) = &entry.record.checksum {
+            if !c.eq_ignore_ascii_case(&e.digest) {
+                return Err(differs(c));
+            }
+        }
+        let res = loader.load_entry(reg, entry, force, progress).await?;
+        if !res.checksum.eq_ignore_ascii_case(&e.digest) {
+            return Err(differs(&res.checksum));
+        }
+        order.push(res);
+    }
+    Ok(extreg_shared::protocol::TreeLoad {
+        order,
+        locked: entries,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T: ExtensionType = ExtensionType::Taskserv;
+
+    #[derive(Default, Clone, Debug)]
+    struct U {
+        vs: BTreeMap<Key, Vec<(Version, Vec<Requirement>)>>,
+    }
+
+    impl Universe for U {
+        fn versions(&self, key: &Key) -> Option<Vec<Candidate>> {
+            Some(
+                self.vs
+                    .get(key)
+                    .map(|v| {
+                        v.iter()
+                            .map(|(v, _)| Candidate {
+                                version: v.clone(),
+                                prerelease: !v.pre.is_empty(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            )
+        }
+        fn deps(&self, key: &Key, v: &Version) -> Option<Vec<Requirement>> {
+            self.vs
+                .get(key)?
+                .iter()
+                .find(|(x, _)| x == v)
+                .map(|(_, d)| d.clone())
+        }
+    }
+
+    fn key(n: &str) -> Key {
+        (T, n.to_string())
+    }
+
+    fn req(n: &str, c: &str) -> Requirement {
+        let spec = DepSpec::parse(&format!(
+            "taskserv/{n}@{}",
+            if c.is_empty() { "*" } else { c }
+        ))
+        .unwrap();
+        Requirement {
+            target: key(n),
+            constraint: spec.constraint,
+            text: spec.text,
+            allow_pre: false,
+        }
+    }
+
+    fn add(u: &mut U, n: &str, v: &str, deps: &[(&str, &str)]) {
+        u.vs.entry(key(n)).or_default().push((
+            v.parse().unwrap(),
+            deps.iter().map(|(d, c)| req(d, c)).collect(),
+        ));
+    }
+
+    fn done(u: &U, root: Requirement) -> Solution {
+        match solve(u, &root).unwrap() {
+            Step::Done(s) => s,
+            Step::Need(n) => panic!("needs {n:?}"),
+        }
+    }
+
+    #[test]
+    fn spec_syntax() {
+        let d = DepSpec::parse("taskserv/containerd@^1.7").unwrap();
+        assert_eq!(d.ext_type, Some(T));
+        assert_eq!(d.name, "containerd");
+        assert!(d
+            .constraint
+            .matches(&"1.7.3".parse().unwrap(), false, false));
+        let d = DepSpec::parse("containerd").unwrap();
+        assert_eq!((d.ext_type, d.constraint), (None, Constraint::Latest));
+        let d = DepSpec::parse("etcd@>=3.4, <4").unwrap();
+        assert!(d
+            .constraint
+            .matches(&"3.5.0".parse().unwrap(), false, false));
+        for bad in ["widget/x", "../x", "x@", "x@^^1", ""] {
+            assert!(DepSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn newest_consistent_versions_in_dependency_order() {
+        let mut u = U::default();
+        add(&mut u, "app", "1.0.0", &[("web", "^1"), ("db", "")]);
+        add(&mut u, "app", "2.0.0", &[("web", "^2"), ("db", "~1.4")]);
+        add(&mut u, "web", "1.5.0", &[("db", "^1")]);
+        add(&mut u, "web", "2.1.0", &[("db", ">=1.4")]);
+        add(&mut u, "db", "1.4.2", &[]);
+        add(&mut u, "db", "1.5.0", &[]);
+        let s = done(&u, req("app", ""));
+        assert_eq!(s.picks[&key("app")].to_string(), "2.0.0");
+        assert_eq!(s.picks[&key("web")].to_string(), "2.1.0");
+        assert_eq!(s.picks[&key("db")].to_string(), "1.4.2", "~1.4 from app");
+        assert_eq!(s.order, vec![key("db"), key("web"), key("app")]);
+    }
+
+    #[test]
+    fn backtracks_to_an_older_version() {
+        let mut u = U::default();
+        add(&mut u, "app", "1.0.0", &[("lib", "^1")]);
+        add(&mut u, "app", "2.0.0", &[("lib", "^3")]);
+        add(&mut u, "lib", "1.2.0", &[]);
+        let s = done(&u, req("app", ""));
+        assert_eq!(s.picks[&key("app")].to_string(), "1.0.0");
+    }
+
+    #[test]
+    fn conflicts_name_the_chain() {
+        let mut u = U::default();
+        add(&mut u, "app", "1.0.0", &[("web", "^1"), ("db", "^2")]);
+        add(&mut u, "web", "1.0.0", &[("db", "^1")]);
+        add(&mut u, "db", "1.0.0", &[]);
+        add(&mut u, "db", "2.0.0", &[]);
+        let e = solve(&u, &req("app", "")).unwrap_err().to_string();
+        assert!(
+            e.contains("taskserv/app 1.0.0 -> taskserv/web 1.0.0"),
+            "{e}"
+        );
+        assert!(e.contains("taskserv/db@^1"), "{e}");
+        assert!(
+            e.contains("'taskserv/db@^2' required by taskserv/app 1.0.0"),
+            "{e}"
+        );
+        assert!(e.contains("available: 2.0.0, 1.0.0"), "{e}");
+        let mut u = U::default();
+        add(&mut u, "app", "1.0.0", &[("ghost", "")]);
+        let e = solve(&u, &req("app", "")).unwrap_err().to_string();
+        assert!(
+            e.contains("taskserv/ghost is not held by any backend"),
+            "{e}"
+        );
+        assert!(e.contains("required by taskserv/app 1.0.0"), "{e}");
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        let mut u = U::default();
+        add(&mut u, "a", "1.0.0", &[("b", "")]);
+        add(&mut u, "b", "1.0.0", &[("c", "")]);
+        add(&mut u, "c", "1.0.0", &[("a", "^1")]);
+        let e = solve(&u, &req("a", "")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dependency cycle: taskserv/a 1.0.0 -> taskserv/b 1.0.0 -> taskserv/c 1.0.0 -> taskserv/a 1.0.0"
+        );
+    }
+
+    #[test]
+    fn unknowns_are_asked_for() {
+        struct Empty;
+        impl Universe for Empty {
+            fn versions(&self, _: &Key) -> Option<Vec<Candidate>> {
+                None
+            }
+            fn deps(&self, _: &Key, _: &Version) -> Option<Vec<Requirement>> {
+                None
+            }
+        }
+        assert_eq!(
+            solve(&Empty, &req("a", "")).unwrap(),
+            Step::Need(Need::Versions(key("a")))
+        );
+    }
+
+    const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+    const VERSIONS: [&str; 3] = ["1.0.0", "1.1.0", "2.0.0"];
+    const CONSTRAINTS: [&str; 5] = ["*", "^1", "^2", "~1.1", "=1.0.0"];
+
+    fn arb_universe() -> impl Strategy<Value = U> {
+        // For each (name, version): present? and up to 2 deps.
+        let dep = (0usize..4, 0usize..5);
+        let ver = (any::<bool>(), prop::collection::vec(dep, 0..3));
+        prop::collection::vec(ver, 12).prop_map(|cells| {
+            let mut u = U::default();
+            for (i, (present, deps)) in cells.into_iter().enumerate() {
+                let (n, v) = (NAMES[i / 3], VERSIONS[i % 3]);
+                if present {
+                    let ds: Vec<(&str, &str)> = deps
+                        .into_iter()
+                        .map(|(d, c)| (NAMES[d], CONSTRAINTS[c]))
+                        .collect();
+                    add(&mut u, n, v, &ds);
+                }
+            }
+            u
+        })
+    }
+
+    /// Every closed assignment (each chosen version's requirements met by
+    /// chosen versions), by brute force over 4 names x (none | 3 versions).
+    fn brute(u: &U, root: &Requirement) -> Vec<BTreeMap<Key, Version>> {
+        let mut out = Vec::new();
+        for code in 0..4usize.pow(4) {
+            let mut pick = BTreeMap::new();
+            let mut ok = true;
+            for (i, n) in NAMES.iter().enumerate() {
+                let c = (code / 4usize.pow(i as u32)) % 4;
+                if c > 0 {
+                    let v: Version = VERSIONS[c - 1].parse().unwrap();
+                    if u.deps(&key(n), &v).is_none() {
+                        ok = false;
+                    }
+                    pick.insert(key(n), v);
+                }
+            }
+            if !ok {
+                continue;
+            }
+            let sat = |r: &Requirement| {
+                pick.get(&r.target)
+                    .is_some_and(|v| r.constraint.matches(v, false, false))
+            };
+            if !sat(root) {
+                continue;
+            }
+            if pick
+                .iter()
+                .all(|(k, v)| u.deps(k, v).unwrap().iter().all(&sat))
+            {
+                out.push(pick);
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// A solution meets every requirement of every chosen version, holds
+        /// only what the root reaches, orders dependencies first, and gives
+        /// the root the newest version any closed assignment allows; "no
+        /// solution" means brute force finds none either.
+        #[test]
+        fn resolution_is_sound_complete_and_newest(u in arb_universe(), c in 0usize..5) {
+            let root = req("a", CONSTRAINTS[c]);
+            let all = brute(&u, &root);
+            match solve(&u, &root) {
+                Ok(Step::Done(s)) => {
+                    for (k, v) in &s.picks {
+                        for r in u.deps(k, v).unwrap() {
+                            let p = s.picks.get(&r.target);
+                            prop_assert!(p.is_some_and(|p| r.constraint.matches(p, false, false)));
+                            let (ik, it) = (
+                                s.order.iter().position(|x| x == k).unwrap(),
+                                s.order.iter().position(|x| x == &r.target).unwrap(),
+                            );
+                            prop_assert!(it < ik, "dependency after dependent");
+                        }
+                    }
+                    prop_assert_eq!(s.order.len(), s.picks.len());
+                    prop_assert_eq!(s.order.last(), Some(&key("a")));
+                    let best = all.iter().map(|p| p[&key("a")].clone()).max();
+                    prop_assert_eq!(Some(s.picks[&key("a")].clone()), best);
+                }
+                Ok(Step::Need(n)) => prop_assert!(false, "needs {:?}", n),
+                Err(ResolveError::Conflict(_)) => prop_assert!(all.is_empty(), "a solution exists: {:?}", all[0]),
+                Err(ResolveError::Cycle(m)) => prop_assert!(m.starts_with("dependency cycle: ")),
+                Err(ResolveError::TooComplex(_)) => prop_assert!(false, "too complex"),
+            }
+        }
+    }
+}
