@@ -897,7 +897,7 @@ fn merge_versions(
         };
         for mut e in entries {
             e.record.download_url = Some(url(&e.record.version));
-            artifacts.annotate(&mut e.record);
+            core.artifacts.annotate(&mut e.record);
             merged.entry(e.semver.clone()).or_insert(e);
         }
     }
