@@ -395,6 +395,8 @@ pub struct Resolved {
     pub manifest: Manifest,
     /// The artifact digest the dependencies were read from.
     pub digest: String,
+    /// Resolution downloaded the artifact (it was not in the cache before).
+    pub fetched: bool,
 }
 
 /// A resolution against the registry: every chosen version, dependencies
@@ -463,7 +465,12 @@ pub async fn resolve(
         },
         allow_pre: pre,
     };
+    // The root's own version first: a constraint nothing satisfies is the
+    // same labelled not-found error as a plain load.
+    reg.resolve_from(ext_type, name, &root.constraint, pre, source)
+        .await?;
     let mut known = Known::default();
+    let mut fetched = std::collections::HashSet::new();
     for _ in 0..MAX_STEPS {
         match solve(&known, &root).map_err(|e| dep_error(e.to_string()))? {
             Step::Need(Need::Versions(k)) => {
@@ -487,7 +494,10 @@ pub async fn resolve(
                     .find(|e| e.semver == v)
                     .cloned()
                     .expect("a candidate comes from the known versions");
-                let (m, digest) = read_entry(reg, &entry).await?;
+                let (m, digest, was_fetched) = read_entry(reg, &entry).await?;
+                if was_fetched {
+                    fetched.insert((k.clone(), v.clone()));
+                }
                 let mut reqs = Vec::new();
                 for d in &m.dependencies {
                     let spec = DepSpec::parse(d).map_err(|e| {
@@ -531,6 +541,7 @@ pub async fn resolve(
                         entry,
                         manifest,
                         digest,
+                        fetched: fetched.contains(&(k.clone(), v.clone())),
                     });
                 }
                 return Ok(Closure { order, solution });
@@ -545,7 +556,10 @@ pub async fn resolve(
 
 /// Fetches (or takes from the cache) one version's verified artifact and
 /// reads its `extension.yaml`, which must name that version.
-async fn read_entry(reg: &Registry, entry: &VersionEntry) -> Result<(Manifest, String), ApiError> {
+async fn read_entry(
+    reg: &Registry,
+    entry: &VersionEntry,
+) -> Result<(Manifest, String, bool), ApiError> {
     let art = reg.artifact_of(entry, false).await?;
     let m = manifest_of(art.path.clone()).await.map_err(|e| {
         ApiError::new(
@@ -573,7 +587,7 @@ async fn read_entry(reg: &Registry, entry: &VersionEntry) -> Result<(Manifest, S
             ),
         ));
     }
-    Ok((m, art.digest))
+    Ok((m, art.digest, !art.hit))
 }
 
 /// The tree of a closure, from its root.
@@ -631,9 +645,14 @@ pub async fn load_tree(
     let mut order = Vec::new();
     let mut locked = Vec::new();
     for r in &c.order {
-        let res = loader
+        let mut res = loader
             .load_entry(reg, r.entry.clone(), force, progress)
             .await?;
+        // Resolution read the manifest from this artifact: a download it
+        // made is this load's download.
+        if r.fetched {
+            res.from_cache = false;
+        }
         if !res.checksum.eq_ignore_ascii_case(&r.digest) {
             return Err(ApiError::new(
                 ErrorKind::IntegrityError,

@@ -85,6 +85,13 @@ fn command_examples_hold_against_a_real_daemon() -> Result<(), Box<dyn std::erro
     // process's XDG_RUNTIME_DIR. Only this test touches the variable.
     std::env::set_var("XDG_RUNTIME_DIR", &run);
     let mut test = PluginTest::new("ext", ExtPlugin::new()?.into())?;
+    // `ext load` writes extensions.lock into the current folder: the temp dir.
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work)?;
+    test.engine_state_mut().add_env_var(
+        "PWD".into(),
+        nu_protocol::Value::test_string(work.display().to_string()),
+    );
     let mut with_results = 0;
     for cmd in commands::all() {
         let examples = cmd.examples();

@@ -114,7 +114,10 @@ fn search_list_info_versions_as_nushell_tables() {
             "size",
             "tags",
             "prerelease",
-            "stale"
+            "stale",
+            "requires",
+            "dependencies",
+            "signature"
         ])
     );
     let v = nu.json("ext list | first | [($in.published_at | describe) ($in.size | describe) ($in.tags | describe)]");
