@@ -616,11 +616,16 @@ fn three_replicas_behind_nginx_lose_one_without_a_failed_request() {
             })
         })
         .collect();
-    // Let load build up, then stop one replica hard, mid-load.
+    // Let load build up, then stop one replica mid-load the way an
+    // orchestrator does (SIGTERM): it stops accepting and finishes what it
+    // serves, and nginx retries the next upstream. (A SIGKILL cuts a
+    // download mid-body, which no load balancer can retry.)
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_millis(1500));
     let before_kill = ok.load(Ordering::Relaxed);
-    replicas[1].1.stop();
+    // SAFETY: kill(2) on our own child's pid has no memory effects.
+    unsafe { libc::kill(replicas[1].1.child.id() as i32, libc::SIGTERM) };
+    let _ = replicas[1].1.child.wait();
     let killed_at = t0.elapsed();
     std::thread::sleep(Duration::from_millis(2500));
     stop.store(true, Ordering::Relaxed);
