@@ -615,7 +615,11 @@ fn credentials_never_go_to_a_plain_http_realm_elsewhere_and_issued_tokens_are_sc
     h.with(|w| {
         w.token = Some(TokenAuth {
             expires_in: 300,
-            realm: Some(format!("{}/token", realm.url)),
+            // Another origin: another host name and port, plain HTTP.
+            realm: Some(format!(
+                "http://localhost:{}/token",
+                realm.addr.rsplit(':').next().unwrap()
+            )),
         })
     });
     let sb = Sandbox::new();

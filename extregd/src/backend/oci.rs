@@ -762,7 +762,20 @@ impl Inner {
                 }
                 // Basic credentials go to the realm only on the registry's
                 // own origin or over HTTPS: never in clear text elsewhere.
-                let may_send = self.same_origin(url.as_str()) || url.scheme() == "https";
+                // (A token service beside the registry on the same loopback
+                // host, another port, is allowed: nothing leaves the machine.)
+                let same_loopback_host = Url::parse(&self.base).is_ok_and(|b| {
+                    b.host_str() == url.host_str()
+                        && url.host_str().is_some_and(|h| {
+                            h.eq_ignore_ascii_case("localhost")
+                                || h.trim_matches(|c| c == '[' || c == ']')
+                                    .parse::<std::net::IpAddr>()
+                                    .is_ok_and(|ip| ip.is_loopback())
+                        })
+                });
+                let may_send = self.same_origin(url.as_str())
+                    || url.scheme() == "https"
+                    || same_loopback_host;
                 let mut req = self.client.get(url).timeout(self.api_timeout());
                 match self.basic_header() {
                     Some(h) if may_send => req = req.header(AUTHORIZATION, h),
