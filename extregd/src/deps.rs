@@ -444,7 +444,9 @@ pub async fn manifest_of(path: std::path::PathBuf) -> Result<Manifest, String> {
 }
 
 /// Resolves the closure of `name` against the registry (see the module
-/// docs); `source` restricts the root (not its dependencies).
+/// docs); `source` restricts the root (not its dependencies). With
+/// `progress`, downloads made to read manifests report progress.
+#[allow(clippy::too_many_arguments)]
 pub async fn resolve(
     reg: &Registry,
     ext_type: ExtensionType,
@@ -453,6 +455,7 @@ pub async fn resolve(
     text: &str,
     pre: bool,
     source: Option<Source>,
+    progress: Option<&crate::progress::ProgressTx>,
 ) -> Result<Closure, ApiError> {
     let root_key: Key = (ext_type, name.to_string());
     let root = Requirement {
@@ -494,7 +497,7 @@ pub async fn resolve(
                     .find(|e| e.semver == v)
                     .cloned()
                     .expect("a candidate comes from the known versions");
-                let (m, digest, was_fetched) = read_entry(reg, &entry).await?;
+                let (m, digest, was_fetched) = read_entry(reg, &entry, progress).await?;
                 if was_fetched {
                     fetched.insert((k.clone(), v.clone()));
                 }
@@ -559,8 +562,14 @@ pub async fn resolve(
 async fn read_entry(
     reg: &Registry,
     entry: &VersionEntry,
+    progress: Option<&crate::progress::ProgressTx>,
 ) -> Result<(Manifest, String, bool), ApiError> {
-    let art = reg.artifact_of(entry, false).await?;
+    // A download made while resolving is this load's download: it reports
+    // progress (and can be cancelled) like the load's own fetch.
+    let art = match progress {
+        Some(p) => crate::progress::artifact(reg, entry, false, p).await?,
+        None => reg.artifact_of(entry, false).await?,
+    };
     let m = manifest_of(art.path.clone()).await.map_err(|e| {
         ApiError::new(
             ErrorKind::InvalidArchive,
@@ -640,7 +649,17 @@ pub async fn load_tree(
     force: bool,
     progress: &crate::progress::ProgressTx,
 ) -> Result<extreg_shared::protocol::TreeLoad, ApiError> {
-    let c = resolve(reg, ext_type, name, constraint, text, pre, source).await?;
+    let c = resolve(
+        reg,
+        ext_type,
+        name,
+        constraint,
+        text,
+        pre,
+        source,
+        Some(progress),
+    )
+    .await?;
     let root = (ext_type, name.to_string());
     let mut order = Vec::new();
     let mut locked = Vec::new();

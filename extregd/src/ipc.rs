@@ -839,7 +839,8 @@ async fn dispatch(
             check_name(&name)?;
             let c = extreg_shared::Constraint::parse(&constraint)?;
             let t = type_of(reg, ext_type, &name).await?;
-            let closure = crate::deps::resolve(reg, t, &name, c, &constraint, pre, source).await?;
+            let closure =
+                crate::deps::resolve(reg, t, &name, c, &constraint, pre, source, None).await?;
             Response::DepsTree(crate::deps::tree(&closure))
         }
         Request::Sign {

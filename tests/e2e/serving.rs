@@ -225,6 +225,20 @@ fn raw_get(d: &Daemon, path: &str) -> TcpStream {
 
 #[test]
 fn idle_and_slow_clients_cannot_starve_http_or_the_socket() {
+    // This test process opens hundreds of sockets while other tests run
+    // beside it: lift its own soft descriptor limit to the hard one, so a
+    // refused connect means the daemon refused, not that we ran out.
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
     let sb = Sandbox::new();
     write_folder_ext(&sb.catalog(), "provider", "aws", "1.0.0", "AWS", &[]);
     // 256 descriptors: the default limit is 74 HTTP and 18 socket
