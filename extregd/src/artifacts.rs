@@ -14,7 +14,7 @@
 //! Concurrent requests for one missing artifact share one fetch.
 
 use crate::backend::{Backend, VersionEntry};
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::metrics::Metrics;
 use extreg_shared::{ArtifactCacheStats, ErrorKind, Extension, ExtensionType, Source};
 use futures::StreamExt;
@@ -91,7 +91,7 @@ pub struct Progress {
     /// Bytes written to the temp file so far.
     pub written: u64,
     /// Set once: the verified artifact, or why it was refused.
-    pub done: Option<Result<CachedArtifact, ApiError>>,
+    pub done: Option<Result<CachedArtifact, Error>>,
 }
 
 struct Inflight {
@@ -174,18 +174,16 @@ impl Growing {
             .await
             .map(|p| p.clone());
         p.unwrap_or_else(|_| Progress {
-            done: Some(Err(ApiError::internal(
-                "the download task ended unexpectedly",
-            ))),
+            done: Some(Err(Error::internal("the download task ended unexpectedly"))),
             ..Progress::default()
         })
     }
 
     /// Waits for the end of the download.
-    pub async fn finished(mut self) -> Result<CachedArtifact, ApiError> {
+    pub async fn finished(mut self) -> Result<CachedArtifact, Error> {
         match self.rx.wait_for(|p| p.done.is_some()).await {
             Ok(p) => p.done.clone().expect("done is set"),
-            Err(_) => Err(ApiError::internal("the download task ended unexpectedly")),
+            Err(_) => Err(Error::internal("the download task ended unexpectedly")),
         }
     }
 
@@ -291,7 +289,7 @@ impl Drop for FlightGuard {
         }
         drop(inflight);
         tx.send_modify(|p| {
-            p.done = Some(Err(ApiError::internal(
+            p.done = Some(Err(Error::internal(
                 "the download task failed unexpectedly",
             )))
         });
@@ -597,7 +595,7 @@ impl ArtifactStore {
         self: &Arc<Self>,
         entry: &VersionEntry,
         backend: Arc<dyn Backend>,
-    ) -> Result<CachedArtifact, ApiError> {
+    ) -> Result<CachedArtifact, Error> {
         match self.fetch_or_join(entry, backend)? {
             Fetched::Ready(a) => Ok(a),
             Fetched::Growing(g) => g.finished().await,
@@ -611,7 +609,7 @@ impl ArtifactStore {
         self: &Arc<Self>,
         entry: &VersionEntry,
         backend: Arc<dyn Backend>,
-    ) -> Result<Fetched, ApiError> {
+    ) -> Result<Fetched, Error> {
         self.fetch_or_join_opt(entry, backend, false)
     }
 
@@ -621,7 +619,7 @@ impl ArtifactStore {
         self: &Arc<Self>,
         entry: &VersionEntry,
         backend: Arc<dyn Backend>,
-    ) -> Result<CachedArtifact, ApiError> {
+    ) -> Result<CachedArtifact, Error> {
         match self.fetch_or_join_opt(entry, backend, true)? {
             Fetched::Ready(a) => Ok(a),
             Fetched::Growing(g) => g.finished().await,
@@ -635,7 +633,7 @@ impl ArtifactStore {
         entry: &VersionEntry,
         backend: Arc<dyn Backend>,
         force: bool,
-    ) -> Result<Fetched, ApiError> {
+    ) -> Result<Fetched, Error> {
         self.fetch_or_join_as(entry, backend, force, false)
     }
 
@@ -647,7 +645,7 @@ impl ArtifactStore {
         entry: &VersionEntry,
         backend: Arc<dyn Backend>,
         force: bool,
-    ) -> Result<Fetched, ApiError> {
+    ) -> Result<Fetched, Error> {
         self.fetch_or_join_as(entry, backend, force, true)
     }
 
@@ -657,7 +655,7 @@ impl ArtifactStore {
         backend: Arc<dyn Backend>,
         force: bool,
         cancellable: bool,
-    ) -> Result<Fetched, ApiError> {
+    ) -> Result<Fetched, Error> {
         let key = ArtifactKey {
             ext_type: entry.record.ext_type,
             name: entry.record.name.clone(),
@@ -740,7 +738,7 @@ impl ArtifactStore {
             // Cancelled as it finished (no flight, no one listening):
             // keep nothing.
             let res = if !current && tx.is_closed() {
-                Err(ApiError::internal("download cancelled"))
+                Err(Error::internal("download cancelled"))
             } else {
                 res.and_then(|v| this.commit(&key, v, current))
             };
@@ -831,7 +829,7 @@ impl ArtifactStore {
         backend: Arc<dyn Backend>,
         tmp: tempfile::NamedTempFile,
         tx: &tokio::sync::watch::Sender<Progress>,
-    ) -> Result<Verified, ApiError> {
+    ) -> Result<Verified, Error> {
         let source = entry.record.source;
         // The cap holds before a byte is fetched: an artifact whose record
         // announces more than the cap is refused without asking the backend.
@@ -845,7 +843,7 @@ impl ArtifactStore {
             .ops
             .bytes_fetched
             .with_label_values(&[source.as_str()]);
-        let artifact = artifact.map_err(|e| ApiError::backend(source, &e))?;
+        let artifact = artifact.map_err(|e| Error::backend(source, &e))?;
         let expected = artifact
             .digest
             .clone()
@@ -867,7 +865,7 @@ impl ArtifactStore {
         let write_err = |e: std::io::Error| storage_error("artifact cache write", e);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
-                ApiError::backend(source, &crate::backend::BackendError::Io(e.to_string()))
+                Error::backend(source, &crate::backend::BackendError::Io(e.to_string()))
             })?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
@@ -878,13 +876,13 @@ impl ArtifactStore {
                 .unwrap_or(MAX_UNANNOUNCED)
                 .min(MAX_UNANNOUNCED);
             if (artifact.size.is_none() || self.max_bytes.is_some()) && size > ceiling {
-                return Err(ApiError::new(
+                return Err(Error::new(
                     ErrorKind::IntegrityError,
                     format!("the {source} backend sent more than {ceiling} bytes (the cap, or the most accepted without an announced size)"),
                 ));
             }
             if artifact.size.is_some_and(|announced| size > announced) {
-                return Err(ApiError::new(
+                return Err(Error::new(
                     ErrorKind::IntegrityError,
                     format!(
                         "the {source} backend sent more bytes than the {} it announced",
@@ -905,7 +903,7 @@ impl ArtifactStore {
         if let Some(exp) = &expected {
             if !exp.eq_ignore_ascii_case(&digest) {
                 // tmp_path drops here and deletes the partial file.
-                return Err(ApiError::backend(
+                return Err(Error::backend(
                     source,
                     &crate::backend::BackendError::Integrity {
                         expected: exp.clone(),
@@ -916,7 +914,7 @@ impl ArtifactStore {
         }
         if let Some(announced) = artifact.size {
             if announced != size {
-                return Err(ApiError::new(
+                return Err(Error::new(
                     ErrorKind::IntegrityError,
                     format!("the {source} backend announced {announced} bytes but sent {size}"),
                 ));
@@ -951,9 +949,9 @@ impl ArtifactStore {
     }
 
     /// Refuses an artifact announced above `[cache] max_artifact_bytes`.
-    fn check_cap(&self, entry: &VersionEntry, announced: Option<u64>) -> Result<(), ApiError> {
+    fn check_cap(&self, entry: &VersionEntry, announced: Option<u64>) -> Result<(), Error> {
         match (self.max_bytes, announced) {
-            (Some(cap), Some(n)) if n > cap => Err(ApiError::new(
+            (Some(cap), Some(n)) if n > cap => Err(Error::new(
                 ErrorKind::InsufficientStorage,
                 format!(
                     "{}/{} {} is {n} bytes, over the artifact cache cap ([cache] max_artifact_bytes = {cap})",
@@ -974,14 +972,14 @@ impl ArtifactStore {
         key: &ArtifactKey,
         v: Verified,
         current: bool,
-    ) -> Result<(CachedArtifact, IndexEntry), ApiError> {
+    ) -> Result<(CachedArtifact, IndexEntry), Error> {
         let blob = self
             .blob_path(&v.entry.digest)
             .expect("digest is well-formed");
         let mut index = self.index.lock();
         v.tmp
             .persist(&blob)
-            .map_err(|e| ApiError::internal(format!("artifact cache rename: {}", e.error)))?;
+            .map_err(|e| Error::internal(format!("artifact cache rename: {}", e.error)))?;
         if current {
             // A new revision replaces the old entry: free its blob unless
             // another entry still uses it.
@@ -1320,16 +1318,16 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// A failure to write the cache: a full disk (or quota) is
 /// `insufficient_storage` (507) and logged, anything else internal.
-fn storage_error(what: &str, e: std::io::Error) -> ApiError {
+fn storage_error(what: &str, e: std::io::Error) -> Error {
     let full = matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
     if full {
         tracing::warn!(error = %e, "{what}: the disk is full; nothing was cached");
-        ApiError::new(
+        Error::new(
             ErrorKind::InsufficientStorage,
             format!("{what}: the disk holding the artifact cache is full"),
         )
     } else {
-        ApiError::internal(format!("{what}: {e}"))
+        Error::internal(format!("{what}: {e}"))
     }
 }
 

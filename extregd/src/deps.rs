@@ -24,7 +24,7 @@
 //! cache on first use), never from listing metadata alone.
 
 use crate::backend::VersionEntry;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::manifest::Manifest;
 use crate::registry::Registry;
 use extreg_shared::protocol::DepNode;
@@ -429,8 +429,8 @@ impl Universe for Known {
     }
 }
 
-fn dep_error(msg: String) -> ApiError {
-    ApiError::new(ErrorKind::DependencyError, msg)
+fn dep_error(msg: String) -> Error {
+    Error::new(ErrorKind::DependencyError, msg)
 }
 
 /// The manifest inside a verified artifact.
@@ -456,7 +456,7 @@ pub async fn resolve(
     pre: bool,
     source: Option<Source>,
     progress: Option<&crate::progress::ProgressTx>,
-) -> Result<Closure, ApiError> {
+) -> Result<Closure, Error> {
     let root_key: Key = (ext_type, name.to_string());
     let root = Requirement {
         target: root_key.clone(),
@@ -504,7 +504,7 @@ pub async fn resolve(
                 let mut reqs = Vec::new();
                 for d in &m.dependencies {
                     let spec = DepSpec::parse(d).map_err(|e| {
-                        ApiError::new(
+                        Error::new(
                             ErrorKind::InvalidArchive,
                             format!("extension.yaml of {} {v}: {e}", show(&k)),
                         )
@@ -563,7 +563,7 @@ async fn read_entry(
     reg: &Registry,
     entry: &VersionEntry,
     progress: Option<&crate::progress::ProgressTx>,
-) -> Result<(Manifest, String, bool), ApiError> {
+) -> Result<(Manifest, String, bool), Error> {
     // A download made while resolving is this load's download: it reports
     // progress (and can be cancelled) like the load's own fetch.
     let art = match progress {
@@ -571,7 +571,7 @@ async fn read_entry(
         None => reg.artifact_of(entry, false).await?,
     };
     let m = manifest_of(art.path.clone()).await.map_err(|e| {
-        ApiError::new(
+        Error::new(
             ErrorKind::InvalidArchive,
             format!(
                 "{}/{} {}: {e}",
@@ -583,7 +583,7 @@ async fn read_entry(
         || m.ext_type != entry.record.ext_type
         || m.version != entry.semver
     {
-        return Err(ApiError::new(
+        return Err(Error::new(
             ErrorKind::InvalidArchive,
             format!(
                 "the artifact of {}/{} {} holds extension.yaml of {}/{} {}",
@@ -648,7 +648,7 @@ pub async fn load_tree(
     source: Option<Source>,
     force: bool,
     progress: &crate::progress::ProgressTx,
-) -> Result<extreg_shared::protocol::TreeLoad, ApiError> {
+) -> Result<extreg_shared::protocol::TreeLoad, Error> {
     let c = resolve(
         reg,
         ext_type,
@@ -673,7 +673,7 @@ pub async fn load_tree(
             res.from_cache = false;
         }
         if !res.checksum.eq_ignore_ascii_case(&r.digest) {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorKind::IntegrityError,
                 format!(
                     "{}/{} {} changed while loading: resolved from {}, loaded {}",
@@ -709,14 +709,14 @@ pub async fn load_locked(
     entries: Vec<extreg_shared::lockfile::LockedExtension>,
     force: bool,
     progress: &crate::progress::ProgressTx,
-) -> Result<extreg_shared::protocol::TreeLoad, ApiError> {
+) -> Result<extreg_shared::protocol::TreeLoad, Error> {
     let mut order = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         validate_name(&e.name)?;
         let v = extreg_shared::parse_version(&e.version)?;
         for d in &e.dependencies {
             if !entries[..i].iter().any(|x| &x.key() == d) {
-                return Err(ApiError::invalid_request(format!(
+                return Err(Error::invalid_request(format!(
                     "the lockfile's {} needs {d}, which is not locked before it",
                     e.key()
                 )));
@@ -727,7 +727,7 @@ pub async fn load_locked(
             .resolve_from(e.ext_type, &e.name, &exact, true, Some(e.source))
             .await?;
         let differs = |now: &str| {
-            ApiError::new(
+            Error::new(
                 ErrorKind::IntegrityError,
                 format!(
                     "{} {} from {}: the lockfile says {}, but the {} backend now has {now}; refusing to load (run `ext load` without --locked to update the lockfile)",

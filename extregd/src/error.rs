@@ -7,13 +7,13 @@ use axum::response::{IntoResponse, Response};
 use extreg_shared::{ErrorBody, ErrorKind, Source, ValidationError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
+pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     pub details: Option<String>,
     /// Seconds for `Retry-After` (429 and 503 answers), when the cause
     /// said (an upstream's own `Retry-After`, bounded); else
-    /// [`ApiError::retry_after_seconds`] picks the kind's default.
+    /// [`Error::retry_after_seconds`] picks the kind's default.
     pub retry_after: Option<u64>,
 }
 
@@ -24,9 +24,9 @@ pub const DEFAULT_UNAVAILABLE_RETRY_AFTER: u64 = 1;
 /// Upper bound on any `Retry-After` we send, whatever the upstream said.
 pub const MAX_RETRY_AFTER: u64 = 3600;
 
-impl ApiError {
+impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ApiError {
+        Error {
             kind,
             message: message.into(),
             details: None,
@@ -103,7 +103,7 @@ impl ApiError {
                 format!("the {source} backend failed"),
             ),
         };
-        let mut err = ApiError::new(kind, message).with_details(format!("{source}: {e}"));
+        let mut err = Error::new(kind, message).with_details(format!("{source}: {e}"));
         if let BackendError::RateLimited(secs) = e {
             err.retry_after = *secs;
         }
@@ -119,7 +119,7 @@ impl ApiError {
     }
 }
 
-impl std::fmt::Display for ApiError {
+impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.kind.code(), self.message)?;
         if let Some(d) = &self.details {
@@ -129,9 +129,9 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-impl std::error::Error for ApiError {}
+impl std::error::Error for Error {}
 
-impl From<ValidationError> for ApiError {
+impl From<ValidationError> for Error {
     fn from(e: ValidationError) -> Self {
         let kind = match e {
             ValidationError::EmptyVersion
@@ -139,24 +139,24 @@ impl From<ValidationError> for ApiError {
             | ValidationError::BadVersion { .. } => ErrorKind::InvalidVersion,
             _ => ErrorKind::InvalidName,
         };
-        ApiError::new(kind, e.to_string())
+        Error::new(kind, e.to_string())
     }
 }
 
-impl From<extreg_shared::ConstraintError> for ApiError {
+impl From<extreg_shared::ConstraintError> for Error {
     fn from(e: extreg_shared::ConstraintError) -> Self {
-        ApiError::new(ErrorKind::InvalidVersion, e.to_string())
+        Error::new(ErrorKind::InvalidVersion, e.to_string())
     }
 }
 
-impl From<extreg_shared::types::InvalidType> for ApiError {
+impl From<extreg_shared::types::InvalidType> for Error {
     fn from(e: extreg_shared::types::InvalidType) -> Self {
         let shown: String =
             e.0.chars()
                 .take(64)
                 .flat_map(char::escape_default)
                 .collect();
-        ApiError::new(
+        Error::new(
             ErrorKind::InvalidType,
             format!(
                 "invalid extension type '{shown}': expected one of provider, taskserv, cluster"
@@ -165,7 +165,7 @@ impl From<extreg_shared::types::InvalidType> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

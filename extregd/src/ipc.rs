@@ -15,7 +15,7 @@
 //! cut when the peer reads nothing for `write_timeout`, drained on stop.
 
 use crate::api::AppState;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::server::{self, AcceptErrors, Lifecycle, Limits, RateLimitedWarn};
 use extreg_shared::protocol::{
     check_version, decode, encode, frame_len, CacheEntry, Envelope, PullResult, Request, Response,
@@ -415,7 +415,7 @@ where
     if let Request::Complete { ext_type, name } = &body {
         if let Some(n) = name {
             if let Err(e) = extreg_shared::validate_name(n) {
-                return Ok(Some(Response::Error(ApiError::from(e).body())));
+                return Ok(Some(Response::Error(Error::from(e).body())));
             }
         }
         return Ok(Some(Response::Completions(crate::complete::candidates(
@@ -489,30 +489,28 @@ async fn type_of(
     reg: &crate::registry::Registry,
     ext_type: Option<extreg_shared::ExtensionType>,
     name: &str,
-) -> Result<extreg_shared::ExtensionType, ApiError> {
+) -> Result<extreg_shared::ExtensionType, Error> {
     match ext_type {
         Some(t) => Ok(t),
         None => reg.resolve_type(name).await,
     }
 }
 
-fn need_oci(
-    state: &AppState,
-) -> Result<&std::sync::Arc<crate::backend::oci::OciBackend>, ApiError> {
+fn need_oci(state: &AppState) -> Result<&std::sync::Arc<crate::backend::oci::OciBackend>, Error> {
     state.oci.as_ref().ok_or_else(|| {
-        ApiError::invalid_request(
+        Error::invalid_request(
             "publishing needs the OCI backend: configure [oci] registry (or PROVISIONING_OCI_REGISTRY) and restart extregd, or name a registry with --registry",
         )
     })
 }
 
-fn publish_error(e: crate::publish::PublishError) -> ApiError {
+fn publish_error(e: crate::publish::PublishError) -> Error {
     use crate::publish::PublishError as P;
     match e {
-        P::Invalid(m) => ApiError::invalid_request(m),
-        P::Exists { .. } => ApiError::invalid_request(e.to_string()),
-        P::NotFound(m) => ApiError::not_found(format!("{m} is not in the registry")),
-        P::Backend(b) => ApiError::backend(extreg_shared::Source::Oci, &b),
+        P::Invalid(m) => Error::invalid_request(m),
+        P::Exists { .. } => Error::invalid_request(e.to_string()),
+        P::NotFound(m) => Error::not_found(format!("{m} is not in the registry")),
+        P::Backend(b) => Error::backend(extreg_shared::Source::Oci, &b),
     }
 }
 
@@ -532,7 +530,7 @@ fn rfc3339(secs: u64) -> String {
 async fn publish_request(
     state: &AppState,
     spec: extreg_shared::protocol::PublishSpec,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let reg = &state.registry;
     let elsewhere = spec.registry.is_some() || spec.namespace.is_some();
     let target = if elsewhere {
@@ -543,14 +541,14 @@ async fn publish_request(
             auth_file: None,
         };
         crate::remote::target(configured, &wanted, &crate::auth_files::AuthEnv::from_env())
-            .map_err(ApiError::invalid_request)?
+            .map_err(Error::invalid_request)?
             .backend
     } else {
         need_oci(state)?.clone()
     };
     let dir = std::path::PathBuf::from(&spec.path);
     if !dir.is_absolute() || !dir.is_dir() {
-        return Err(ApiError::invalid_request(format!(
+        return Err(Error::invalid_request(format!(
             "{} is not a folder (give an absolute path to a folder holding extension.yaml)",
             spec.path
         )));
@@ -598,9 +596,9 @@ async fn dispatch(
     state: &AppState,
     req: Request,
     progress: &crate::progress::ProgressTx,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let reg = &state.registry;
-    let check_name = |n: &str| extreg_shared::validate_name(n).map_err(ApiError::from);
+    let check_name = |n: &str| extreg_shared::validate_name(n).map_err(Error::from);
     Ok(match req {
         Request::Hello { .. } => unreachable!("handled by the caller"),
         Request::List { ext_type, source } => {
@@ -617,7 +615,7 @@ async fn dispatch(
             limit,
         } => {
             if query.trim().is_empty() {
-                return Err(ApiError::invalid_request("the search query is empty"));
+                return Err(Error::invalid_request("the search query is empty"));
             }
             let (items, total, _) = reg
                 .search_records(query.trim(), ext_type, source, limit.max(1) as usize)
@@ -760,7 +758,7 @@ async fn dispatch(
                 check_name(n)?;
             }
             if !all && ext_type.is_none() && name.is_none() {
-                return Err(ApiError::invalid_request(
+                return Err(Error::invalid_request(
                     "say what to clear: --all, or --type and/or --name",
                 ));
             }
@@ -854,12 +852,12 @@ async fn dispatch(
             let dir = std::path::PathBuf::from(&path);
             let key = std::path::PathBuf::from(&secret_key);
             if !dir.is_absolute() || !dir.is_dir() {
-                return Err(ApiError::invalid_request(format!(
+                return Err(Error::invalid_request(format!(
                     "{path} is not a folder (give an absolute path to a folder holding extension.yaml)"
                 )));
             }
             if !key.is_absolute() {
-                return Err(ApiError::invalid_request(format!(
+                return Err(Error::invalid_request(format!(
                     "{secret_key}: give the secret key as an absolute path"
                 )));
             }

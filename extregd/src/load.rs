@@ -8,7 +8,7 @@
 //! **The loaded set survives restarts**: it is the set of extracted
 //! folders carrying an intact `.extregd-load.json` marker.
 
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::extract::{self, Limits, LoadMarker};
 use crate::progress::ProgressTx;
 use crate::registry::Registry;
@@ -107,7 +107,7 @@ impl Loader {
         reg: &Registry,
         req: LoadRequest,
         progress: &ProgressTx,
-    ) -> Result<LoadResult, ApiError> {
+    ) -> Result<LoadResult, Error> {
         progress.send(Phase::Resolve, 0, None);
         let entry = reg
             .resolve_from(
@@ -128,7 +128,7 @@ impl Loader {
         entry: crate::backend::VersionEntry,
         force: bool,
         progress: &ProgressTx,
-    ) -> Result<LoadResult, ApiError> {
+    ) -> Result<LoadResult, Error> {
         let dest = self
             .dir
             .join(entry.record.ext_type.as_str())
@@ -155,7 +155,7 @@ async fn load_into(
     force: bool,
     limits: Limits,
     progress: &ProgressTx,
-) -> Result<LoadResult, ApiError> {
+) -> Result<LoadResult, Error> {
     if !force {
         if let Some(have) = existing(&dest) {
             match &entry.record.checksum {
@@ -194,7 +194,7 @@ async fn load_into(
                 continue;
             }
             Ok(false) => {
-                return Err(ApiError::new(
+                return Err(Error::new(
                     ErrorKind::IntegrityError,
                     format!(
                         "{}/{} {}: the artifact failed digest verification twice",
@@ -202,7 +202,7 @@ async fn load_into(
                     ),
                 ))
             }
-            Err(e) => return Err(ApiError::internal(format!("opening cached artifact: {e}"))),
+            Err(e) => return Err(Error::internal(format!("opening cached artifact: {e}"))),
         }
         let marker = LoadMarker {
             ext_type: entry.record.ext_type,
@@ -219,7 +219,7 @@ async fn load_into(
         let (path, m2, dest2) = (art.path.clone(), marker.clone(), dest.clone());
         let res = tokio::task::spawn_blocking(move || extract::extract(&path, &dest2, &m2, limits))
             .await
-            .map_err(|e| ApiError::internal(format!("extraction task failed: {e}")))?;
+            .map_err(|e| Error::internal(format!("extraction task failed: {e}")))?;
         match res {
             Ok(manifest) => return Ok(result(&marker, &manifest, &dest, false, art.hit)),
             // The blob was evicted or cleared after it was handed out: once
@@ -233,7 +233,7 @@ async fn load_into(
                     extract::ExtractError::Io(_) => ErrorKind::InternalError,
                     _ => ErrorKind::InvalidArchive,
                 };
-                return Err(ApiError::new(
+                return Err(Error::new(
                     kind,
                     format!(
                         "{}/{} {}: {e}",

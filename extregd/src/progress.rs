@@ -8,7 +8,7 @@
 
 use crate::artifacts::{CachedArtifact, Fetched, Growing};
 use crate::backend::VersionEntry;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::registry::Registry;
 use extreg_shared::protocol::{Phase, ProgressEvent};
 use std::time::Duration;
@@ -51,7 +51,7 @@ impl ProgressTx {
 
 /// Follows a download in progress, reporting bytes received (`Download`)
 /// and then `Verify` once every announced byte is in, until it ends.
-pub async fn follow(g: Growing, progress: &ProgressTx) -> Result<CachedArtifact, ApiError> {
+pub async fn follow(g: Growing, progress: &ProgressTx) -> Result<CachedArtifact, Error> {
     let mut rx = g.rx.clone();
     loop {
         let p = rx.borrow_and_update().clone();
@@ -68,7 +68,7 @@ pub async fn follow(g: Growing, progress: &ProgressTx) -> Result<CachedArtifact,
         }
         if rx.changed().await.is_err() {
             drop(g);
-            return Err(ApiError::internal("the download task ended unexpectedly"));
+            return Err(Error::internal("the download task ended unexpectedly"));
         }
     }
 }
@@ -80,13 +80,13 @@ pub async fn artifact(
     entry: &VersionEntry,
     force: bool,
     progress: &ProgressTx,
-) -> Result<CachedArtifact, ApiError> {
+) -> Result<CachedArtifact, Error> {
     let backend = reg
         .backends()
         .iter()
         .find(|b| b.source() == entry.record.source)
         .cloned()
-        .ok_or_else(|| ApiError::internal("no backend for this version's source"))?;
+        .ok_or_else(|| Error::internal("no backend for this version's source"))?;
     // Cancellable: when this client hangs up (its request is dropped) and
     // no one else waits, the download stops.
     match reg

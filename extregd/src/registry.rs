@@ -23,7 +23,7 @@ use crate::artifacts::{ArtifactStore, CachedArtifact, Fetched};
 use crate::backend::{newest, Backend, BackendError, VersionEntry};
 use crate::cache::{SingleFlight, SwrCache, SwrHit, TtlLru};
 use crate::config::CacheConfig;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use extreg_shared::{
@@ -54,7 +54,7 @@ pub struct Versions {
 }
 
 impl Versions {
-    fn build(entries: Vec<VersionEntry>, complete: bool) -> Result<Versions, ApiError> {
+    fn build(entries: Vec<VersionEntry>, complete: bool) -> Result<Versions, Error> {
         let records: Vec<ExtensionVersion> = entries.iter().map(|e| (&e.record).into()).collect();
         Ok(Versions {
             body: to_json(&records)?,
@@ -64,12 +64,12 @@ impl Versions {
     }
 
     /// Versions already sorted newest first (complete).
-    pub(crate) fn from_entries(entries: Vec<VersionEntry>) -> Result<Versions, ApiError> {
+    pub(crate) fn from_entries(entries: Vec<VersionEntry>) -> Result<Versions, Error> {
         Versions::build(entries, true)
     }
 
     /// The same versions with every record marked stale.
-    fn marked_stale(&self) -> Result<Versions, ApiError> {
+    fn marked_stale(&self) -> Result<Versions, Error> {
         let entries = self
             .entries
             .iter()
@@ -145,7 +145,7 @@ pub(crate) struct Core {
     pub(crate) catalogs: SwrCache<Source, Catalog>,
     pub(crate) versions: SwrCache<ExtKey, Arc<Versions>>,
     catalog_flights: SingleFlight<Source, Result<Catalog, BackendError>>,
-    version_flights: SingleFlight<ExtKey, Result<Arc<Versions>, ApiError>>,
+    version_flights: SingleFlight<ExtKey, Result<Arc<Versions>, Error>>,
     /// Pushed changes of single extensions, by source, with when they were
     /// fetched: re-applied to a listing that was fetched before them.
     patches: Mutex<Patches>,
@@ -265,7 +265,7 @@ impl Registry {
     /// The merged catalog of the backends matching `source`, sorted by type
     /// then name. `complete` is false when a backend failed but another
     /// answered; when every asked backend failed this is an error.
-    async fn catalog(&self, source: Option<Source>) -> Result<CatalogView, ApiError> {
+    async fn catalog(&self, source: Option<Source>) -> Result<CatalogView, Error> {
         self.core.catalog(source).await
     }
 
@@ -275,7 +275,7 @@ impl Registry {
         &self,
         ext_type: Option<ExtensionType>,
         source: Option<Source>,
-    ) -> Result<(Vec<Extension>, bool), ApiError> {
+    ) -> Result<(Vec<Extension>, bool), Error> {
         let view = self.catalog(source).await?;
         let complete = view.complete;
         let out = view
@@ -293,7 +293,7 @@ impl Registry {
         source: Option<Source>,
         limit: usize,
         offset: usize,
-    ) -> Result<Rendered, ApiError> {
+    ) -> Result<Rendered, Error> {
         let key = ListKey::List {
             ext_type,
             source,
@@ -332,7 +332,7 @@ impl Registry {
         ext_type: Option<ExtensionType>,
         source: Option<Source>,
         limit: usize,
-    ) -> Result<(Vec<Extension>, usize, bool), ApiError> {
+    ) -> Result<(Vec<Extension>, usize, bool), Error> {
         let (page, total, view) = self.search_view(q, ext_type, source, limit).await?;
         Ok((page, total, view.complete))
     }
@@ -343,7 +343,7 @@ impl Registry {
         ext_type: Option<ExtensionType>,
         source: Option<Source>,
         limit: usize,
-    ) -> Result<(Vec<Extension>, usize, CatalogView), ApiError> {
+    ) -> Result<(Vec<Extension>, usize, CatalogView), Error> {
         let needle = q.to_lowercase();
         let mut view = self.catalog(source).await?;
         let all = std::mem::take(&mut view.items);
@@ -380,7 +380,7 @@ impl Registry {
         q: &str,
         ext_type: Option<ExtensionType>,
         limit: usize,
-    ) -> Result<Rendered, ApiError> {
+    ) -> Result<Rendered, Error> {
         let key = ListKey::Search {
             q: q.to_lowercase(),
             ext_type,
@@ -419,7 +419,7 @@ impl Registry {
 
     /// The type of the extension called `name`, for callers that left it
     /// out: an error when no type or several types hold that name.
-    pub async fn resolve_type(&self, name: &str) -> Result<ExtensionType, ApiError> {
+    pub async fn resolve_type(&self, name: &str) -> Result<ExtensionType, Error> {
         let view = self.catalog(None).await?;
         let types: Vec<ExtensionType> = view
             .items
@@ -429,8 +429,8 @@ impl Registry {
             .collect();
         match types.as_slice() {
             [t] => Ok(*t),
-            [] => Err(ApiError::not_found(format!("no extension named '{name}'"))),
-            many => Err(ApiError::invalid_request(format!(
+            [] => Err(Error::not_found(format!("no extension named '{name}'"))),
+            many => Err(Error::invalid_request(format!(
                 "'{name}' exists as {}; say which with --type",
                 many.iter()
                     .map(|t| t.as_str())
@@ -448,7 +448,7 @@ impl Registry {
         name: &str,
         constraint: &Constraint,
         allow_pre: bool,
-    ) -> Result<VersionEntry, ApiError> {
+    ) -> Result<VersionEntry, Error> {
         self.resolve_from(ext_type, name, constraint, allow_pre, None)
             .await
     }
@@ -463,7 +463,7 @@ impl Registry {
         constraint: &Constraint,
         allow_pre: bool,
         source: Option<Source>,
-    ) -> Result<VersionEntry, ApiError> {
+    ) -> Result<VersionEntry, Error> {
         let versions = match source {
             None => self.versions(ext_type, name).await?,
             Some(s) => self.source_versions(ext_type, name, s).await?,
@@ -495,7 +495,7 @@ impl Registry {
         ext_type: ExtensionType,
         name: &str,
         version: Option<&str>,
-    ) -> Result<Extension, ApiError> {
+    ) -> Result<Extension, Error> {
         let versions = self.versions(ext_type, name).await?;
         let entry = match version {
             None => newest(&versions.entries),
@@ -514,7 +514,7 @@ impl Registry {
         &self,
         ext_type: ExtensionType,
         name: &str,
-    ) -> Result<Arc<Versions>, ApiError> {
+    ) -> Result<Arc<Versions>, Error> {
         Ok(self.versions_answer(ext_type, name).await?.versions)
     }
 
@@ -524,7 +524,7 @@ impl Registry {
         &self,
         ext_type: ExtensionType,
         name: &str,
-    ) -> Result<VersionsAnswer, ApiError> {
+    ) -> Result<VersionsAnswer, Error> {
         let key = (ext_type, name.to_string());
         if let Some(hit) = self.core.versions.get(&key) {
             if hit.refresh {
@@ -551,7 +551,7 @@ impl Registry {
     }
 
     /// `GET /extensions/{type}/{name}`: the record of the newest version.
-    pub async fn get(&self, ext_type: ExtensionType, name: &str) -> Result<Bytes, ApiError> {
+    pub async fn get(&self, ext_type: ExtensionType, name: &str) -> Result<Bytes, Error> {
         Ok(self.get_aged(ext_type, name).await?.0)
     }
 
@@ -560,7 +560,7 @@ impl Registry {
         &self,
         ext_type: ExtensionType,
         name: &str,
-    ) -> Result<(Bytes, u64), ApiError> {
+    ) -> Result<(Bytes, u64), Error> {
         let key = (ext_type, name.to_string());
         let answer = self.versions_answer(ext_type, name).await?;
         if let Some(tag) = answer.tag {
@@ -571,7 +571,7 @@ impl Registry {
             self.metadata.get_if(&key, |_| false);
         }
         let best = newest(&answer.versions.entries)
-            .ok_or_else(|| ApiError::not_found(format!("Extension {ext_type}/{name} not found")))?;
+            .ok_or_else(|| Error::not_found(format!("Extension {ext_type}/{name} not found")))?;
         let body = to_json(&best.record)?;
         if let Some(tag) = answer.tag {
             self.metadata.insert(key, (tag, body.clone()));
@@ -586,7 +586,7 @@ impl Registry {
         ext_type: ExtensionType,
         name: &str,
         source: Source,
-    ) -> Result<Arc<Versions>, ApiError> {
+    ) -> Result<Arc<Versions>, Error> {
         let backends: Vec<Arc<dyn Backend>> = self
             .core
             .backends
@@ -595,7 +595,7 @@ impl Registry {
             .cloned()
             .collect();
         if backends.is_empty() {
-            return Err(ApiError::invalid_request(format!(
+            return Err(Error::invalid_request(format!(
                 "the {source} backend is not configured"
             )));
         }
@@ -604,13 +604,13 @@ impl Registry {
     }
 
     /// The backend that serves `source`.
-    fn backend_for(&self, source: Source) -> Result<Arc<dyn Backend>, ApiError> {
+    fn backend_for(&self, source: Source) -> Result<Arc<dyn Backend>, Error> {
         self.core
             .backends
             .iter()
             .find(|b| b.source() == source)
             .cloned()
-            .ok_or_else(|| ApiError::internal("no backend for this version's source"))
+            .ok_or_else(|| Error::internal("no backend for this version's source"))
     }
 
     /// One version's entry and its backend.
@@ -619,7 +619,7 @@ impl Registry {
         ext_type: ExtensionType,
         name: &str,
         version: &str,
-    ) -> Result<(VersionEntry, Arc<dyn Backend>), ApiError> {
+    ) -> Result<(VersionEntry, Arc<dyn Backend>), Error> {
         let wanted = parse_version(version)?;
         let versions = self.versions(ext_type, name).await?;
         let entry = versions
@@ -638,7 +638,7 @@ impl Registry {
         &self,
         entry: &VersionEntry,
         force: bool,
-    ) -> Result<CachedArtifact, ApiError> {
+    ) -> Result<CachedArtifact, Error> {
         let backend = self.backend_for(entry.record.source)?;
         if force {
             self.core.artifacts.refetch(entry, backend).await
@@ -654,7 +654,7 @@ impl Registry {
         ext_type: ExtensionType,
         name: &str,
         version: &str,
-    ) -> Result<VersionEntry, ApiError> {
+    ) -> Result<VersionEntry, Error> {
         Ok(self.entry_and_backend(ext_type, name, version).await?.0)
     }
 
@@ -665,7 +665,7 @@ impl Registry {
         ext_type: ExtensionType,
         name: &str,
         version: &str,
-    ) -> Result<(VersionEntry, Fetched), ApiError> {
+    ) -> Result<(VersionEntry, Fetched), Error> {
         let (entry, backend) = self.entry_and_backend(ext_type, name, version).await?;
         let f = self.core.artifacts.fetch_or_join(&entry, backend)?;
         Ok((entry, f))
@@ -745,7 +745,7 @@ impl Registry {
     /// backend now and replaces what the caches hold for it (its versions,
     /// and its record in each backend's listing), leaving everything else
     /// alone. Returns how many versions it has now.
-    pub async fn invalidate(&self, ext_type: ExtensionType, name: &str) -> Result<usize, ApiError> {
+    pub async fn invalidate(&self, ext_type: ExtensionType, name: &str) -> Result<usize, Error> {
         self.core.invalidate((ext_type, name.to_string())).await
     }
 
@@ -754,7 +754,7 @@ impl Registry {
     pub async fn discover(
         &self,
         ext_type: Option<ExtensionType>,
-    ) -> Result<Vec<extreg_shared::protocol::Discovered>, ApiError> {
+    ) -> Result<Vec<extreg_shared::protocol::Discovered>, Error> {
         let (merged, _) = self.list_records(ext_type, None).await?;
         // Served from the per-backend caches list_records just filled.
         let mut holders: HashMap<ExtKey, Vec<Source>> = HashMap::new();
@@ -824,8 +824,8 @@ fn not_found_version(
     name: &str,
     version: &str,
     versions: &Versions,
-) -> ApiError {
-    ApiError::not_found(format!(
+) -> Error {
+    Error::not_found(format!(
         "Extension {ext_type}/{name} version {version} not found"
     ))
     .with_details(format!(
@@ -880,7 +880,7 @@ fn merge_versions(
     core: &Core,
     ext_type: ExtensionType,
     name: &str,
-) -> Result<Versions, ApiError> {
+) -> Result<Versions, Error> {
     let base = &core.base_url;
     let url = |v: &str| format!("{base}/api/v1/extensions/{ext_type}/{name}/{v}");
     let mut merged: HashMap<semver::Version, VersionEntry> = HashMap::new();
@@ -903,9 +903,9 @@ fn merge_versions(
     }
     if merged.is_empty() {
         if let Some((s, e)) = failures.first() {
-            return Err(ApiError::backend(*s, e));
+            return Err(Error::backend(*s, e));
         }
-        return Err(ApiError::not_found(format!(
+        return Err(Error::not_found(format!(
             "Extension {ext_type}/{name} not found"
         )));
     }
@@ -1091,7 +1091,7 @@ impl Core {
         Some((tag, age.as_secs()))
     }
 
-    async fn catalog(self: &Arc<Self>, source: Option<Source>) -> Result<CatalogView, ApiError> {
+    async fn catalog(self: &Arc<Self>, source: Option<Source>) -> Result<CatalogView, Error> {
         let asked: Vec<&Arc<dyn Backend>> = self
             .backends
             .iter()
@@ -1145,7 +1145,7 @@ impl Core {
         }
         if failures.len() == asked.len() && merged.is_empty() {
             let (s, e) = &failures[0];
-            return Err(ApiError::backend(*s, e));
+            return Err(Error::backend(*s, e));
         }
         for (s, e) in &failures {
             tracing::warn!(backend = %s, error = %e, "backend failed while listing; answering with the others");
@@ -1169,7 +1169,7 @@ impl Core {
     }
 
     /// The merged versions of one extension from the backends, coalesced.
-    async fn load_versions(self: &Arc<Self>, key: ExtKey) -> Result<Arc<Versions>, ApiError> {
+    async fn load_versions(self: &Arc<Self>, key: ExtKey) -> Result<Arc<Versions>, Error> {
         let core = self.clone();
         let (t, name) = key.clone();
         self.version_flights
@@ -1178,7 +1178,7 @@ impl Core {
                 merge_versions(results, &core, t, &name).map(Arc::new)
             })
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| Error::internal(e.to_string()))?
     }
 
     /// Refreshes one extension's versions in the background. A failed or
@@ -1209,7 +1209,7 @@ impl Core {
     }
 
     /// A cached versions entry as a reader gets it (marked when stale).
-    fn answer_of(&self, hit: SwrHit<Arc<Versions>>) -> Result<VersionsAnswer, ApiError> {
+    fn answer_of(&self, hit: SwrHit<Arc<Versions>>) -> Result<VersionsAnswer, Error> {
         let versions = if hit.stale {
             self.metrics
                 .cache_stale_served
@@ -1227,7 +1227,7 @@ impl Core {
     }
 
     /// See [`Registry::invalidate`].
-    async fn invalidate(self: &Arc<Self>, key: ExtKey) -> Result<usize, ApiError> {
+    async fn invalidate(self: &Arc<Self>, key: ExtKey) -> Result<usize, Error> {
         let started = Instant::now();
         let results = fetch_versions(&self.backends, self, key.0, &key.1).await;
         // Each backend's listing gets this extension's newest record (or
@@ -1275,8 +1275,8 @@ impl Core {
     }
 }
 
-fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<Bytes, ApiError> {
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<Bytes, Error> {
     serde_json::to_vec(v)
         .map(Bytes::from)
-        .map_err(|e| ApiError::new(ErrorKind::InternalError, format!("serializing: {e}")))
+        .map_err(|e| Error::new(ErrorKind::InternalError, format!("serializing: {e}")))
 }

@@ -17,7 +17,7 @@
 //! over by the service manager is served the same way.
 
 use crate::config::ServerConfig;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::metrics::Metrics;
 use extreg_shared::ErrorKind;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -283,7 +283,7 @@ pub fn is_io_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 /// The whole answer to an HTTP connection over the limit: the seed's error
 /// body, `Retry-After`, and `Connection: close`.
 fn unavailable_answer(max: usize) -> Arc<[u8]> {
-    let e = ApiError::new(
+    let e = Error::new(
         ErrorKind::ServiceUnavailable,
         format!(
             "extregd is serving its maximum of {max} connections ([server] max_connections); retry shortly"

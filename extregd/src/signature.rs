@@ -24,7 +24,7 @@
 //! [`sign`]).
 
 use crate::backend::{Backend, BackendError, VersionEntry};
-use crate::error::ApiError;
+use crate::error::Error;
 use extreg_shared::{ErrorKind, Source};
 use serde::Deserialize;
 use std::io::Read;
@@ -207,7 +207,7 @@ impl Verifier {
         backend: &dyn Backend,
         file: &Path,
         digest: &str,
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Option<String>, Error> {
         let source = entry.record.source;
         let policy = self.policy(source);
         if policy == Policy::Off {
@@ -218,7 +218,7 @@ impl Verifier {
             entry.record.ext_type, entry.record.name, entry.record.version
         );
         let refuse = |why: String| {
-            ApiError::new(
+            Error::new(
                 ErrorKind::IntegrityError,
                 format!("signature check failed for {what}: {why}"),
             )
@@ -230,7 +230,7 @@ impl Verifier {
         let sig = backend
             .signature(entry)
             .await
-            .map_err(|e| ApiError::backend(source, &e))?;
+            .map_err(|e| Error::backend(source, &e))?;
         let Some(sig) = sig else {
             return match policy {
                 Policy::Require => Err(refuse(format!(
@@ -274,7 +274,7 @@ impl Verifier {
             v.finalize().map_err(|e| e.to_string())
         })
         .await
-        .map_err(|e| ApiError::internal(format!("signature task failed: {e}")))?;
+        .map_err(|e| Error::internal(format!("signature task failed: {e}")))?;
         match res {
             Ok(()) => Ok(Some(id)),
             Err(e) => Err(refuse(format!(
@@ -380,10 +380,10 @@ pub async fn sign_published(
     key: &Path,
     password: Option<String>,
     dry_run: bool,
-) -> Result<extreg_shared::protocol::SignResult, ApiError> {
+) -> Result<extreg_shared::protocol::SignResult, Error> {
     use crate::backend::oci::{Req, EMPTY_CONFIG, EMPTY_DIGEST, OCI_MANIFEST};
     use crate::publish::{push_blob, PublishError, MAX_PUBLISH_BYTES};
-    let invalid = ApiError::invalid_request;
+    let invalid = Error::invalid_request;
     let yaml_path = dir.join("extension.yaml");
     let yaml = tokio::fs::read(&yaml_path)
         .await
@@ -401,7 +401,7 @@ pub async fn sign_published(
     let src = dir.to_path_buf();
     let layer = tokio::task::spawn_blocking(move || crate::pack::pack_dir(&src, MAX_PUBLISH_BYTES))
         .await
-        .map_err(|e| ApiError::internal(format!("packing failed: {e}")))?
+        .map_err(|e| Error::internal(format!("packing failed: {e}")))?
         .map_err(|e| invalid(format!("cannot pack {}: {e}", dir.display())))?;
     let digest = crate::backend::sha256_tag(&layer);
     let repo = backend.repository(m.ext_type, &m.name);
@@ -410,7 +410,7 @@ pub async fn sign_published(
     if !dry_run {
         let held = Backend::versions(backend, m.ext_type, &m.name)
             .await
-            .map_err(|e| ApiError::backend(Source::Oci, &e))?
+            .map_err(|e| Error::backend(Source::Oci, &e))?
             .into_iter()
             .find(|e| e.semver == v)
             .and_then(|e| e.record.checksum);
@@ -428,7 +428,7 @@ pub async fn sign_published(
     let (text, key_id) =
         tokio::task::spawn_blocking(move || sign(&key, password, &layer, &comment))
             .await
-            .map_err(|e| ApiError::internal(format!("signing failed: {e}")))?
+            .map_err(|e| Error::internal(format!("signing failed: {e}")))?
             .map_err(invalid)?;
     if dry_run {
         return Ok(extreg_shared::protocol::SignResult {
@@ -439,8 +439,8 @@ pub async fn sign_published(
         });
     }
     let backend_err = |e: PublishError| match e {
-        PublishError::Backend(b) => ApiError::backend(Source::Oci, &b),
-        other => ApiError::internal(other.to_string()),
+        PublishError::Backend(b) => Error::backend(Source::Oci, &b),
+        other => Error::internal(other.to_string()),
     };
     let sig = bytes::Bytes::from(text.into_bytes());
     let sig_digest = crate::backend::sha256_tag(&sig);
@@ -493,11 +493,11 @@ pub async fn sign_published(
         let _permit = inner
             .permit()
             .await
-            .map_err(|e| ApiError::backend(Source::Oci, &e))?;
+            .map_err(|e| Error::backend(Source::Oci, &e))?;
         inner
             .send(&req)
             .await
-            .map_err(|e| ApiError::backend(Source::Oci, &e))?;
+            .map_err(|e| Error::backend(Source::Oci, &e))?;
     }
     tracing::info!(%reference, %key_id, "signature pushed");
     Ok(extreg_shared::protocol::SignResult {

@@ -27,7 +27,7 @@
 
 use crate::api::SharedState;
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::Error;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -129,16 +129,16 @@ impl Webhooks {
     }
 }
 
-fn refused(sender: &'static str, st: &SharedState, message: &str) -> ApiError {
+fn refused(sender: &'static str, st: &SharedState, message: &str) -> Error {
     st.metrics
         .webhooks
         .with_label_values(&[sender, "refused"])
         .inc();
-    ApiError::new(ErrorKind::AuthError, message)
+    Error::new(ErrorKind::AuthError, message)
 }
 
-fn off(what: &str, key: &str) -> ApiError {
-    ApiError::not_found(format!(
+fn off(what: &str, key: &str) -> Error {
+    Error::not_found(format!(
         "{what} notifications are off; set [webhooks] {key} to turn them on"
     ))
 }
@@ -146,7 +146,7 @@ fn off(what: &str, key: &str) -> ApiError {
 /// Reads at most `limit` bytes of body; more is a 413.
 async fn bounded(body: Body, limit: usize) -> Result<bytes::Bytes, Response> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
-        let mut r = ApiError::invalid_request(format!(
+        let mut r = Error::invalid_request(format!(
             "the body is larger than {limit} bytes ([webhooks] max_body_bytes)"
         ))
         .into_response();
@@ -243,8 +243,7 @@ pub async fn registry(
     }
     let bytes = bounded(body, hooks.max_body).await?;
     let env: Envelope = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid_request(format!("not a registry notification envelope: {e}"))
-            .into_response()
+        Error::invalid_request(format!("not a registry notification envelope: {e}")).into_response()
     })?;
     let Some(ns) = hooks.oci_namespace.as_deref() else {
         return Ok(accept(&st, "registry", BTreeSet::new()));
@@ -260,7 +259,7 @@ pub async fn registry(
         }
     }
     if exts.len() > MAX_EXTENSIONS_PER_CALL {
-        return Err(ApiError::invalid_request(format!(
+        return Err(Error::invalid_request(format!(
             "one notification names {} extensions; the limit is {MAX_EXTENSIONS_PER_CALL}",
             exts.len()
         ))
@@ -322,7 +321,7 @@ pub async fn gitea(
         return Ok(accept(&st, "gitea", BTreeSet::new()));
     }
     let p: GiteaPayload = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid_request(format!("not a Gitea webhook payload: {e}")).into_response()
+        Error::invalid_request(format!("not a Gitea webhook payload: {e}")).into_response()
     })?;
     let mut exts = BTreeSet::new();
     if let (Some(repo), Some(org)) = (p.repository, hooks.gitea_org.as_deref()) {

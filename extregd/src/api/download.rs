@@ -5,7 +5,7 @@
 use super::input::ExtPath;
 use super::SharedState;
 use crate::artifacts::{Fetched, Growing, Progress};
-use crate::error::ApiError;
+use crate::error::Error;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -53,7 +53,7 @@ pub async fn download(
     method: Method,
     p: ExtPath,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     if method == Method::HEAD {
         if let Some(r) = head_uncached(&st, &p, &headers).await? {
             return Ok(r);
@@ -67,7 +67,7 @@ pub async fn download(
         Err(Fail::Vanished) => match serve(&st, &p, &headers).await {
             Ok(r) => Ok(r),
             Err(Fail::Api(e)) => Err(e),
-            Err(Fail::Vanished) => Err(ApiError::internal(
+            Err(Fail::Vanished) => Err(Error::internal(
                 "the cached artifact vanished twice while being opened",
             )),
         },
@@ -75,13 +75,13 @@ pub async fn download(
 }
 
 enum Fail {
-    Api(ApiError),
+    Api(Error),
     /// The cached file disappeared before it could be opened.
     Vanished,
 }
 
-impl From<ApiError> for Fail {
-    fn from(e: ApiError) -> Self {
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
         Fail::Api(e)
     }
 }
@@ -157,7 +157,7 @@ async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Res
                 None
             }
             Err(_) => {
-                let mut resp = ApiError::new(
+                let mut resp = Error::new(
                     ErrorKind::RangeNotSatisfiable,
                     format!(
                         "range '{}' does not fit {} bytes",
@@ -177,7 +177,7 @@ async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Res
     let blob = match store.open_blob(&art) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Fail::Vanished),
-        Err(e) => return Err(ApiError::internal(format!("opening cached artifact: {e}")).into()),
+        Err(e) => return Err(Error::internal(format!("opening cached artifact: {e}")).into()),
     };
     let (status, start, len) = match &range {
         Some(r) => (
@@ -198,7 +198,7 @@ async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Res
             if start > 0 {
                 file.seek(std::io::SeekFrom::Start(start))
                     .await
-                    .map_err(|e| ApiError::internal(format!("seeking cached artifact: {e}")))?;
+                    .map_err(|e| Error::internal(format!("seeking cached artifact: {e}")))?;
             }
             Body::from_stream(st.metrics.ops.count_served(
                 tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK),
@@ -234,7 +234,7 @@ fn live(
     filename: &str,
     headers: &HeaderMap,
     served: prometheus::IntCounter,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut h = HeaderMap::new();
     if let Some(d) = &p.digest {
         let etag = format!("\"{d}\"");
@@ -275,7 +275,7 @@ async fn head_uncached(
     st: &SharedState,
     p: &ExtPath,
     headers: &HeaderMap,
-) -> Result<Option<Response>, ApiError> {
+) -> Result<Option<Response>, Error> {
     let version = p.version.clone().unwrap_or_default();
     let entry = st
         .registry
@@ -384,8 +384,8 @@ fn verified_stream(
     }))
 }
 
-fn hv(s: &str) -> Result<HeaderValue, ApiError> {
-    HeaderValue::from_str(s).map_err(|_| ApiError::internal("header value"))
+fn hv(s: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(s).map_err(|_| Error::internal("header value"))
 }
 
 /// `If-None-Match` against our strong ETag: `*`, or any listed tag (weak or

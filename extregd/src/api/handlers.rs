@@ -5,7 +5,7 @@ use super::openapi::{
     BackendFailures, BadInput, ExtPathDoc, ListQuery, NotFound, ResolveQuery, SearchQuery,
 };
 use super::SharedState;
-use crate::error::ApiError;
+use crate::error::Error;
 use axum::extract::State;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -53,10 +53,10 @@ fn aged(mut r: Response, age: u64) -> Response {
     r
 }
 
-fn json_value<T: serde::Serialize>(v: &T) -> Result<Response, ApiError> {
+fn json_value<T: serde::Serialize>(v: &T) -> Result<Response, Error> {
     serde_json::to_vec(v)
         .map(|b| json(Bytes::from(b)))
-        .map_err(|e| ApiError::internal(format!("serializing: {e}")))
+        .map_err(|e| Error::internal(format!("serializing: {e}")))
 }
 
 /// List extensions, sorted by type then name: one record per extension,
@@ -67,10 +67,7 @@ fn json_value<T: serde::Serialize>(v: &T) -> Result<Response, ApiError> {
             headers(("X-Total-Count" = u64, description = "Matches before paging (`limit`, `offset`)"))),
         BadInput, BackendFailures,
     ))]
-pub async fn list(
-    State(st): State<SharedState>,
-    ApiQuery(q): ApiQuery,
-) -> Result<Response, ApiError> {
+pub async fn list(State(st): State<SharedState>, ApiQuery(q): ApiQuery) -> Result<Response, Error> {
     let r = st
         .registry
         .list(
@@ -94,20 +91,20 @@ pub async fn list(
 pub async fn search(
     State(st): State<SharedState>,
     ApiQuery(q): ApiQuery,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let raw = q.q.as_deref().unwrap_or_default();
     // Counted in characters as given (before trimming), as the OpenAPI
     // document's maxLength counts.
     let chars = raw.chars().count();
     if chars > extreg_shared::MAX_NAME_LEN {
-        return Err(ApiError::invalid_request(format!(
+        return Err(Error::invalid_request(format!(
             "q is {chars} characters long; the limit is {}",
             extreg_shared::MAX_NAME_LEN
         )));
     }
     let text = raw.trim();
     if text.is_empty() {
-        return Err(ApiError::invalid_request(
+        return Err(Error::invalid_request(
             "the query parameter q is required, e.g. /api/v1/extensions/search?q=kubernetes",
         ));
     }
@@ -126,10 +123,7 @@ pub async fn search(
         (status = 200, description = "The extension", body = Extension),
         BadInput, NotFound, BackendFailures,
     ))]
-pub async fn get_extension(
-    State(st): State<SharedState>,
-    p: ExtPath,
-) -> Result<Response, ApiError> {
+pub async fn get_extension(State(st): State<SharedState>, p: ExtPath) -> Result<Response, Error> {
     let (body, age) = st.registry.get_aged(p.ext_type, &p.name).await?;
     Ok(aged(json(body), age))
 }
@@ -142,7 +136,7 @@ pub async fn get_extension(
             headers(("X-Total-Count" = u64, description = "Number of versions"))),
         BadInput, NotFound, BackendFailures,
     ))]
-pub async fn versions(State(st): State<SharedState>, p: ExtPath) -> Result<Response, ApiError> {
+pub async fn versions(State(st): State<SharedState>, p: ExtPath) -> Result<Response, Error> {
     let a = st.registry.versions_answer(p.ext_type, &p.name).await?;
     let v = &a.versions;
     Ok(aged(json_counted(v.body.clone(), v.entries.len()), a.age))
@@ -160,7 +154,7 @@ pub async fn resolve(
     State(st): State<SharedState>,
     p: ExtPath,
     ApiQuery(q): ApiQuery,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let constraint = extreg_shared::Constraint::parse(q.constraint.as_deref().unwrap_or(""))?;
     let entry = st
         .registry
@@ -173,7 +167,7 @@ pub async fn resolve(
 #[utoipa::path(get, path = "/api/v1/health", tag = "system",
     responses((status = 200, description = "`healthy`, or `degraded` when an enabled backend \
 fails; the answer is 200 either way", body = HealthResponse)))]
-pub async fn health(State(st): State<SharedState>) -> Result<Response, ApiError> {
+pub async fn health(State(st): State<SharedState>) -> Result<Response, Error> {
     json_value(&health_report(&st).await)
 }
 
@@ -264,19 +258,19 @@ pub async fn metrics(State(st): State<SharedState>) -> Response {
 /// Entries, hits and misses of the metadata caches and the artifact cache.
 #[utoipa::path(get, path = "/api/v1/cache/stats", tag = "system",
     responses((status = 200, description = "Cache figures", body = CacheStats)))]
-pub async fn cache_stats(State(st): State<SharedState>) -> Result<Response, ApiError> {
+pub async fn cache_stats(State(st): State<SharedState>) -> Result<Response, Error> {
     json_value(&st.registry.cache_stats())
 }
 
-pub async fn no_route(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!(
+pub async fn no_route(uri: axum::http::Uri) -> Error {
+    Error::not_found(format!(
         "no endpoint at {}; see /api/v1/extensions, /api/v1/health",
         super::input::shown(uri.path())
     ))
 }
 
 pub async fn method_not_allowed(method: axum::http::Method) -> Response {
-    let mut r = ApiError::invalid_request(format!(
+    let mut r = Error::invalid_request(format!(
         "method {method} is not allowed here; this API is read-only (GET)"
     ))
     .into_response();

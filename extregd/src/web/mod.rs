@@ -17,7 +17,7 @@
 mod pages;
 
 use crate::api::SharedState;
-use crate::error::ApiError;
+use crate::error::Error;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -149,7 +149,7 @@ async fn index(
 ) -> Response {
     let health = web.health().await;
     let Ok(Query(q)) = query else {
-        let e = ApiError::invalid_request("the query string is malformed");
+        let e = Error::invalid_request("the query string is malformed");
         return html(StatusCode::BAD_REQUEST, pages::error(&e, &health));
     };
     match pages::index(&web, &q, &health).await {
@@ -169,7 +169,7 @@ async fn extension(
     }
 }
 
-fn status_of(e: &ApiError) -> StatusCode {
+fn status_of(e: &Error) -> StatusCode {
     StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 

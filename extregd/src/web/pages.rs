@@ -3,7 +3,7 @@
 //! details) can never become markup.
 
 use super::{IndexQuery, Web, PAGE_SIZE};
-use crate::error::ApiError;
+use crate::error::Error;
 use extreg_shared::{validate_name, Extension, ExtensionType, HealthResponse, Source};
 use maud::{html, Markup, DOCTYPE};
 
@@ -77,26 +77,26 @@ fn health_panel(h: &HealthResponse) -> Markup {
 }
 
 /// Text as given, or an error page naming the parameter.
-fn parse_type(raw: Option<&str>) -> Result<Option<ExtensionType>, ApiError> {
+fn parse_type(raw: Option<&str>) -> Result<Option<ExtensionType>, Error> {
     match raw {
         None | Some("") => Ok(None),
         Some(t) => Ok(Some(t.parse()?)),
     }
 }
 
-fn parse_source(raw: Option<&str>) -> Result<Option<Source>, ApiError> {
+fn parse_source(raw: Option<&str>) -> Result<Option<Source>, Error> {
     match raw {
         None | Some("") => Ok(None),
         Some(s) => s
             .parse()
             .map(Some)
             .map_err(|e: extreg_shared::types::InvalidSource| {
-                ApiError::invalid_request(e.to_string())
+                Error::invalid_request(e.to_string())
             }),
     }
 }
 
-pub async fn index(web: &Web, q: &IndexQuery, health: &HealthResponse) -> Result<Markup, ApiError> {
+pub async fn index(web: &Web, q: &IndexQuery, health: &HealthResponse) -> Result<Markup, Error> {
     let reg = &web.state.registry;
     let ext_type = parse_type(q.ext_type.as_deref())?;
     let source = parse_source(q.source.as_deref())?;
@@ -104,16 +104,12 @@ pub async fn index(web: &Web, q: &IndexQuery, health: &HealthResponse) -> Result
         None | Some("") => 1,
         Some(p) => match p.parse::<usize>() {
             Ok(n) if (1..=1_000_000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid_request(
-                    "page must be a whole number from 1",
-                ))
-            }
+            _ => return Err(Error::invalid_request("page must be a whole number from 1")),
         },
     };
     let text = q.q.as_deref().map(str::trim).unwrap_or_default();
     if text.chars().count() > extreg_shared::MAX_NAME_LEN {
-        return Err(ApiError::invalid_request(format!(
+        return Err(Error::invalid_request(format!(
             "the search text is over {} characters",
             extreg_shared::MAX_NAME_LEN
         )));
@@ -290,12 +286,12 @@ pub async fn extension(
     ty: &str,
     name: &str,
     health: &HealthResponse,
-) -> Result<Markup, ApiError> {
+) -> Result<Markup, Error> {
     let ext_type: ExtensionType = ty.parse()?;
     validate_name(name)?;
     let versions = web.state.registry.versions(ext_type, name).await?;
     let Some(best) = crate::backend::newest(&versions.entries) else {
-        return Err(ApiError::not_found(format!(
+        return Err(Error::not_found(format!(
             "Extension {ext_type}/{name} not found"
         )));
     };
@@ -398,7 +394,7 @@ fn urlenc(s: &str) -> String {
     out
 }
 
-pub fn error(e: &ApiError, health: &HealthResponse) -> Markup {
+pub fn error(e: &Error, health: &HealthResponse) -> Markup {
     let main = html! {
         h1 { "Sorry" }
         p class="error" role="alert" { (e.message) }
