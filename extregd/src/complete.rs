@@ -21,12 +21,12 @@ pub fn candidates(
     ext_type: Option<ExtensionType>,
     name: Option<&str>,
 ) -> Completions {
-    let reg = &state.registry;
+    let reg = &state.catalogue;
     let (listed, missing) = reg.peek_catalogs();
     if !missing.is_empty() {
         let st = state.clone();
         tokio::spawn(async move {
-            let _ = st.registry.list_records(None, None).await;
+            let _ = st.catalogue.list_records(None, None).await;
         });
     }
     // (type, name) -> description; the first seen wins.
@@ -77,7 +77,7 @@ pub fn candidates(
                     // next Tab, in the background.
                     let (st, t, n) = (state.clone(), *t, n.to_string());
                     tokio::spawn(async move {
-                        let _ = st.registry.versions(t, &n).await;
+                        let _ = st.catalogue.versions(t, &n).await;
                     });
                 }
             }

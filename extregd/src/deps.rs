@@ -24,9 +24,9 @@
 //! cache on first use), never from listing metadata alone.
 
 use crate::backend::VersionEntry;
+use crate::catalogue::Catalogue;
 use crate::error::Error;
 use crate::manifest::Manifest;
-use crate::registry::Registry;
 use extreg_shared::protocol::DepNode;
 use extreg_shared::{validate_name, Constraint, ErrorKind, ExtensionType, Source};
 use semver::Version;
@@ -448,7 +448,7 @@ pub async fn manifest_of(path: std::path::PathBuf) -> Result<Manifest, String> {
 /// `progress`, downloads made to read manifests report progress.
 #[allow(clippy::too_many_arguments)]
 pub async fn resolve(
-    reg: &Registry,
+    reg: &Catalogue,
     ext_type: ExtensionType,
     name: &str,
     constraint: Constraint,
@@ -560,7 +560,7 @@ pub async fn resolve(
 /// Fetches (or takes from the cache) one version's verified artifact and
 /// reads its `extension.yaml`, which must name that version.
 async fn read_entry(
-    reg: &Registry,
+    reg: &Catalogue,
     entry: &VersionEntry,
     progress: Option<&crate::progress::ProgressTx>,
 ) -> Result<(Manifest, String, bool), Error> {
@@ -638,7 +638,7 @@ pub fn tree(c: &Closure) -> DepNode {
 /// dependency order, and say what to lock.
 #[allow(clippy::too_many_arguments)]
 pub async fn load_tree(
-    reg: &Registry,
+    reg: &Catalogue,
     loader: &crate::load::Loader,
     ext_type: ExtensionType,
     name: &str,
@@ -704,7 +704,7 @@ pub async fn load_tree(
 /// `ext load --locked`: exactly these versions from these sources, in the
 /// order given (dependencies first), refusing any digest that differs.
 pub async fn load_locked(
-    reg: &Registry,
+    reg: &Catalogue,
     loader: &crate::load::Loader,
     entries: Vec<extreg_shared::lockfile::LockedExtension>,
     force: bool,

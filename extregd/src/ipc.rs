@@ -486,7 +486,7 @@ async fn write_progress<W: tokio::io::AsyncWrite + Unpin>(
 
 /// The type asked for, or the one type that holds `name`.
 async fn type_of(
-    reg: &crate::registry::Registry,
+    reg: &crate::catalogue::Catalogue,
     ext_type: Option<extreg_shared::ExtensionType>,
     name: &str,
 ) -> Result<extreg_shared::ExtensionType, Error> {
@@ -531,7 +531,7 @@ async fn publish_request(
     state: &AppState,
     spec: extreg_shared::protocol::PublishSpec,
 ) -> Result<Response, Error> {
-    let reg = &state.registry;
+    let reg = &state.catalogue;
     let elsewhere = spec.registry.is_some() || spec.namespace.is_some();
     let target = if elsewhere {
         let configured = state.oci_config.as_ref().zip(state.oci.as_ref());
@@ -597,7 +597,7 @@ async fn dispatch(
     req: Request,
     progress: &crate::progress::ProgressTx,
 ) -> Result<Response, Error> {
-    let reg = &state.registry;
+    let reg = &state.catalogue;
     let check_name = |n: &str| extreg_shared::validate_name(n).map_err(Error::from);
     Ok(match req {
         Request::Hello { .. } => unreachable!("handled by the caller"),

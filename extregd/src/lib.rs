@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod auth_files;
 pub mod backend;
 pub mod cache;
+pub mod catalogue;
 pub mod cli;
 pub mod complete;
 pub mod config;
@@ -23,7 +24,6 @@ pub mod persist;
 pub mod probe;
 pub mod progress;
 pub mod publish;
-pub mod registry;
 pub mod remote;
 pub mod server;
 pub mod signature;
@@ -186,7 +186,7 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     let mut oci = None;
-    let registry = registry::Registry::new(
+    let catalogue = catalogue::Catalogue::new(
         backends(&config, &dirs, &mut oci)?,
         &config.cache,
         Arc::new(artifacts),
@@ -195,18 +195,18 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
     );
     // The persisted catalogue: read now (so the first answers come from
     // it), written whenever the caches change, refreshed in the background.
-    let readiness = probe::readiness_for(registry.backends());
+    let readiness = probe::readiness_for(catalogue.backends());
     if let Some(path) = config.catalog_path(&dirs) {
         let ids = persist::identities(&config, &dirs);
         let priority = config.source_priority();
-        let (listings, _) = persist::load(&registry, &path, &ids, &priority);
+        let (listings, _) = persist::load(&catalogue, &path, &ids, &priority);
         if listings > 0 {
             // Answers can be given from it at once.
             readiness.set_ready("persisted catalogue loaded");
         }
-        persist::spawn_writer(&registry, path, ids, priority);
+        persist::spawn_writer(&catalogue, path, ids, priority);
     }
-    registry.warm_up();
+    catalogue.warm_up();
     let webhooks = webhook::Webhooks::from_config(&config)
         .map_err(|e| BootError::Config(crate::config::ConfigError::Invalid(e)))?;
     let state = Arc::new(api::AppState {
@@ -214,7 +214,7 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
         loader: load::Loader::new(config.load_dir(&dirs)),
         oci,
         oci_config: config.oci.clone(),
-        registry,
+        catalogue,
         metrics,
         started: Instant::now(),
         webhooks,

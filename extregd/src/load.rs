@@ -8,10 +8,10 @@
 //! **The loaded set survives restarts**: it is the set of extracted
 //! folders carrying an intact `.extregd-load.json` marker.
 
+use crate::catalogue::Catalogue;
 use crate::error::Error;
 use crate::extract::{self, Limits, LoadMarker};
 use crate::progress::ProgressTx;
-use crate::registry::Registry;
 use extreg_shared::protocol::LoadResult;
 use extreg_shared::protocol::Phase;
 use extreg_shared::{Constraint, ErrorKind, ExtensionType, Source};
@@ -104,7 +104,7 @@ impl Loader {
     /// `progress`.
     pub async fn load(
         &self,
-        reg: &Registry,
+        reg: &Catalogue,
         req: LoadRequest,
         progress: &ProgressTx,
     ) -> Result<LoadResult, Error> {
@@ -124,7 +124,7 @@ impl Loader {
     /// Loads one resolved version (see [`Self::load`]).
     pub async fn load_entry(
         &self,
-        reg: &Registry,
+        reg: &Catalogue,
         entry: crate::backend::VersionEntry,
         force: bool,
         progress: &ProgressTx,
@@ -149,7 +149,7 @@ impl Loader {
 }
 
 async fn load_into(
-    reg: &Registry,
+    reg: &Catalogue,
     entry: crate::backend::VersionEntry,
     dest: PathBuf,
     force: bool,

@@ -27,8 +27,8 @@
 //! - Written at most every [`WRITE_DELAY`] after a change.
 
 use crate::backend::VersionEntry;
+use crate::catalogue::{Catalogue, Core, Versions};
 use crate::config::{Config, Dirs};
-use crate::registry::{Core, Registry, Versions};
 use extreg_shared::{Extension, ExtensionType, Source};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -127,10 +127,10 @@ pub fn identities(config: &Config, dirs: &Dirs) -> BTreeMap<Source, String> {
     out
 }
 
-/// Reads the persisted catalogue into the registry's caches. Returns how
+/// Reads the persisted catalogue into the catalogue's caches. Returns how
 /// many listings and versions entries were taken; problems are warnings.
 pub fn load(
-    registry: &Registry,
+    catalogue: &Catalogue,
     path: &Path,
     identities: &BTreeMap<Source, String>,
     priority: &[Source],
@@ -152,7 +152,7 @@ pub fn load(
             return (0, 0);
         }
     };
-    let core = registry.core();
+    let core = catalogue.core();
     let now = unix(SystemTime::now());
     let age = |fetched_at: u64| Duration::from_secs(now.saturating_sub(fetched_at));
     let mut listings = 0;
@@ -177,7 +177,7 @@ pub fn load(
                 };
                 let mut record = e.record;
                 record.download_url =
-                    Some(registry.download_url_of(v.ext_type, &v.name, &record.version));
+                    Some(catalogue.download_url_of(v.ext_type, &v.name, &record.version));
                 entries.push(VersionEntry {
                     record,
                     semver,
@@ -306,12 +306,12 @@ fn write(path: &Path, file: &File) -> std::io::Result<()> {
 /// Writes the caches to `path` whenever they changed, at most every
 /// [`WRITE_DELAY`]. Runs for the life of the daemon.
 pub fn spawn_writer(
-    registry: &Registry,
+    catalogue: &Catalogue,
     path: PathBuf,
     identities: BTreeMap<Source, String>,
     priority: Vec<Source>,
 ) -> tokio::task::JoinHandle<()> {
-    let core = registry.core().clone();
+    let core = catalogue.core().clone();
     tokio::spawn(async move {
         loop {
             core.dirty.notified().await;

@@ -96,7 +96,7 @@ pub fn spawn_watch(state: SharedState) -> tokio::task::JoinHandle<()> {
                 return;
             }
             let checks = state
-                .registry
+                .catalogue
                 .backends()
                 .iter()
                 .filter(|b| pending.iter().any(|p| p == b.source().as_str()))

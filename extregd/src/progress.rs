@@ -8,8 +8,8 @@
 
 use crate::artifacts::{CachedArtifact, Fetched, Growing};
 use crate::backend::VersionEntry;
+use crate::catalogue::Catalogue;
 use crate::error::Error;
-use crate::registry::Registry;
 use extreg_shared::protocol::{Phase, ProgressEvent};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -73,10 +73,10 @@ pub async fn follow(g: Growing, progress: &ProgressTx) -> Result<CachedArtifact,
     }
 }
 
-/// The artifact of a resolved entry (like `Registry::artifact_of`) for a
+/// The artifact of a resolved entry (like `Catalogue::artifact_of`) for a
 /// socket client, reporting the download's progress.
 pub async fn artifact(
-    reg: &Registry,
+    reg: &Catalogue,
     entry: &VersionEntry,
     force: bool,
     progress: &ProgressTx,

@@ -1,7 +1,7 @@
 //! Push invalidation: the two `POST` endpoints of the REST API, and the only
 //! ones. They change nothing but the metadata caches: each call names
 //! extensions whose versions are fetched again at once (see
-//! [`crate::registry::Registry::invalidate`]).
+//! [`crate::catalogue::Catalogue::invalidate`]).
 //!
 //! - `POST /api/v1/hooks/registry`: docker-registry (distribution)
 //!   notifications. The registry's endpoint config sends
@@ -182,7 +182,7 @@ fn accept(
                 if pass > 0 {
                     tokio::time::sleep(REGISTRY_FOLLOW_UP).await;
                 }
-                match st.registry.invalidate(t, &name).await {
+                match st.catalogue.invalidate(t, &name).await {
                     Ok(n) => {
                         tracing::info!(sender, ext = %format!("{t}/{name}"), versions = n, "refreshed on notification")
                     }

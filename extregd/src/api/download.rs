@@ -89,7 +89,7 @@ impl From<Error> for Fail {
 async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Response, Fail> {
     let version = p.version.clone().unwrap_or_default();
     let (entry, fetched) = st
-        .registry
+        .catalogue
         .open_artifact(p.ext_type, &p.name, &version)
         .await?;
     let filename = format!("{}-{}.tar.gz", entry.record.name, entry.record.version);
@@ -173,7 +173,7 @@ async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Res
         },
     };
 
-    let store = st.registry.artifacts().clone();
+    let store = st.catalogue.artifacts().clone();
     let blob = match store.open_blob(&art) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Fail::Vanished),
@@ -278,10 +278,10 @@ async fn head_uncached(
 ) -> Result<Option<Response>, Error> {
     let version = p.version.clone().unwrap_or_default();
     let entry = st
-        .registry
+        .catalogue
         .version_entry(p.ext_type, &p.name, &version)
         .await?;
-    if st.registry.artifacts().is_cached(&entry) {
+    if st.catalogue.artifacts().is_cached(&entry) {
         return Ok(None);
     }
     let rec = &entry.record;

@@ -69,7 +69,7 @@ fn json_value<T: serde::Serialize>(v: &T) -> Result<Response, Error> {
     ))]
 pub async fn list(State(st): State<SharedState>, ApiQuery(q): ApiQuery) -> Result<Response, Error> {
     let r = st
-        .registry
+        .catalogue
         .list(
             q.ext_type()?,
             q.source()?,
@@ -109,7 +109,7 @@ pub async fn search(
         ));
     }
     let r = st
-        .registry
+        .catalogue
         .search(text, q.ext_type()?, q.limit(SEARCH_DEFAULT, SEARCH_MAX)?)
         .await?;
     Ok(aged(json_counted(r.body, r.total), r.age))
@@ -124,7 +124,7 @@ pub async fn search(
         BadInput, NotFound, BackendFailures,
     ))]
 pub async fn get_extension(State(st): State<SharedState>, p: ExtPath) -> Result<Response, Error> {
-    let (body, age) = st.registry.get_aged(p.ext_type, &p.name).await?;
+    let (body, age) = st.catalogue.get_aged(p.ext_type, &p.name).await?;
     Ok(aged(json(body), age))
 }
 
@@ -137,7 +137,7 @@ pub async fn get_extension(State(st): State<SharedState>, p: ExtPath) -> Result<
         BadInput, NotFound, BackendFailures,
     ))]
 pub async fn versions(State(st): State<SharedState>, p: ExtPath) -> Result<Response, Error> {
-    let a = st.registry.versions_answer(p.ext_type, &p.name).await?;
+    let a = st.catalogue.versions_answer(p.ext_type, &p.name).await?;
     let v = &a.versions;
     Ok(aged(json_counted(v.body.clone(), v.entries.len()), a.age))
 }
@@ -157,7 +157,7 @@ pub async fn resolve(
 ) -> Result<Response, Error> {
     let constraint = extreg_shared::Constraint::parse(q.constraint.as_deref().unwrap_or(""))?;
     let entry = st
-        .registry
+        .catalogue
         .resolve(p.ext_type, &p.name, &constraint, q.pre()?)
         .await?;
     json_value(&entry.record)
@@ -173,7 +173,7 @@ pub async fn health(State(st): State<SharedState>) -> Result<Response, Error> {
 
 /// Asks every backend, concurrently and bounded by [`HEALTH_TIMEOUT`].
 pub async fn health_report(st: &super::AppState) -> HealthResponse {
-    let checks = futures::future::join_all(st.registry.backends().iter().map(|b| async move {
+    let checks = futures::future::join_all(st.catalogue.backends().iter().map(|b| async move {
         let r = match tokio::time::timeout(HEALTH_TIMEOUT, b.health()).await {
             Ok(r) => r,
             Err(_) => Err(crate::backend::BackendError::Timeout(
@@ -202,8 +202,8 @@ pub async fn health_report(st: &super::AppState) -> HealthResponse {
         );
     }
     let mut all_ok = true;
-    let refresh = st.registry.refresh_states();
-    let bound = st.registry.stale_after().as_secs();
+    let refresh = st.catalogue.refresh_states();
+    let bound = st.catalogue.stale_after().as_secs();
     for (s, r, skipped) in checks {
         st.metrics.backend_call(s.as_str(), "health", r.is_ok());
         // A failing refresh counts too: answers are then served from the
@@ -259,7 +259,7 @@ pub async fn metrics(State(st): State<SharedState>) -> Response {
 #[utoipa::path(get, path = "/api/v1/cache/stats", tag = "system",
     responses((status = 200, description = "Cache figures", body = CacheStats)))]
 pub async fn cache_stats(State(st): State<SharedState>) -> Result<Response, Error> {
-    json_value(&st.registry.cache_stats())
+    json_value(&st.catalogue.cache_stats())
 }
 
 pub async fn no_route(uri: axum::http::Uri) -> Error {

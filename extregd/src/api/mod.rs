@@ -1,6 +1,6 @@
 //! The `/api/v1` REST surface: routes, input extraction and the request
 //! metrics middleware. Handlers stay thin: parse, call the
-//! [`Registry`](crate::registry::Registry), map the error.
+//! [`Catalogue`](crate::catalogue::Catalogue), map the error.
 
 mod download;
 mod handlers;
@@ -9,8 +9,8 @@ pub mod openapi;
 
 pub use handlers::health_report;
 
+use crate::catalogue::Catalogue;
 use crate::metrics::Metrics;
-use crate::registry::Registry;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct AppState {
-    pub registry: Registry,
+    pub catalogue: Catalogue,
     pub loader: crate::load::Loader,
     /// The OCI backend, for publish and delete (local socket only).
     pub oci: Option<std::sync::Arc<crate::backend::oci::OciBackend>>,

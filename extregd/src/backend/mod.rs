@@ -1,6 +1,6 @@
 //! Backends: where extensions live. Each one answers the same four questions
 //! (what is there, which versions, give me the bytes, are you well) and the
-//! [`crate::registry::Registry`] merges their answers.
+//! [`crate::catalogue::Catalogue`] merges their answers.
 
 pub mod gitea;
 pub mod http;

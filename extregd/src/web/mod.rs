@@ -1,5 +1,5 @@
 //! The web catalogue: server-rendered HTML pages over the same
-//! [`Registry`](crate::registry::Registry) calls (and so the same caches) as
+//! [`Catalogue`](crate::catalogue::Catalogue) calls (and so the same caches) as
 //! `/api/v1`, plus two small embedded assets. Pages work without
 //! JavaScript; `app.js` adds search as you type (through
 //! `/api/v1/extensions/search`) and copy buttons.

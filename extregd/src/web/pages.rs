@@ -97,7 +97,7 @@ fn parse_source(raw: Option<&str>) -> Result<Option<Source>, Error> {
 }
 
 pub async fn index(web: &Web, q: &IndexQuery, health: &HealthResponse) -> Result<Markup, Error> {
-    let reg = &web.state.registry;
+    let reg = &web.state.catalogue;
     let ext_type = parse_type(q.ext_type.as_deref())?;
     let source = parse_source(q.source.as_deref())?;
     let page: usize = match q.page.as_deref() {
@@ -289,7 +289,7 @@ pub async fn extension(
 ) -> Result<Markup, Error> {
     let ext_type: ExtensionType = ty.parse()?;
     validate_name(name)?;
-    let versions = web.state.registry.versions(ext_type, name).await?;
+    let versions = web.state.catalogue.versions(ext_type, name).await?;
     let Some(best) = crate::backend::newest(&versions.entries) else {
         return Err(Error::not_found(format!(
             "Extension {ext_type}/{name} not found"
