@@ -1,0 +1,205 @@
+//! Unit tests of the artifact store, with their test backends.
+
+use super::*;
+use crate::backend::{Artifact, Backend, BackendError, VersionEntry};
+use extreg_shared::Extension;
+use std::path::Path;
+
+struct Panicky;
+
+#[async_trait::async_trait]
+impl Backend for Panicky {
+    fn source(&self) -> Source {
+        Source::Local
+    }
+    async fn list(&self) -> Result<Vec<Extension>, BackendError> {
+        Ok(vec![])
+    }
+    async fn versions(&self, _: ExtensionType, _: &str) -> Result<Vec<VersionEntry>, BackendError> {
+        Ok(vec![])
+    }
+    async fn fetch(&self, _: &VersionEntry) -> Result<Artifact, BackendError> {
+        panic!("a backend bug")
+    }
+    async fn health(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn identity(&self) -> String {
+        "local:panicky".into()
+    }
+}
+
+fn entry() -> VersionEntry {
+    VersionEntry {
+        record: Extension {
+            name: "x".into(),
+            ext_type: ExtensionType::Provider,
+            version: "1.0.0".into(),
+            description: String::new(),
+            author: None,
+            repository: None,
+            source: Source::Local,
+            published_at: None,
+            download_url: None,
+            checksum: None,
+            size: None,
+            tags: vec![],
+            prerelease: false,
+            stale: false,
+            requires: vec![],
+            dependencies: vec![],
+            signature: Default::default(),
+        },
+        semver: "1.0.0".parse().unwrap(),
+        locator: String::new(),
+        revision: "r1".into(),
+    }
+}
+
+/// Sends 64 KiB every 10 ms, up to 64 MiB (announced), counting chunks.
+struct Slow(Arc<AtomicU64>);
+
+#[async_trait::async_trait]
+impl Backend for Slow {
+    fn source(&self) -> Source {
+        Source::Local
+    }
+    async fn list(&self) -> Result<Vec<Extension>, BackendError> {
+        Ok(vec![])
+    }
+    async fn versions(&self, _: ExtensionType, _: &str) -> Result<Vec<VersionEntry>, BackendError> {
+        Ok(vec![])
+    }
+    async fn fetch(&self, _: &VersionEntry) -> Result<Artifact, BackendError> {
+        let sent = self.0.clone();
+        let stream = futures::stream::unfold(0u32, move |i| {
+            let sent = sent.clone();
+            async move {
+                if i == 1024 {
+                    return None;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                sent.fetch_add(1, Ordering::SeqCst);
+                Some((Ok(bytes::Bytes::from(vec![0u8; 64 * 1024])), i + 1))
+            }
+        });
+        Ok(Artifact {
+            stream: Box::pin(stream),
+            size: Some(64 << 20),
+            digest: None,
+        })
+    }
+    async fn health(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn identity(&self) -> String {
+        "local:slow".into()
+    }
+}
+
+fn tmp_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("tmp")).unwrap().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_goes_on_while_a_waiter_remains_and_stops_with_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ArtifactStore::open(dir.path(), Arc::new(Metrics::new()), None).unwrap());
+    let sent = Arc::new(AtomicU64::new(0));
+    let backend: Arc<dyn Backend> = Arc::new(Slow(sent.clone()));
+    let grow = |f: Fetched| match f {
+        Fetched::Growing(g) => g,
+        Fetched::Ready(_) => panic!("nothing is cached yet"),
+    };
+    let a = grow(
+        store
+            .fetch_or_join_cancellable(&entry(), backend.clone(), false)
+            .unwrap(),
+    );
+    let b = grow(
+        store
+            .fetch_or_join_cancellable(&entry(), backend.clone(), false)
+            .unwrap(),
+    );
+    // Wait until bytes flow.
+    let mut rx = a.rx.clone();
+    rx.wait_for(|p| p.written > 0).await.unwrap();
+    // One of two leaves: the download goes on.
+    drop(a);
+    let at = sent.load(Ordering::SeqCst);
+    let mut rx = b.rx.clone();
+    rx.wait_for(|p| p.written > (at + 4) * 64 * 1024)
+        .await
+        .unwrap();
+    assert_eq!(store.inflight.lock().len(), 1);
+    assert_eq!(tmp_files(dir.path()), 1);
+    // The last leaves: cancelled, temp file gone, nothing indexed.
+    drop(b);
+    drop(rx);
+    assert!(store.inflight.lock().is_empty());
+    let mut gone = false;
+    for _ in 0..200 {
+        if tmp_files(dir.path()) == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(gone, "the temp file of a cancelled download stayed");
+    let stopped_at = sent.load(Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        sent.load(Ordering::SeqCst) <= stopped_at + 1,
+        "the backend stream was still read"
+    );
+    assert!(store.entries().is_empty());
+
+    // A pinned caller (REST) keeps a download alive on its own.
+    let sent2 = Arc::new(AtomicU64::new(0));
+    let slow2: Arc<dyn Backend> = Arc::new(Slow(sent2.clone()));
+    let c = grow(
+        store
+            .fetch_or_join_cancellable(&entry(), slow2.clone(), false)
+            .unwrap(),
+    );
+    let pinned = grow(store.fetch_or_join(&entry(), slow2).unwrap());
+    drop(c);
+    drop(pinned);
+    let at = sent2.load(Ordering::SeqCst);
+    let mut waited = 0;
+    while sent2.load(Ordering::SeqCst) < at + 5 && waited < 200 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert!(
+        sent2.load(Ordering::SeqCst) >= at + 5,
+        "a pinned download was cancelled"
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_download_fails_its_waiters_and_clears_the_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ArtifactStore::open(dir.path(), Arc::new(Metrics::new()), None).unwrap());
+    let e = store
+        .get_or_fetch(&entry(), Arc::new(Panicky))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("failed unexpectedly"), "{e}");
+    assert!(
+        store.inflight.lock().is_empty(),
+        "no dead flight left behind"
+    );
+    // A later request starts afresh (and fails the same way), no hang.
+    let again = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        store.get_or_fetch(&entry(), Arc::new(Panicky)),
+    )
+    .await
+    .expect("no hang on a dead flight");
+    assert!(again.is_err());
+    assert!(std::fs::read_dir(dir.path().join("tmp"))
+        .unwrap()
+        .next()
+        .is_none());
+}
