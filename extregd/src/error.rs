@@ -1,16 +1,24 @@
-//! The one error type handlers return, and the one place it becomes an HTTP
-//! answer: the seed's JSON body with the status of its [`ErrorKind`].
+//! The daemon's one domain error: what the catalogue, the artifact store,
+//! the loader and the application layer return. It keeps its kind, the
+//! input at fault and its cause; the adapters render it once each:
+//! `api::error` as the seed's JSON body with the kind's HTTP status, the
+//! socket as a [`Failure`] (kind, message, details, field). **No code
+//! decides anything by reading an error's message.**
 
 use crate::backend::BackendError;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use extreg_shared::{ErrorBody, ErrorKind, Source, ValidationError};
+use extreg_shared::protocol::Failure;
+use extreg_shared::{ErrorBody, ErrorKind, Field, Source, ValidationError};
+use std::sync::Arc;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     pub details: Option<String>,
+    /// The input at fault, when one is (the plugin labels that argument).
+    pub field: Option<Field>,
+    /// The lower error this one reports, kept for logs and `source()`.
+    pub cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
     /// Seconds for `Retry-After` (429 and 503 answers), when the cause
     /// said (an upstream's own `Retry-After`, bounded); else
     /// [`Error::retry_after_seconds`] picks the kind's default.
@@ -30,8 +38,22 @@ impl Error {
             kind,
             message: message.into(),
             details: None,
+            field: None,
+            cause: None,
             retry_after: None,
         }
+    }
+
+    /// Names the input at fault.
+    pub fn with_field(mut self, field: Field) -> Self {
+        self.field = Some(field);
+        self
+    }
+
+    /// Keeps the lower error this one reports.
+    pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Arc::new(cause));
+        self
     }
 
     /// Sets the `Retry-After` seconds (clamped to [`MAX_RETRY_AFTER`]).
@@ -103,13 +125,26 @@ impl Error {
                 format!("the {source} backend failed"),
             ),
         };
-        let mut err = Error::new(kind, message).with_details(format!("{source}: {e}"));
+        let mut err = Error::new(kind, message)
+            .with_details(format!("{source}: {e}"))
+            .with_cause(e.clone());
         if let BackendError::RateLimited(secs) = e {
             err.retry_after = *secs;
         }
         err
     }
 
+    /// The socket's rendering (see `ipc`).
+    pub fn failure(&self) -> Failure {
+        Failure {
+            kind: self.kind.code().to_string(),
+            message: self.message.clone(),
+            details: self.details.clone(),
+            field: self.field,
+        }
+    }
+
+    /// The JSON body, for HTTP (see `api::error`) and the handshake.
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: self.kind.code().to_string(),
@@ -129,23 +164,54 @@ impl std::fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Equal when what a caller sees is equal (the cause is not compared).
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            self.kind,
+            &self.message,
+            &self.details,
+            self.field,
+            self.retry_after,
+        ) == (
+            other.kind,
+            &other.message,
+            &other.details,
+            other.field,
+            other.retry_after,
+        )
+    }
+}
+
+impl Eq for Error {}
 
 impl From<ValidationError> for Error {
     fn from(e: ValidationError) -> Self {
-        let kind = match e {
+        let (kind, field) = match e {
             ValidationError::EmptyVersion
             | ValidationError::VersionTooLong(_)
-            | ValidationError::BadVersion { .. } => ErrorKind::InvalidVersion,
-            _ => ErrorKind::InvalidName,
+            | ValidationError::BadVersion { .. } => (ErrorKind::InvalidVersion, Field::Version),
+            _ => (ErrorKind::InvalidName, Field::Name),
         };
         Error::new(kind, e.to_string())
+            .with_field(field)
+            .with_cause(e)
     }
 }
 
 impl From<extreg_shared::ConstraintError> for Error {
     fn from(e: extreg_shared::ConstraintError) -> Self {
         Error::new(ErrorKind::InvalidVersion, e.to_string())
+            .with_field(Field::Version)
+            .with_cause(e)
     }
 }
 
@@ -162,26 +228,26 @@ impl From<extreg_shared::types::InvalidType> for Error {
                 "invalid extension type '{shown}': expected one of provider, taskserv, cluster"
             ),
         )
+        .with_field(Field::Type)
     }
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::warn!(error = %self, "request failed");
-        }
-        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        let mut resp = (status, body).into_response();
-        resp.headers_mut().insert(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some(secs) = self.retry_after_seconds() {
-            resp.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        resp
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_input_at_fault_and_the_cause_survive_to_the_socket() {
+        let e: Error = extreg_shared::parse_version("1.x").unwrap_err().into();
+        assert_eq!(e.kind, ErrorKind::InvalidVersion);
+        assert_eq!(e.failure().field, Some(Field::Version));
+        assert!(std::error::Error::source(&e).is_some());
+        let e: Error = extreg_shared::validate_name("../etc").unwrap_err().into();
+        assert_eq!(e.failure().field, Some(Field::Name));
+        let b = Error::backend(Source::Oci, &BackendError::Timeout(5));
+        assert_eq!(b.kind, ErrorKind::BackendTimeout);
+        let cause = std::error::Error::source(&b).unwrap();
+        assert!(cause.downcast_ref::<BackendError>().is_some());
+        assert_eq!(b.failure().kind, "backend_timeout");
     }
 }

@@ -415,7 +415,7 @@ where
     if let Request::Complete { ext_type, name } = &body {
         if let Some(n) = name {
             if let Err(e) = extreg_shared::validate_name(n) {
-                return Ok(Some(Response::Error(Error::from(e).body())));
+                return Ok(Some(Response::Failed(Error::from(e).failure())));
             }
         }
         return Ok(Some(Response::Completions(crate::complete::candidates(
@@ -433,7 +433,7 @@ where
     let mut next_at = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            r = &mut work => return Ok(Some(r.unwrap_or_else(|e| Response::Error(e.body())))),
+            r = &mut work => return Ok(Some(r.unwrap_or_else(|e| Response::Failed(e.failure())))),
             r = recv.fill_buf(), if watching => match r {
                 Ok([]) | Err(_) => return Ok(None),
                 // The next request is arriving already: it stays buffered.
@@ -514,6 +514,8 @@ fn publish_error(e: crate::publish::PublishError) -> Error {
     }
 }
 
+/// A handshake refusal: `Response::Error` keeps its wire place for peers
+/// of other releases.
 fn error(kind: ErrorKind, message: String) -> Response {
     Response::Error(ErrorBody {
         error: kind.code().into(),
@@ -541,7 +543,7 @@ async fn publish_request(
             auth_file: None,
         };
         crate::remote::target(configured, &wanted, &crate::auth_files::AuthEnv::from_env())
-            .map_err(Error::invalid_request)?
+            .map_err(|m| Error::invalid_request(m).with_field(extreg_shared::Field::Registry))?
             .backend
     } else {
         need_oci(state)?.clone()
@@ -551,7 +553,8 @@ async fn publish_request(
         return Err(Error::invalid_request(format!(
             "{} is not a folder (give an absolute path to a folder holding extension.yaml)",
             spec.path
-        )));
+        ))
+        .with_field(extreg_shared::Field::Path));
     }
     let opts = crate::publish::PublishOptions {
         force: spec.force,
@@ -854,12 +857,14 @@ async fn dispatch(
             if !dir.is_absolute() || !dir.is_dir() {
                 return Err(Error::invalid_request(format!(
                     "{path} is not a folder (give an absolute path to a folder holding extension.yaml)"
-                )));
+                ))
+                .with_field(extreg_shared::Field::Path));
             }
             if !key.is_absolute() {
                 return Err(Error::invalid_request(format!(
                     "{secret_key}: give the secret key as an absolute path"
-                )));
+                ))
+                .with_field(extreg_shared::Field::Path));
             }
             let r = crate::signature::sign_published(oci, &dir, &version, &key, password, dry_run)
                 .await?;

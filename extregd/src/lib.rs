@@ -73,10 +73,12 @@ pub enum BootError {
 }
 
 /// Builds the backends in merge priority order: `[registry] priority`,
-/// by default local, oci, gitea (see [`Config::source_priority`]).
-/// Builds the backends in priority order; `oci_out` receives the OCI
-/// backend itself (publishing needs more than the `Backend` trait).
-fn backends(
+/// by default local, oci, gitea (see [`Config::source_priority`]); `oci_out`
+/// receives the OCI backend itself (publishing needs more than the
+/// `Backend` trait). Start-up and `--check-config` both call it, so the
+/// config checks of the backends' constructors (registry URL, credentials
+/// file, CA file) are the same in both.
+pub fn backends(
     config: &Config,
     dirs: &Dirs,
     oci_out: &mut Option<Arc<backend::oci::OciBackend>>,

@@ -109,10 +109,12 @@ fn main() -> ExitCode {
     }
     let dirs = Dirs::from_env();
     if cli.check_config {
-        return match config
+        let checked = config
             .validate()
             .and_then(|w| config.check_paths(&dirs).map(|()| w))
-        {
+            .map_err(extregd::BootError::from)
+            .and_then(|w| extregd::backends(&config, &dirs, &mut None).map(|_| w));
+        return match checked {
             Ok(warnings) => {
                 for w in warnings {
                     eprintln!("extregd: warning: {w}");

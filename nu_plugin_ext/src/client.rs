@@ -5,10 +5,9 @@
 
 use crate::settings::Settings;
 use extreg_shared::protocol::{
-    check_version, decode, encode, frame_len, Envelope, ProgressEvent, Request, Response,
+    check_version, decode, encode, frame_len, Envelope, Failure, ProgressEvent, Request, Response,
     HEADER_LEN, PROTOCOL_VERSION,
 };
-use extreg_shared::ErrorBody;
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::GenericFilePath;
 use std::path::{Path, PathBuf};
@@ -25,7 +24,7 @@ pub enum ClientError {
     #[error("{0}")]
     VersionMismatch(String),
     #[error("{}", .0.message)]
-    Daemon(ErrorBody),
+    Daemon(Failure),
     #[error("talking to extregd failed: {0}")]
     Protocol(String),
     #[error("extregd sent nothing for {0:?}")]
@@ -184,7 +183,7 @@ impl Connection {
             Response::Error(b) if b.error == "version_mismatch" => {
                 Err(ClientError::VersionMismatch(b.message))
             }
-            Response::Error(b) => Err(ClientError::Daemon(b)),
+            Response::Error(b) => Err(ClientError::Daemon(b.into())),
             other => Err(ClientError::Protocol(format!(
                 "unexpected answer to hello: {other:?}"
             ))),
@@ -253,7 +252,8 @@ impl Connection {
         on_progress: &mut dyn FnMut(&ProgressEvent),
     ) -> Result<Response, ClientError> {
         match self.exchange_with(req, on_progress).await? {
-            Response::Error(b) => Err(ClientError::Daemon(b)),
+            Response::Failed(f) => Err(ClientError::Daemon(f)),
+            Response::Error(b) => Err(ClientError::Daemon(b.into())),
             r => Ok(r),
         }
     }

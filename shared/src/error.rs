@@ -17,6 +17,45 @@ pub struct ErrorBody {
     pub details: Option<String>,
 }
 
+/// The input at fault in a failed request: the query parameter over HTTP,
+/// the argument or flag in Nushell. Carried on the socket (see
+/// [`crate::protocol::Failure`]) so the plugin labels the right argument
+/// without reading the message. New fields go at the end (wire order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Field {
+    /// The extension's (or package's) name.
+    Name,
+    /// A version or a version constraint.
+    Version,
+    /// The extension type.
+    Type,
+    /// The backend asked for (`source`).
+    Source,
+    /// Other request parameters (`q`, `limit`, `offset`, ...).
+    Query,
+    /// A folder or file given by the caller.
+    Path,
+    /// Another registry or namespace named by the caller.
+    Registry,
+    /// An age or a duration (`--older-than`, `--days`).
+    Age,
+}
+
+impl Field {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::Version => "version",
+            Self::Type => "type",
+            Self::Source => "source",
+            Self::Query => "query",
+            Self::Path => "path",
+            Self::Registry => "registry",
+            Self::Age => "age",
+        }
+    }
+}
+
 /// Every error kind the API can answer with. The seed names the first seven;
 /// the rest cover inputs and failures the seed leaves open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

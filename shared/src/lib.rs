@@ -15,6 +15,6 @@ pub mod types;
 pub mod validate;
 
 pub use constraint::{Constraint, ConstraintError};
-pub use error::{ErrorBody, ErrorKind};
+pub use error::{ErrorBody, ErrorKind, Field};
 pub use types::*;
 pub use validate::{parse_version, validate_name, ValidationError, MAX_NAME_LEN};

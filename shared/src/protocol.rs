@@ -18,13 +18,13 @@
 use crate::types::{
     CacheStats, Extension, ExtensionType, ExtensionVersion, HealthResponse, Source,
 };
-use crate::ErrorBody;
+use crate::{ErrorBody, Field};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Bumped on any change to [`Request`], [`Response`] or the records in them.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest frame payload either side accepts.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 pub const HEADER_LEN: usize = 4;
@@ -228,6 +228,32 @@ pub enum Response {
     LoadedTree(TreeLoad),
     DepsTree(DepNode),
     Signed(SignResult),
+    /// A request that failed after the handshake: its kind, the input at
+    /// fault and the cause. (`Error` stays for handshake refusals, which
+    /// peers of other releases must still read.)
+    Failed(Failure),
+}
+
+/// Why a request failed, as the daemon's one domain error renders it on
+/// the socket: the kind's code (as in [`ErrorBody::error`]), the message,
+/// details (the cause, what is available), and the input at fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub kind: String,
+    pub message: String,
+    pub details: Option<String>,
+    pub field: Option<Field>,
+}
+
+impl From<ErrorBody> for Failure {
+    fn from(b: ErrorBody) -> Self {
+        Failure {
+            kind: b.error,
+            message: b.message,
+            details: b.details,
+            field: None,
+        }
+    }
 }
 
 /// One row of `ext discover`.
@@ -590,6 +616,12 @@ mod tests {
         let bytes = encode(&resp).unwrap();
         assert_eq!(decode::<Response>(&bytes[HEADER_LEN..]).unwrap(), resp);
         for body in [
+            Response::Failed(Failure {
+                kind: "not_found".into(),
+                message: "Extension provider/aws version 9.9.9 not found".into(),
+                details: Some("available: 1.0.0".into()),
+                field: Some(Field::Version),
+            }),
             Response::Progress(ProgressEvent {
                 phase: Phase::Download,
                 done: 5,

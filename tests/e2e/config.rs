@@ -175,6 +175,10 @@ fn invalid_configs_fail_with_clear_messages() {
     let sb = Sandbox::new();
     let token_ok = sb.path("token");
     std::fs::write(&token_ok, "s3cr3t-token-value").unwrap();
+    // Checked by the backend's constructor: `--check-config` runs the same
+    // constructors as start-up, so it refuses what start-up refuses.
+    let token_empty = sb.path("token-empty");
+    std::fs::write(&token_empty, "").unwrap();
     let cases: Vec<(String, &str)> = vec![
         ("[cache]\ncapacty = 10\n".into(), "capacty"),
         ("[sever]\nport = 1\n".into(), "sever"),
@@ -192,6 +196,14 @@ fn invalid_configs_fail_with_clear_messages() {
             "/nonexistent/oci-token",
         ),
         ("[gitea]\nurl = \"ftp://x\"\norganization = \"o\"\n".into(), "http://"),
+        ("[oci]\nregistry = \"ftp://127.0.0.1:1\"\n".into(), "must be host[:port] or an http(s):// URL"),
+        (
+            format!(
+                "[oci]\nregistry = \"127.0.0.1:1\"\nauth_token_path = \"{}\"\n",
+                token_empty.display()
+            ),
+            "the file holds no credentials",
+        ),
         ("this is not toml".into(), "config file"),
     ];
     for (toml, needle) in cases {

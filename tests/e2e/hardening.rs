@@ -47,6 +47,7 @@ fn socket_call(sb: &Sandbox, req: Request) -> Response {
         let r = read(&mut s);
         match r.body {
             Response::Error(_)
+            | Response::Failed(_)
             | Response::Loaded(_)
             | Response::Pulled(_)
             | Response::CacheVerified { .. }

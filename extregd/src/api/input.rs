@@ -4,6 +4,7 @@
 use crate::error::Error;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
+use extreg_shared::Field;
 use extreg_shared::{validate_name, ExtensionType, Source};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -84,7 +85,7 @@ impl RawQuery {
                 .parse()
                 .map(Some)
                 .map_err(|e: extreg_shared::types::InvalidSource| {
-                    Error::invalid_request(e.to_string())
+                    Error::invalid_request(e.to_string()).with_field(Field::Source)
                 }),
         }
     }
@@ -98,7 +99,8 @@ impl RawQuery {
                 _ => Err(Error::invalid_request(format!(
                     "limit must be a whole number from 1 to {max}, not '{}'",
                     shown(s)
-                ))),
+                ))
+                .with_field(Field::Query)),
             },
         }
     }
@@ -111,7 +113,8 @@ impl RawQuery {
             Some(other) => Err(Error::invalid_request(format!(
                 "pre must be true or false, not '{}'",
                 shown(other)
-            ))),
+            ))
+            .with_field(Field::Query)),
         }
     }
 
@@ -124,7 +127,8 @@ impl RawQuery {
                     "offset must be a whole number from 0 to {}, not '{}'",
                     super::handlers::OFFSET_MAX,
                     shown(s)
-                ))),
+                ))
+                .with_field(Field::Query)),
             },
         }
     }

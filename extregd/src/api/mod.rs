@@ -3,6 +3,7 @@
 //! [`Catalogue`](crate::catalogue::Catalogue), map the error.
 
 mod download;
+mod error;
 mod handlers;
 mod input;
 pub mod openapi;

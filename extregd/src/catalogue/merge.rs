@@ -75,9 +75,10 @@ pub(super) fn merge_versions(
         if let Some((s, e)) = failures.first() {
             return Err(Error::backend(*s, e));
         }
-        return Err(Error::not_found(format!(
-            "Extension {ext_type}/{name} not found"
-        )));
+        return Err(
+            Error::not_found(format!("Extension {ext_type}/{name} not found"))
+                .with_field(extreg_shared::Field::Name),
+        );
     }
     for (s, e) in &failures {
         tracing::warn!(backend = %s, error = %e, "backend failed while listing versions");

@@ -7,6 +7,7 @@ use crate::artifacts::{CachedArtifact, Fetched};
 use crate::backend::{newest, Backend, VersionEntry};
 use crate::error::Error;
 use bytes::Bytes;
+use extreg_shared::Field;
 use extreg_shared::{parse_version, Constraint, Extension, ExtensionType, Source};
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,14 +25,18 @@ impl Catalogue {
             .collect();
         match types.as_slice() {
             [t] => Ok(*t),
-            [] => Err(Error::not_found(format!("no extension named '{name}'"))),
+            [] => {
+                Err(Error::not_found(format!("no extension named '{name}'"))
+                    .with_field(Field::Name))
+            }
             many => Err(Error::invalid_request(format!(
                 "'{name}' exists as {}; say which with --type",
                 many.iter()
                     .map(|t| t.as_str())
                     .collect::<Vec<_>>()
                     .join(" and ")
-            ))),
+            ))
+            .with_field(Field::Name)),
         }
     }
 
@@ -165,8 +170,10 @@ impl Catalogue {
         } else {
             self.metadata.get_if(&key, |_| false);
         }
-        let best = newest(&answer.versions.entries)
-            .ok_or_else(|| Error::not_found(format!("Extension {ext_type}/{name} not found")))?;
+        let best = newest(&answer.versions.entries).ok_or_else(|| {
+            Error::not_found(format!("Extension {ext_type}/{name} not found"))
+                .with_field(Field::Name)
+        })?;
         let body = to_json(&best.record)?;
         if let Some(tag) = answer.tag {
             self.metadata.insert(key, (tag, body.clone()));
@@ -276,6 +283,7 @@ fn not_found_version(
     Error::not_found(format!(
         "Extension {ext_type}/{name} version {version} not found"
     ))
+    .with_field(Field::Version)
     .with_details(format!(
         "available: {}",
         versions

@@ -233,25 +233,20 @@ pub fn request_with_progress(
 pub fn to_labeled(e: ClientError, head: Span, spans: ArgSpans) -> LabeledError {
     let help = e.help();
     let err = match &e {
-        ClientError::Daemon(body) => {
-            let (span, label) = match body.error.as_str() {
-                "not_found" => (
-                    spans
-                        .version
-                        .filter(|_| body.message.contains("version"))
-                        .or(spans.name),
-                    "not found",
-                ),
-                "invalid_type" => (spans.ext_type, "invalid type"),
-                "invalid_version" => (spans.version, "invalid version"),
-                "invalid_name" => (spans.name, "invalid name"),
-                "invalid_request" if body.message.contains("--type") => {
-                    (spans.name, "ambiguous name")
-                }
-                _ => (None, body.error.as_str()),
+        ClientError::Daemon(f) => {
+            use extreg_shared::Field;
+            // The daemon names the input at fault; nothing here reads the
+            // message.
+            let span = match f.field {
+                Some(Field::Name) => spans.name,
+                Some(Field::Version) => spans.version,
+                Some(Field::Type) => spans.ext_type,
+                Some(Field::Source) => spans.source,
+                _ => None,
             };
-            LabeledError::new(body.message.clone())
-                .with_code(format!("extregd::{}", body.error))
+            let label = f.kind.replace('_', " ");
+            LabeledError::new(f.message.clone())
+                .with_code(format!("extregd::{}", f.kind))
                 .with_label(label, span.unwrap_or(head))
         }
         other => {
