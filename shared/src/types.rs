@@ -18,40 +18,45 @@ pub enum ExtensionType {
     Cluster,
 }
 
-impl ExtensionType {
-    pub const ALL: [ExtensionType; 3] = [Self::Provider, Self::Taskserv, Self::Cluster];
+/// `ALL`, `as_str`, `Display` and `FromStr` (with its own error type and
+/// message) for a closed set of lowercase names.
+macro_rules! named_set {
+    ($ty:ident, $err:ident, $what:literal, $($variant:ident => $name:literal),+ $(,)?) => {
+        impl $ty {
+            pub const ALL: [$ty; [$($name),+].len()] = [$(Self::$variant),+];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Provider => "provider",
-            Self::Taskserv => "taskserv",
-            Self::Cluster => "cluster",
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
         }
-    }
-}
 
-impl fmt::Display for ExtensionType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Error for a string that names no extension type.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid extension type '{0}': expected one of provider, taskserv, cluster")]
-pub struct InvalidType(pub String);
-
-impl FromStr for ExtensionType {
-    type Err = InvalidType;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "provider" => Ok(Self::Provider),
-            "taskserv" => Ok(Self::Taskserv),
-            "cluster" => Ok(Self::Cluster),
-            other => Err(InvalidType(other.to_string())),
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
         }
-    }
+
+        #[doc = concat!("Error for a string that names no ", $what, ".")]
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        #[error("invalid {}: expected one of {}", format_args!(concat!($what, " '{}'"), .0), [$($name),+].join(", "))]
+        pub struct $err(pub String);
+
+        impl FromStr for $ty {
+            type Err = $err;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok(Self::$variant),)+
+                    other => Err($err(other.to_string())),
+                }
+            }
+        }
+    };
 }
+
+named_set!(ExtensionType, InvalidType, "extension type",
+    Provider => "provider", Taskserv => "taskserv", Cluster => "cluster");
 
 /// Where an extension (or one version of it) comes from.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -63,40 +68,7 @@ pub enum Source {
     Local,
 }
 
-impl Source {
-    pub const ALL: [Source; 3] = [Self::Gitea, Self::Oci, Self::Local];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Gitea => "gitea",
-            Self::Oci => "oci",
-            Self::Local => "local",
-        }
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Error for a string that names no source.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid source '{0}': expected one of gitea, oci, local")]
-pub struct InvalidSource(pub String);
-
-impl FromStr for Source {
-    type Err = InvalidSource;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "gitea" => Ok(Self::Gitea),
-            "oci" => Ok(Self::Oci),
-            "local" => Ok(Self::Local),
-            other => Err(InvalidSource(other.to_string())),
-        }
-    }
-}
+named_set!(Source, InvalidSource, "source", Gitea => "gitea", Oci => "oci", Local => "local");
 
 /// One extension as listed, fetched or searched (`Extension` in the seed).
 /// `version` and the per-artifact fields describe the newest stable version
@@ -272,6 +244,25 @@ pub struct ArtifactCacheStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_round_trip_and_refusals_say_what_is_expected() {
+        for t in ExtensionType::ALL {
+            assert_eq!(t.as_str().parse::<ExtensionType>(), Ok(t));
+            assert_eq!(t.to_string(), t.as_str());
+        }
+        for s in Source::ALL {
+            assert_eq!(s.as_str().parse::<Source>(), Ok(s));
+        }
+        assert_eq!(
+            "widget".parse::<ExtensionType>().unwrap_err().to_string(),
+            "invalid extension type 'widget': expected one of provider, taskserv, cluster"
+        );
+        assert_eq!(
+            "s3".parse::<Source>().unwrap_err().to_string(),
+            "invalid source 's3': expected one of gitea, oci, local"
+        );
+    }
 
     #[test]
     fn extension_json_uses_seed_field_names() {
