@@ -16,14 +16,46 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Whether a cache stores anything, and its hit and miss counters (they
+/// feed `/metrics` and `/cache/stats`).
+pub struct Tally {
+    enabled: bool,
+    hits: Counter,
+    misses: Counter,
+}
+
+impl Tally {
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.get()
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.misses.get()
+    }
+
+    /// What `/cache/stats` shows of a cache holding `entries`.
+    pub fn counters(&self, entries: u64) -> extreg_shared::CacheCounters {
+        let (hits, misses) = (self.hits(), self.misses());
+        extreg_shared::CacheCounters {
+            enabled: self.enabled,
+            entries,
+            hits,
+            misses,
+            hit_ratio: crate::artifacts::ratio(hits, misses),
+        }
+    }
+}
+
 /// An LRU cache whose entries also expire after `ttl`. A disabled cache
 /// stores nothing and counts every lookup as a miss.
 pub struct TtlLru<K: Hash + Eq, V: Clone> {
-    enabled: bool,
+    tally: Tally,
     ttl: Duration,
     inner: Mutex<LruCache<K, (Instant, V)>>,
-    hits: Counter,
-    misses: Counter,
 }
 
 impl<K: Hash + Eq, V: Clone> TtlLru<K, V> {
@@ -36,52 +68,54 @@ impl<K: Hash + Eq, V: Clone> TtlLru<K, V> {
     ) -> Self {
         let cap = NonZeroUsize::new(capacity.max(1)).expect("capacity >= 1");
         TtlLru {
-            enabled,
+            tally: Tally {
+                enabled,
+                hits,
+                misses,
+            },
             ttl,
             inner: Mutex::new(LruCache::new(cap)),
-            hits,
-            misses,
         }
     }
 
     pub fn get(&self, key: &K) -> Option<V> {
-        if self.enabled {
+        if self.tally.enabled {
             let mut inner = self.inner.lock();
             if let Some((at, v)) = inner.get(key) {
                 if at.elapsed() < self.ttl {
                     let v = v.clone();
                     drop(inner);
-                    self.hits.inc();
+                    self.tally.hits.inc();
                     return Some(v);
                 }
                 inner.pop(key);
             }
         }
-        self.misses.inc();
+        self.tally.misses.inc();
         None
     }
 
     /// The cached value when `valid` accepts it (a derived value whose
     /// source changed is a miss, and is dropped).
     pub fn get_if(&self, key: &K, valid: impl FnOnce(&V) -> bool) -> Option<V> {
-        if self.enabled {
+        if self.tally.enabled {
             let mut inner = self.inner.lock();
             if let Some((at, v)) = inner.get(key) {
                 if at.elapsed() < self.ttl && valid(v) {
                     let v = v.clone();
                     drop(inner);
-                    self.hits.inc();
+                    self.tally.hits.inc();
                     return Some(v);
                 }
                 inner.pop(key);
             }
         }
-        self.misses.inc();
+        self.tally.misses.inc();
         None
     }
 
     pub fn insert(&self, key: K, value: V) {
-        if self.enabled {
+        if self.tally.enabled {
             self.inner.lock().put(key, (Instant::now(), value));
         }
     }
@@ -126,16 +160,9 @@ impl<K: Hash + Eq, V: Clone> TtlLru<K, V> {
         self.len() == 0
     }
 
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    pub fn hits(&self) -> u64 {
-        self.hits.get()
-    }
-
-    pub fn misses(&self) -> u64 {
-        self.misses.get()
+    /// Whether it stores anything, and its hit and miss counts.
+    pub fn tally(&self) -> &Tally {
+        &self.tally
     }
 }
 
@@ -181,14 +208,12 @@ pub struct SwrHit<V> {
 /// `stale_after` (its refreshes keep failing), or loaded from disk and not
 /// yet confirmed, is reported `stale`.
 pub struct SwrCache<K: Hash + Eq, V: Clone> {
-    enabled: bool,
+    tally: Tally,
     ttl: Duration,
     stale_after: Duration,
     retry: Duration,
     inner: Mutex<LruCache<K, Slot<V>>>,
     generations: std::sync::atomic::AtomicU64,
-    hits: Counter,
-    misses: Counter,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> SwrCache<K, V> {
@@ -202,14 +227,16 @@ impl<K: Hash + Eq + Clone, V: Clone> SwrCache<K, V> {
     ) -> Self {
         let cap = NonZeroUsize::new(capacity.max(1)).expect("capacity >= 1");
         SwrCache {
-            enabled,
+            tally: Tally {
+                enabled,
+                hits,
+                misses,
+            },
             ttl,
             stale_after,
             retry: ttl.min(Duration::from_secs(30)),
             inner: Mutex::new(LruCache::new(cap)),
             generations: std::sync::atomic::AtomicU64::new(1),
-            hits,
-            misses,
         }
     }
 
@@ -240,8 +267,8 @@ impl<K: Hash + Eq + Clone, V: Clone> SwrCache<K, V> {
     pub fn get(&self, key: &K) -> Option<SwrHit<V>> {
         let hit = self.lookup(key, true);
         match hit {
-            Some(_) => self.hits.inc(),
-            None => self.misses.inc(),
+            Some(_) => self.tally.hits.inc(),
+            None => self.tally.misses.inc(),
         }
         hit
     }
@@ -258,7 +285,7 @@ impl<K: Hash + Eq + Clone, V: Clone> SwrCache<K, V> {
     }
 
     fn lookup(&self, key: &K, claim: bool) -> Option<SwrHit<V>> {
-        if !self.enabled {
+        if !self.tally.enabled {
             return None;
         }
         let now = Instant::now();
@@ -269,7 +296,7 @@ impl<K: Hash + Eq + Clone, V: Clone> SwrCache<K, V> {
     /// Stores a value fetched by a fetch that started at `started`, unless
     /// a newer fetch already stored one. Returns whether it was stored.
     pub fn insert(&self, key: K, value: V, started: Instant) -> bool {
-        if !self.enabled {
+        if !self.tally.enabled {
             return false;
         }
         let generation = self.next_generation();
@@ -295,7 +322,7 @@ impl<K: Hash + Eq + Clone, V: Clone> SwrCache<K, V> {
     /// Stores a value read from the persisted catalogue, fetched `age` ago:
     /// served as stale until a refresh confirms it, and due at once.
     pub fn insert_loaded(&self, key: K, value: V, age: Duration) {
-        if !self.enabled {
+        if !self.tally.enabled {
             return;
         }
         let generation = self.next_generation();
@@ -328,7 +355,7 @@ impl<K: Hash + Eq + Clone, V: Clone> SwrCache<K, V> {
     /// Changes a cached value in place (keeping its age): a pushed update
     /// of one part of it. Returns false when nothing is cached for `key`.
     pub fn update(&self, key: &K, f: impl FnOnce(&V) -> V) -> bool {
-        if !self.enabled {
+        if !self.tally.enabled {
             return false;
         }
         let generation = self.next_generation();
@@ -391,16 +418,9 @@ impl<K: Hash + Eq + Clone, V: Clone> SwrCache<K, V> {
         self.len() == 0
     }
 
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    pub fn hits(&self) -> u64 {
-        self.hits.get()
-    }
-
-    pub fn misses(&self) -> u64 {
-        self.misses.get()
+    /// Whether it stores anything, and its hit and miss counts.
+    pub fn tally(&self) -> &Tally {
+        &self.tally
     }
 }
 
@@ -539,7 +559,7 @@ mod tests {
         c.insert(3, 30); // evicts 2, the least recently used
         assert_eq!(c.get(&2), None);
         assert_eq!(c.get(&3), Some(30));
-        assert_eq!((c.hits(), c.misses()), (2, 2));
+        assert_eq!((c.tally().hits(), c.tally().misses()), (2, 2));
         assert_eq!(c.len(), 2);
     }
 
@@ -558,7 +578,7 @@ mod tests {
         let c = cache(4, 10_000, false);
         c.insert(1, 1);
         assert_eq!(c.get(&1), None);
-        assert_eq!(c.misses(), 1);
+        assert_eq!(c.tally().misses(), 1);
     }
 
     fn swr(ttl_ms: u64, stale_ms: u64) -> SwrCache<u32, u32> {
@@ -596,7 +616,7 @@ mod tests {
         c.insert(1, 11, Instant::now());
         let h = c.get(&1).unwrap();
         assert_eq!((h.value, h.refresh), (11, false));
-        assert_eq!((c.hits(), c.misses()), (6, 1));
+        assert_eq!((c.tally().hits(), c.tally().misses()), (6, 1));
     }
 
     #[test]

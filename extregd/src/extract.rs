@@ -375,21 +375,22 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Every entry of every `dir/{type}/{name}/` folder (versions, and the
+/// `.extracting-*` folders of extractions under way or cut short).
+fn entries_of_names(dir: &Path) -> impl Iterator<Item = std::fs::DirEntry> + '_ {
+    ExtensionType::ALL
+        .into_iter()
+        .filter_map(move |t| std::fs::read_dir(dir.join(t.as_str())).ok())
+        .flat_map(|names| names.flatten())
+        .filter_map(|n| std::fs::read_dir(n.path()).ok())
+        .flat_map(|entries| entries.flatten())
+}
+
 /// Removes `.extracting-*` folders a crash left under `dir/{type}/{name}/`.
 pub fn clean_leftovers(dir: &Path) {
-    for t in ExtensionType::ALL {
-        let Ok(names) = std::fs::read_dir(dir.join(t.as_str())) else {
-            continue;
-        };
-        for n in names.flatten() {
-            let Ok(entries) = std::fs::read_dir(n.path()) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".extracting-") {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
+    for e in entries_of_names(dir) {
+        if e.file_name().to_string_lossy().starts_with(".extracting-") {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }
@@ -402,22 +403,9 @@ pub fn read_marker(dir: &Path) -> Option<LoadMarker> {
 
 /// Every loaded extension under `dir` (`{type}/{name}/{version}`).
 pub fn loaded(dir: &Path) -> Vec<(LoadMarker, PathBuf)> {
-    let mut out = Vec::new();
-    for t in ExtensionType::ALL {
-        let Ok(names) = std::fs::read_dir(dir.join(t.as_str())) else {
-            continue;
-        };
-        for n in names.flatten() {
-            let Ok(versions) = std::fs::read_dir(n.path()) else {
-                continue;
-            };
-            for v in versions.flatten() {
-                if let Some(m) = read_marker(&v.path()) {
-                    out.push((m, v.path()));
-                }
-            }
-        }
-    }
+    let mut out: Vec<(LoadMarker, PathBuf)> = entries_of_names(dir)
+        .filter_map(|v| read_marker(&v.path()).map(|m| (m, v.path())))
+        .collect();
     out.sort_by(|a, b| {
         (a.0.ext_type, &a.0.name, &a.0.version).cmp(&(b.0.ext_type, &b.0.name, &b.0.version))
     });

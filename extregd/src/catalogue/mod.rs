@@ -38,9 +38,7 @@ use crate::config::CacheConfig;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use extreg_shared::{
-    CacheCounters, CacheStats, ErrorKind, Extension, ExtensionType, ExtensionVersion, Source,
-};
+use extreg_shared::{CacheStats, ErrorKind, Extension, ExtensionType, ExtensionVersion, Source};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -250,44 +248,23 @@ impl Catalogue {
 
 impl Catalogue {
     pub fn cache_stats(&self) -> CacheStats {
-        let counters = |enabled: bool, entries: u64, hits: u64, misses: u64| CacheCounters {
-            enabled,
-            entries,
-            hits,
-            misses,
-            hit_ratio: crate::artifacts::ratio(hits, misses),
-        };
         let list_entries = self.lists.len() + self.core.catalogs.len();
         let metadata_entries = self.metadata.len();
         let version_entries = self.core.versions.len();
-        let mut caches = BTreeMap::new();
-        caches.insert(
-            "list".to_string(),
-            counters(
-                self.lists.enabled(),
-                list_entries,
-                self.lists.hits(),
-                self.lists.misses(),
+        let caches = BTreeMap::from([
+            (
+                "list".to_string(),
+                self.lists.tally().counters(list_entries),
             ),
-        );
-        caches.insert(
-            "metadata".to_string(),
-            counters(
-                self.metadata.enabled(),
-                metadata_entries,
-                self.metadata.hits(),
-                self.metadata.misses(),
+            (
+                "metadata".to_string(),
+                self.metadata.tally().counters(metadata_entries),
             ),
-        );
-        caches.insert(
-            "versions".to_string(),
-            counters(
-                self.core.versions.enabled(),
-                version_entries,
-                self.core.versions.hits(),
-                self.core.versions.misses(),
+            (
+                "versions".to_string(),
+                self.core.versions.tally().counters(version_entries),
             ),
-        );
+        ]);
         CacheStats {
             list_entries,
             metadata_entries,

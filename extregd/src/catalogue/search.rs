@@ -57,15 +57,7 @@ impl Catalogue {
             .collect();
         let total = matching.len();
         let page: Vec<&&Extension> = matching.iter().skip(offset).take(limit).collect();
-        let r = Rendered {
-            body: to_json(&page)?,
-            total,
-            age: view.age,
-        };
-        if view.complete {
-            self.lists.insert(key, (view.tag, r.clone()));
-        }
-        Ok(r)
+        self.keep_rendered(key, &page, total, &view)
     }
 
     /// Case-insensitive substring match on name, description and tags.
@@ -136,13 +128,25 @@ impl Catalogue {
             return Ok(r);
         }
         let (page, total, view) = self.search_view(q, ext_type, None, limit).await?;
+        self.keep_rendered(key, &page, total, &view)
+    }
+
+    /// Renders one page of a list or search answer and keeps it in the
+    /// list cache when every listing it was made from was whole.
+    fn keep_rendered<T: serde::Serialize>(
+        &self,
+        key: ListKey,
+        page: &T,
+        total: usize,
+        view: &CatalogView,
+    ) -> Result<Rendered, Error> {
         let r = Rendered {
-            body: to_json(&page)?,
+            body: to_json(page)?,
             total,
             age: view.age,
         };
         if view.complete {
-            self.lists.insert(key, (view.tag, r.clone()));
+            self.lists.insert(key, (view.tag.clone(), r.clone()));
         }
         Ok(r)
     }
