@@ -18,12 +18,13 @@ command -v nginx >/dev/null || need+=(nginx-light)
 if [ "${#need[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-cargo build --release -q -p extregd
-BIN=$PWD/target/release/extregd
+[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release -q -p extregd
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/extregd
 
 tmp=$(mktemp -d)
 cleanup() { [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null; [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
+export XDG_CACHE_HOME=$tmp/xdg-cache   # the daemon's default cache folders stay in here
 
 # A catalogue whose list body is ~9.5 KB, like the reference figures.
 types=(provider taskserv cluster)

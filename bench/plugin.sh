@@ -8,6 +8,7 @@
 # (2) whole processes: `nu -n --plugins nu_plugin_ext -c 'ext search kubernetes'`
 # next to `nu -n -c 'ls'`, timed by hyperfine in the same run.
 # The daemon (release build) serves examples/catalog with warm caches.
+#   BENCH_NO_BUILD=1 CARGO_TARGET_DIR=... bench/plugin.sh   (use binaries built before)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200}
@@ -15,14 +16,15 @@ SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 command -v hyperfine >/dev/null || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq hyperfine >/dev/null; }
 NU=tests/.tools/nu/node_modules/@nushell/linux-x64/bin/nu
 [ -x "$NU" ] || npm install --prefix tests/.tools/nu --no-audit --no-fund --loglevel=error nushell@0.115.1 >/dev/null
-cargo build --release -q -p extregd -p nu_plugin_ext
-PLUGIN=$PWD/target/release/nu_plugin_ext
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release -q -p extregd -p nu_plugin_ext
+PLUGIN=$TARGET/release/nu_plugin_ext
 
 tmp=$(mktemp -d)
 trap 'kill $DPID 2>/dev/null; rm -rf "$tmp"' EXIT
 export XDG_RUNTIME_DIR=$tmp/run XDG_CONFIG_HOME=$tmp/config XDG_CACHE_HOME=$tmp/cache XDG_DATA_HOME=$tmp/data HOME=$tmp
 mkdir -p "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
-EXTREGD_LOG=warn PROVISIONING_EXTENSIONS_PATH=$PWD/examples/catalog target/release/extregd --port 0 > "$tmp/out" 2> "$tmp/err" &
+EXTREGD_LOG=warn PROVISIONING_EXTENSIONS_PATH=$PWD/examples/catalog "$TARGET/release/extregd" --port 0 > "$tmp/out" 2> "$tmp/err" &
 DPID=$!
 for _ in $(seq 100); do [ -S "$XDG_RUNTIME_DIR/extregd/extregd.sock" ] && break; sleep 0.05; done
 
