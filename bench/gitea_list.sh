@@ -142,9 +142,9 @@ STALE=$(python3 -c 'import json,sys; print(sum(1 for e in json.load(open(sys.arg
 stop_daemon
 printf '\nttl_seconds = 1, persisted catalogue; %s ms per request to the stand-in\n' "$LATENCY_MS"
 printf 'filling list (cold):               %8s ms\n' "$(ms "$FILL")"
-printf 'read after TTL expiry:             %8s ms  (%s stand-in requests before the answer; the background refresh made %s)\n' \
+printf 'read after TTL expiry:             %8s ms  (stand-in requests counted just after the answer: %s; the background refresh made %s in all)\n' \
   "$(ms "$TTL_READ")" "$((at_answer - before))" "$REFRESH"
 printf '  target: answered from the cache, not after a refetch (a refetch costs the cold list, median %s ms)\n' "$(ms "$cold_med")"
-printf 'first answer after a restart:      %8s ms  (%s of %s extensions marked stale, Age: %s s; %s stand-in requests by then)\n' \
+printf 'first answer after a restart:      %8s ms  (%s of %s extensions marked stale, Age: %s s; start-up refresh requests counted just after the answer: %s)\n' \
   "$(ms "$RESTART_READ")" "$STALE" "$n" "${AGE:-none}" "$((r1 - r0))"
 printf '  target: answered from the persisted catalogue, not after a cold list (median %s ms)\n' "$(ms "$cold_med")"

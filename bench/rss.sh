@@ -46,8 +46,9 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 kib_mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ROWS=()
 row() { # label peak-KiB seconds note
-  ROWS+=("$(printf '%-34s %9s MB %8s s   %s' "$1" "$(kib_mb "$2")" "$3" "$4")")
-  printf '%-34s %9s MB %8s s   %s\n' "$1" "$(kib_mb "$2")" "$3" "$4" >&2
+  local s; s=$(awk -v t="$3" 'BEGIN { if (t == "-") print "-"; else printf "%.2f", t }')
+  ROWS+=("$(printf '%-34s %9s MB %8s s   %s' "$1" "$(kib_mb "$2")" "$s" "$4")")
+  printf '%-34s %9s MB %8s s   %s\n' "$1" "$(kib_mb "$2")" "$s" "$4" >&2
 }
 FAILS=0
 check() { # label peak-KiB
