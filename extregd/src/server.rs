@@ -1,5 +1,5 @@
 //! Serving connections: the HTTP accept loop (hyper, HTTP/1.1), the limits
-//! and timeouts it shares with the local socket (`ipc.rs`), graceful
+//! and timeouts it shares with the local socket (`ipc/`), graceful
 //! shutdown and signals. docs/reliability.md ("Connections") tells the
 //! operator's side.
 //!
