@@ -29,21 +29,20 @@
 //! the same manifest). The registry must allow deletes (distribution:
 //! `storage.delete.enabled: true`).
 
+use crate::backend::oci::manifest::{self, ArtifactSpec};
 use crate::backend::oci::{
-    pull_scope, OciBackend, Req, ANN_AUTHORS, ANN_CREATED, ANN_DESCRIPTION, ANN_LICENSES, ANN_NAME,
-    ANN_SOURCE, ANN_TAGS, ANN_TITLE, ANN_TYPE, ANN_URL, ANN_VERSION, ARTIFACT_TYPE, EMPTY_CONFIG,
-    EMPTY_DIGEST, OCI_MANIFEST,
+    Access, OciBackend, ANN_AUTHORS, ANN_CREATED, ANN_DEPENDENCIES, ANN_DESCRIPTION, ANN_LICENSES,
+    ANN_NAME, ANN_REQUIRES, ANN_SOURCE, ANN_TAGS, ANN_TITLE, ANN_TYPE, ANN_URL, ANN_VERSION,
+    ARTIFACT_TYPE, EMPTY_DIGEST,
 };
 use crate::backend::BackendError;
 use crate::manifest::Manifest;
 use crate::pack::{pack_dir_into, HashingWriter};
 use bytes::Bytes;
 use extreg_shared::{parse_version, validate_name, ExtensionType};
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
-use reqwest::{Method, Url};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 /// Largest folder content packed for publishing.
 pub const MAX_PUBLISH_BYTES: u64 = 1 << 30;
@@ -54,9 +53,6 @@ pub const MAX_PUBLISH_BYTES: u64 = 1 << 30;
 /// client unpacks as a folder instead of saving the `.tar.gz` named by its
 /// title.
 pub const EXTENSION_LAYER: &str = "application/vnd.provisioning.extension.layer.v1.tar+gzip";
-
-/// Read size when streaming the packed layer to the registry.
-const UPLOAD_CHUNK: usize = 256 * 1024;
 
 /// What a publish did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -96,10 +92,6 @@ pub enum PublishError {
     /// The registry failed or refused (messages carry no credentials).
     #[error("registry: {0}")]
     Backend(#[from] BackendError),
-}
-
-fn push_scope(repo: &str) -> String {
-    format!("repository:{repo}:pull,push")
 }
 
 /// How to publish.
@@ -194,15 +186,11 @@ pub fn created_date(dir: &Path, given: Option<&str>) -> Result<String, PublishEr
 }
 
 /// The manifest annotations of a published extension.
-pub fn annotations(
-    m: &Manifest,
-    tag: &str,
-    created: &str,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut ann = serde_json::Map::new();
+pub fn annotations(m: &Manifest, tag: &str, created: &str) -> BTreeMap<String, String> {
+    let mut ann = BTreeMap::new();
     let mut put = |k: &str, v: Option<&str>| {
         if let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) {
-            ann.insert(k.to_string(), v.into());
+            ann.insert(k.to_string(), v.to_string());
         }
     };
     let tags = m.tags.join(",");
@@ -219,36 +207,26 @@ pub fn annotations(
     put(ANN_TAGS, Some(&tags));
     let requires = serde_json::to_string(&m.requires).expect("json");
     let dependencies = serde_json::to_string(&m.dependencies).expect("json");
-    put(crate::backend::oci::ANN_REQUIRES, Some(&requires));
-    put(crate::backend::oci::ANN_DEPENDENCIES, Some(&dependencies));
+    put(ANN_REQUIRES, Some(&requires));
+    put(ANN_DEPENDENCIES, Some(&dependencies));
     ann
 }
 
-/// The artifact manifest for a packed layer.
+/// The artifact manifest for a packed layer (see [`manifest::artifact`]).
 pub fn artifact_manifest(
     p: &Packed,
-    annotations: serde_json::Map<String, serde_json::Value>,
-) -> Bytes {
+    annotations: BTreeMap<String, String>,
+) -> Result<Bytes, PublishError> {
     let title = format!("{}-{}.tar.gz", p.manifest.name, p.tag);
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": ARTIFACT_TYPE,
-        "config": {
-            "mediaType": EMPTY_CONFIG,
-            "digest": EMPTY_DIGEST,
-            "size": 2,
-            "data": "e30="
-        },
-        "layers": [{
-            "mediaType": EXTENSION_LAYER,
-            "digest": p.digest,
-            "size": p.size,
-            "annotations": { ANN_TITLE: title }
-        }],
-        "annotations": annotations,
-    });
-    Bytes::from(serde_json::to_vec(&manifest).expect("json"))
+    manifest::artifact(&ArtifactSpec {
+        artifact_type: ARTIFACT_TYPE,
+        layer_media_type: EXTENSION_LAYER,
+        layer_digest: &p.digest,
+        layer_size: p.size,
+        title: &title,
+        annotations,
+    })
+    .map_err(|e| PublishError::Invalid(format!("cannot build the manifest: {e}")))
 }
 
 /// Validates `dir`, packs it and pushes it (see the module docs).
@@ -279,7 +257,7 @@ pub async fn publish_with(
     let m = &packed.manifest;
     let tag = packed.tag.clone();
     let repo = backend.repository(m.ext_type, &m.name);
-    let manifest = artifact_manifest(&packed, annotations(m, &tag, &created));
+    let manifest = artifact_manifest(&packed, annotations(m, &tag, &created))?;
     let mut report = PublishReport {
         name: m.name.clone(),
         ext_type: m.ext_type,
@@ -297,9 +275,8 @@ pub async fn publish_with(
     if opts.dry_run {
         return Ok(report);
     }
-    let inner = backend.inner();
-    let scope = push_scope(&repo);
-    if let Some(digest) = inner.tag_digest(&repo, &tag, &scope).await? {
+    let client = backend.client();
+    if let Some(digest) = client.manifest_digest(&repo, &tag, Access::Push).await? {
         if !opts.force {
             return Err(PublishError::Exists {
                 reference: report.reference,
@@ -308,192 +285,17 @@ pub async fn publish_with(
         }
         report.replaced = true;
     }
-    push_blob(backend, &repo, EMPTY_DIGEST, Bytes::from_static(b"{}")).await?;
-    push_blob_file(backend, &repo, &packed).await?;
-    put_manifest(backend, &repo, &tag, manifest).await?;
+    client
+        .blob_push(&repo, EMPTY_DIGEST, Bytes::from_static(b"{}"))
+        .await?;
+    client
+        .blob_push_file(&repo, &packed.digest, packed.size, &packed.file)
+        .await?;
+    client.manifest_put(&repo, &tag, manifest).await?;
+    backend.forget_tag(&repo, &tag);
     report.pushed = true;
     tracing::info!(reference = %report.reference, digest = %report.manifest_digest, "published");
     Ok(report)
-}
-
-/// `PUT /v2/{repo}/manifests/{reference}` of an OCI image manifest.
-pub async fn put_manifest(
-    backend: &OciBackend,
-    repo: &str,
-    reference: &str,
-    manifest: Bytes,
-) -> Result<(), PublishError> {
-    let inner = backend.inner();
-    let what = format!("manifest {repo}:{reference}");
-    let mut req = Req::new(
-        Method::PUT,
-        inner.url(&format!("/v2/{repo}/manifests/{reference}")),
-        push_scope(repo),
-        &what,
-    );
-    req.headers
-        .insert(CONTENT_TYPE, HeaderValue::from_static(OCI_MANIFEST));
-    req.body = Some(manifest);
-    req.timeout = Some(inner.api_timeout());
-    {
-        let _permit = inner.permit().await?;
-        inner.send(&req).await?;
-    }
-    inner.forget_tag(repo, reference);
-    Ok(())
-}
-
-/// Whether the repository already holds a blob (`HEAD`).
-async fn has_blob(backend: &OciBackend, repo: &str, digest: &str) -> Result<bool, PublishError> {
-    let inner = backend.inner();
-    let what = format!("blob {digest} of {repo}");
-    let mut head = Req::new(
-        Method::HEAD,
-        inner.url(&format!("/v2/{repo}/blobs/{digest}")),
-        push_scope(repo),
-        &what,
-    );
-    head.timeout = Some(inner.api_timeout());
-    match inner.send_read(&head).await {
-        Ok(_) => Ok(true),
-        Err(BackendError::NotFound(_)) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Opens an upload session (`POST /v2/{repo}/blobs/uploads/`) and returns
-/// its `Location` with `digest=` appended. The session's `Location` must be
-/// on the registry's own origin (credentials go nowhere else).
-async fn open_upload(backend: &OciBackend, repo: &str, digest: &str) -> Result<Url, PublishError> {
-    let inner = backend.inner();
-    let what = format!("blob {digest} of {repo}");
-    let mut post = Req::new(
-        Method::POST,
-        inner.url(&format!("/v2/{repo}/blobs/uploads/")),
-        push_scope(repo),
-        &what,
-    );
-    post.timeout = Some(inner.api_timeout());
-    let resp = {
-        let _permit = inner.permit().await?;
-        inner.send(&post).await?
-    };
-    let url = upload_location(backend, &resp, &what)?;
-    let mut url = url;
-    url.query_pairs_mut().append_pair("digest", digest);
-    Ok(url)
-}
-
-/// The absolute `Location` of an upload session answer, same origin only.
-pub(crate) fn upload_location(
-    backend: &OciBackend,
-    resp: &reqwest::Response,
-    what: &str,
-) -> Result<Url, BackendError> {
-    let inner = backend.inner();
-    let location = resp
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            BackendError::Upstream(format!("the registry opened no upload session for {what}"))
-        })?;
-    let base = Url::parse(&inner.url("/")).expect("base parses");
-    let url = base.join(location).map_err(|_| {
-        BackendError::Upstream(format!(
-            "the registry sent a bad upload Location for {what}"
-        ))
-    })?;
-    if url.origin() != base.origin() {
-        return Err(BackendError::Upstream(format!(
-            "the registry's upload Location for {what} is on another host; not sending credentials there"
-        )));
-    }
-    Ok(url)
-}
-
-/// Uploads one small blob unless the repository already has it: `POST` an
-/// upload session, then `PUT` the bytes to its `Location` with `digest=`.
-pub(crate) async fn push_blob(
-    backend: &OciBackend,
-    repo: &str,
-    digest: &str,
-    data: Bytes,
-) -> Result<(), PublishError> {
-    if has_blob(backend, repo, digest).await? {
-        return Ok(());
-    }
-    let inner = backend.inner();
-    let url = open_upload(backend, repo, digest).await?;
-    let what = format!("blob {digest} of {repo}");
-    let mut put = Req::new(Method::PUT, url.to_string(), push_scope(repo), &what);
-    put.headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    put.timeout = Some(inner.api_timeout());
-    put.body = Some(data);
-    let _permit = inner.permit().await?;
-    inner.send(&put).await?;
-    Ok(())
-}
-
-/// Uploads the packed layer unless the repository already has it, as one
-/// streamed `PUT` read from the temp file [`UPLOAD_CHUNK`] bytes at a time
-/// (memory does not grow with the layer). A refusal of the credentials
-/// mid-way (an expired token) opens a new session once.
-async fn push_blob_file(backend: &OciBackend, repo: &str, p: &Packed) -> Result<(), PublishError> {
-    if has_blob(backend, repo, &p.digest).await? {
-        return Ok(());
-    }
-    let inner = backend.inner();
-    let scope = push_scope(repo);
-    let what = format!("blob {} of {repo}", p.digest);
-    let mut attempt = 0;
-    loop {
-        let url = open_upload(backend, repo, &p.digest).await?;
-        let mut file = p
-            .file
-            .try_clone()
-            .map_err(|e| PublishError::Invalid(format!("the packed layer: {e}")))?;
-        {
-            use std::io::Seek;
-            file.seek(std::io::SeekFrom::Start(0))
-                .map_err(|e| PublishError::Invalid(format!("the packed layer: {e}")))?;
-        }
-        let stream = tokio_util::io::ReaderStream::with_capacity(
-            tokio::fs::File::from_std(file),
-            UPLOAD_CHUNK,
-        );
-        let mut req = inner
-            .http()
-            .put(url.as_str())
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, p.size)
-            // Large layers: the API timeout plus a second per MiB.
-            .timeout(inner.api_timeout() + Duration::from_secs(p.size >> 20))
-            .body(reqwest::Body::wrap_stream(stream));
-        if inner.same_origin(url.as_str()) {
-            if let Some(h) = inner.auth_for(&scope) {
-                req = req.header(AUTHORIZATION, h);
-            }
-        }
-        let resp = {
-            let _permit = inner.permit().await?;
-            req.send()
-                .await
-                .map_err(|e| inner.transport_error(e, &what))?
-        };
-        if resp.status().is_success() {
-            return Ok(());
-        }
-        if resp.status() == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
-            attempt += 1;
-            inner.forget_token(&scope);
-            continue;
-        }
-        return Err(inner.status_error(resp, &what).await.into());
-    }
 }
 
 /// Deletes version `version` of an extension: resolves its tag to the
@@ -509,41 +311,33 @@ pub async fn delete(
         .map_err(|e| PublishError::Invalid(format!("version '{version}': {e}")))?;
     let repo = backend.repository(ext_type, name);
     let tag = v.to_string();
-    let inner = backend.inner();
-    let mut digest = inner.tag_digest(&repo, &tag, &pull_scope(&repo)).await?;
+    let client = backend.client();
+    let mut digest = client.manifest_digest(&repo, &tag, Access::Pull).await?;
     let mut shown_tag = tag.clone();
     if digest.is_none() && version.starts_with('v') {
         shown_tag = version.to_string();
-        digest = inner.tag_digest(&repo, version, &pull_scope(&repo)).await?;
+        digest = client.manifest_digest(&repo, version, Access::Pull).await?;
     }
     let Some(digest) = digest else {
         return Err(PublishError::NotFound(backend.reference(&repo, &tag)));
     };
     let what = format!("manifest {repo}:{shown_tag}");
-    let mut req = Req::new(
-        Method::DELETE,
-        inner.url(&format!("/v2/{repo}/manifests/{digest}")),
-        format!("repository:{repo}:delete"),
-        &what,
-    );
-    req.timeout = Some(inner.api_timeout());
-    let res = {
-        let _permit = inner.permit().await?;
-        inner.send(&req).await
-    };
-    match res {
-        Ok(_) => {}
+    match client.manifest_delete(&repo, &digest, &what).await {
+        Ok(()) => {}
         Err(BackendError::NotFound(_)) => {
             return Err(PublishError::NotFound(backend.reference(&repo, &shown_tag)))
         }
-        Err(BackendError::Upstream(m)) if m.contains(" 405 ") => {
-            return Err(PublishError::Backend(BackendError::Upstream(format!(
-                "the registry does not allow deletes (405); enable them (distribution: storage.delete.enabled: true): {m}"
-            ))))
+        Err(BackendError::Status { code: 405, message }) => {
+            return Err(PublishError::Backend(BackendError::Status {
+                code: 405,
+                message: format!(
+                    "the registry does not allow deletes (405); enable them (distribution: storage.delete.enabled: true): {message}"
+                ),
+            }))
         }
         Err(e) => return Err(e.into()),
     }
-    inner.forget_tag(&repo, &shown_tag);
+    backend.forget_tag(&repo, &shown_tag);
     tracing::info!(%repo, tag = %shown_tag, %digest, "deleted");
     Ok(())
 }

@@ -381,8 +381,9 @@ pub async fn sign_published(
     password: Option<String>,
     dry_run: bool,
 ) -> Result<extreg_shared::protocol::SignResult, Error> {
-    use crate::backend::oci::{Req, EMPTY_CONFIG, EMPTY_DIGEST, OCI_MANIFEST};
-    use crate::publish::{push_blob, PublishError, MAX_PUBLISH_BYTES};
+    use crate::backend::oci::manifest::{self, ArtifactSpec};
+    use crate::backend::oci::EMPTY_DIGEST;
+    use crate::publish::MAX_PUBLISH_BYTES;
     let invalid = Error::invalid_request;
     let yaml_path = dir.join("extension.yaml");
     let yaml = tokio::fs::read(&yaml_path)
@@ -438,67 +439,41 @@ pub async fn sign_published(
             pushed: false,
         });
     }
-    let backend_err = |e: PublishError| match e {
-        PublishError::Backend(b) => Error::backend(Source::Oci, &b),
-        other => Error::internal(other.to_string()),
-    };
+    let backend_err = |e: BackendError| Error::backend(Source::Oci, &e);
+    let client = backend.client();
     let sig = bytes::Bytes::from(text.into_bytes());
     let sig_digest = crate::backend::sha256_tag(&sig);
-    push_blob(
-        backend,
-        &repo,
-        EMPTY_DIGEST,
-        bytes::Bytes::from_static(b"{}"),
-    )
-    .await
-    .map_err(backend_err)?;
-    push_blob(backend, &repo, &sig_digest, sig.clone())
+    client
+        .blob_push(&repo, EMPTY_DIGEST, bytes::Bytes::from_static(b"{}"))
         .await
         .map_err(backend_err)?;
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": SIGNATURE_ARTIFACT_TYPE,
-        "config": {"mediaType": EMPTY_CONFIG, "digest": EMPTY_DIGEST, "size": 2, "data": "e30="},
-        "layers": [{
-            "mediaType": SIGNATURE_MEDIA_TYPE,
-            "digest": sig_digest,
-            "size": sig.len(),
-            "annotations": {
-                crate::backend::oci::ANN_TITLE: format!("{}-{}.tar.gz.minisig", m.name, m.version)
-            }
-        }],
-        "annotations": {
-            "dev.provisioning.extension.signature.of": digest,
-            "dev.provisioning.extension.signature.key": key_id,
-        }
-    });
-    let inner = backend.inner();
-    let what = format!("signature manifest {repo}:{tag}");
-    let mut req = Req::new(
-        reqwest::Method::PUT,
-        inner.url(&format!("/v2/{repo}/manifests/{tag}")),
-        format!("repository:{repo}:pull,push"),
-        &what,
-    );
-    req.headers.insert(
-        reqwest::header::CONTENT_TYPE,
-        reqwest::header::HeaderValue::from_static(OCI_MANIFEST),
-    );
-    req.body = Some(bytes::Bytes::from(
-        serde_json::to_vec(&manifest).expect("json"),
-    ));
-    req.timeout = Some(inner.api_timeout());
-    {
-        let _permit = inner
-            .permit()
-            .await
-            .map_err(|e| Error::backend(Source::Oci, &e))?;
-        inner
-            .send(&req)
-            .await
-            .map_err(|e| Error::backend(Source::Oci, &e))?;
-    }
+    client
+        .blob_push(&repo, &sig_digest, sig.clone())
+        .await
+        .map_err(backend_err)?;
+    let title = format!("{}-{}.tar.gz.minisig", m.name, m.version);
+    let manifest = manifest::artifact(&ArtifactSpec {
+        artifact_type: SIGNATURE_ARTIFACT_TYPE,
+        layer_media_type: SIGNATURE_MEDIA_TYPE,
+        layer_digest: &sig_digest,
+        layer_size: sig.len() as u64,
+        title: &title,
+        annotations: std::collections::BTreeMap::from([
+            (
+                "dev.provisioning.extension.signature.of".to_string(),
+                digest.clone(),
+            ),
+            (
+                "dev.provisioning.extension.signature.key".to_string(),
+                key_id.clone(),
+            ),
+        ]),
+    })
+    .map_err(Error::internal)?;
+    client
+        .manifest_put(&repo, &tag, manifest)
+        .await
+        .map_err(backend_err)?;
     tracing::info!(%reference, %key_id, "signature pushed");
     Ok(extreg_shared::protocol::SignResult {
         reference,

@@ -401,7 +401,7 @@ impl Inner {
 
     async fn status_error(&self, resp: reqwest::Response, what: &str) -> BackendError {
         let status = resp.status();
-        let retry = http::retry_after(resp.headers()).map(|d| d.as_secs());
+        let retry = http::retry_after(resp.headers());
         let body = http::error_body(resp).await;
         let message = serde_json::from_slice::<ApiErrorBody>(&body)
             .ok()
@@ -409,21 +409,15 @@ impl Inner {
             .filter(|m| !m.trim().is_empty())
             .map(|m| format!(": {}", self.scrub(m.trim())))
             .unwrap_or_default();
-        match status {
-            StatusCode::UNAUTHORIZED => BackendError::Auth(if self.token.is_some() {
+        http::status_error(status, retry, "gitea", what, &message, |s| {
+            if s == StatusCode::FORBIDDEN {
+                format!("gitea refused {what} to this token (403){message}")
+            } else if self.token.is_some() {
                 format!("gitea rejected the token (401){message}")
             } else {
                 format!("gitea requires a token (401); set [gitea] token_path{message}")
-            }),
-            StatusCode::FORBIDDEN => {
-                BackendError::Auth(format!("gitea refused {what} to this token (403){message}"))
             }
-            StatusCode::NOT_FOUND => BackendError::NotFound(format!("{what} (404){message}")),
-            StatusCode::TOO_MANY_REQUESTS => BackendError::RateLimited(retry),
-            s => {
-                BackendError::Upstream(format!("gitea answered {} for {what}{message}", s.as_u16()))
-            }
-        }
+        })
     }
 
     /// `GET url` with the token (only on our origin); error statuses become

@@ -11,6 +11,7 @@ use super::{root_cause, BackendError};
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
 use std::time::Duration;
 
 /// Largest error body read to quote the upstream's message.
@@ -112,6 +113,52 @@ impl Secrets {
     }
 }
 
+/// One upstream as its errors name it: its secrets, how it is shown (no
+/// user information), the backend's name and its API timeout. The methods
+/// are the free functions below with these filled in.
+pub struct Upstream {
+    pub secrets: Secrets,
+    /// The upstream as shown in messages (`scheme://host[:port]`).
+    pub shown: String,
+    /// `oci`, `gitea`.
+    pub backend: &'static str,
+    pub timeout_secs: u64,
+}
+
+impl Upstream {
+    /// `text` without secrets, cut to a quotable length.
+    pub fn scrub(&self, text: &str) -> String {
+        self.secrets.scrub(text)
+    }
+
+    /// The overall timeout of one API request.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    pub fn transport_error(&self, e: reqwest::Error, what: &str) -> BackendError {
+        transport_error(
+            e,
+            &self.secrets,
+            &self.shown,
+            what,
+            self.timeout_secs,
+            self.backend,
+        )
+    }
+
+    pub fn read_error(&self, e: ReadError, what: &str) -> BackendError {
+        read_error(
+            e,
+            &self.secrets,
+            &self.shown,
+            what,
+            self.timeout_secs,
+            self.backend,
+        )
+    }
+}
+
 /// A transport failure (connect, timeout, reset) as a backend error naming
 /// `shown` (the upstream without credentials) and never a URL.
 pub fn transport_error(
@@ -151,6 +198,31 @@ pub fn read_error(
     }
 }
 
+/// An error status as a [`BackendError`]: **the one place where status
+/// codes are classified**. `who` names the upstream in messages ("the
+/// registry", "gitea"), `detail` is its own (scrubbed) explanation, and
+/// `auth` words a 401 or 403 for this upstream. 404 is `NotFound`, 429
+/// `RateLimited` (with its bounded `Retry-After`), anything else a
+/// `Status` carrying the code.
+pub fn status_error(
+    status: StatusCode,
+    retry: Option<Duration>,
+    who: &str,
+    what: &str,
+    detail: &str,
+    auth: impl FnOnce(StatusCode) -> String,
+) -> BackendError {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => BackendError::Auth(auth(status)),
+        StatusCode::NOT_FOUND => BackendError::NotFound(format!("{what} (404){detail}")),
+        StatusCode::TOO_MANY_REQUESTS => BackendError::RateLimited(retry.map(|d| d.as_secs())),
+        s => BackendError::Status {
+            code: s.as_u16(),
+            message: format!("{who} answered {} for {what}{detail}", s.as_u16()),
+        },
+    }
+}
+
 /// The body of an error answer, bounded; empty when unreadable.
 pub async fn error_body(resp: reqwest::Response) -> Bytes {
     read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default()
@@ -179,6 +251,33 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn statuses_are_classified_by_code() {
+        let auth = |s: StatusCode| format!("refused ({})", s.as_u16());
+        let e = |code: u16| {
+            status_error(
+                StatusCode::from_u16(code).unwrap(),
+                Some(Duration::from_secs(7)),
+                "the registry",
+                "tags of x",
+                ": detail",
+                auth,
+            )
+        };
+        assert_eq!(e(401), BackendError::Auth("refused (401)".into()));
+        assert_eq!(e(403), BackendError::Auth("refused (403)".into()));
+        assert!(matches!(e(404), BackendError::NotFound(_)));
+        assert_eq!(e(429), BackendError::RateLimited(Some(7)));
+        assert_eq!(
+            e(405),
+            BackendError::Status {
+                code: 405,
+                message: "the registry answered 405 for tags of x: detail".into()
+            }
+        );
+        assert!(matches!(e(500), BackendError::Status { code: 500, .. }));
     }
 
     #[test]

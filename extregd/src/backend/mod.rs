@@ -54,6 +54,11 @@ pub enum BackendError {
     Unreachable(String),
     #[error("{0}")]
     Upstream(String),
+    /// The upstream answered an error status that has no kind of its own
+    /// (400, 405, 5xx after retries...). Made only by
+    /// [`http::status_error`]; callers decide on `code`, never on `message`.
+    #[error("{message}")]
+    Status { code: u16, message: String },
     #[error("digest mismatch: expected {expected}, got {actual}")]
     Integrity { expected: String, actual: String },
     #[error("{0}")]
