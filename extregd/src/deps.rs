@@ -434,9 +434,10 @@ fn dep_error(msg: String) -> Error {
 }
 
 /// The manifest inside a verified artifact.
-pub async fn manifest_of(path: std::path::PathBuf) -> Result<Manifest, String> {
+pub async fn manifest_of(art: crate::artifacts::ArtifactHandle) -> Result<Manifest, String> {
     tokio::task::spawn_blocking(move || {
-        let bytes = crate::backend::local::manifest_from_tarball(&path)?;
+        let reader = art.into_reader().map_err(|e| e.to_string())?;
+        let bytes = crate::backend::local::manifest_from_reader(reader)?;
         Manifest::parse(&bytes).map_err(|e| e.to_string())
     })
     .await
@@ -570,7 +571,8 @@ async fn read_entry(
         Some(p) => crate::progress::artifact(reg, entry, false, p).await?,
         None => reg.artifact_of(entry, false).await?,
     };
-    let m = manifest_of(art.path.clone()).await.map_err(|e| {
+    let (digest, hit) = (art.digest.clone(), art.hit);
+    let m = manifest_of(art).await.map_err(|e| {
         Error::new(
             ErrorKind::InvalidArchive,
             format!(
@@ -596,7 +598,7 @@ async fn read_entry(
             ),
         ));
     }
-    Ok((m, art.digest, !art.hit))
+    Ok((m, digest, !hit))
 }
 
 /// The tree of a closure, from its root.

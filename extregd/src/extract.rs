@@ -146,9 +146,8 @@ fn no_link_on_the_way(root: &Path, rel: &Path) -> Result<(), ExtractError> {
 }
 
 /// Unpacks `archive` into the folder `into` (which must exist and be empty).
-fn unpack(archive: &Path, into: &Path, limits: Limits) -> Result<(), ExtractError> {
-    let f = std::fs::File::open(archive)?;
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+fn unpack(archive: impl Read, into: &Path, limits: Limits) -> Result<(), ExtractError> {
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
     let mut total = 0u64;
     let mut count = 0usize;
     let corrupt = |e: std::io::Error| ExtractError::Corrupt(e.to_string());
@@ -285,11 +284,11 @@ fn find_root(dir: &Path) -> Result<PathBuf, ExtractError> {
     }
 }
 
-/// Extracts `archive` to `dest` (`.../{type}/{name}/{version}`), checking
+/// Extracts `archive` (the bytes of a tar.gz, e.g. an open artifact) to `dest` (`.../{type}/{name}/{version}`), checking
 /// its manifest against the request and writing `marker`. Replaces an
 /// existing `dest` only after the new copy is complete.
 pub fn extract(
-    archive: &Path,
+    archive: impl Read,
     dest: &Path,
     marker: &LoadMarker,
     limits: Limits,
@@ -479,7 +478,7 @@ mod tests {
         let a = archive(d.path(), items);
         let dest = d.path().join("ext/taskserv/k8s/1.0.0");
         let r = extract(
-            &a,
+            std::fs::File::open(&a).unwrap(),
             &dest,
             &marker(),
             Limits {
@@ -652,7 +651,7 @@ mod tests {
         );
         let dest = d.path().join("ext/taskserv/k8s/1.0.0");
         let e = extract(
-            &a,
+            std::fs::File::open(&a).unwrap(),
             &dest,
             &marker(),
             Limits {
@@ -771,7 +770,7 @@ mod tests {
         let a = d.path().join("a.tar.gz");
         std::fs::write(&a, b"not gzip at all").unwrap();
         let e = extract(
-            &a,
+            std::fs::File::open(&a).unwrap(),
             &d.path().join("ext/t/n/1.0.0"),
             &marker(),
             Limits::default(),
@@ -791,7 +790,13 @@ mod tests {
                 Item::File("v", b"1"),
             ],
         );
-        extract(&a, &dest, &marker(), Limits::default()).unwrap();
+        extract(
+            std::fs::File::open(&a).unwrap(),
+            &dest,
+            &marker(),
+            Limits::default(),
+        )
+        .unwrap();
         std::fs::write(dest.join("stray"), b"local edit").unwrap();
         let a = archive(
             d.path(),
@@ -800,7 +805,13 @@ mod tests {
                 Item::File("v", b"2"),
             ],
         );
-        extract(&a, &dest, &marker(), Limits::default()).unwrap();
+        extract(
+            std::fs::File::open(&a).unwrap(),
+            &dest,
+            &marker(),
+            Limits::default(),
+        )
+        .unwrap();
         assert_eq!(std::fs::read(dest.join("v")).unwrap(), b"2");
         assert!(!dest.join("stray").exists());
     }

@@ -180,67 +180,65 @@ async fn load_into(
     // (`stale`) version cannot be fetched again: --force then re-extracts
     // the verified cached copy.
     let refetch = force && !entry.record.stale;
-    let mut art = crate::progress::artifact(reg, &entry, refetch, progress).await?;
-    let mut retried = false;
-    loop {
-        // The blob is verified before a byte of it is extracted (at once
-        // when it is known good and unchanged on disk, else hashed); a
-        // damaged one is evicted and fetched again, once.
-        match reg.artifacts().ensure_verified(&art).await {
-            Ok(true) => {}
-            Ok(false) | Err(_) if !retried => {
-                retried = true;
-                art = reg.artifact_of(&entry, false).await?;
-                continue;
-            }
-            Ok(false) => {
-                return Err(Error::new(
-                    ErrorKind::IntegrityError,
-                    format!(
-                        "{}/{} {}: the artifact failed digest verification twice",
-                        entry.record.ext_type, entry.record.name, entry.record.version
+    let art = crate::progress::artifact(reg, &entry, refetch, progress).await?;
+    // The bytes are verified before one is extracted (at once when known
+    // good and unchanged on disk, else hashed). A damaged cached blob is
+    // evicted by the check and fetched once more. The handle's file stays
+    // readable whatever eviction does meanwhile.
+    let art = match art.verified().await {
+        Ok(a) => a,
+        Err(e) if e.kind == ErrorKind::IntegrityError => {
+            crate::progress::artifact(reg, &entry, false, progress)
+                .await?
+                .verified()
+                .await
+                .map_err(|e| match e.kind {
+                    ErrorKind::IntegrityError => Error::new(
+                        ErrorKind::IntegrityError,
+                        format!(
+                            "{}/{} {}: the artifact failed digest verification twice",
+                            entry.record.ext_type, entry.record.name, entry.record.version
+                        ),
                     ),
-                ))
-            }
-            Err(e) => return Err(Error::internal(format!("opening cached artifact: {e}"))),
+                    _ => e,
+                })?
         }
-        let marker = LoadMarker {
-            ext_type: entry.record.ext_type,
-            name: entry.record.name.clone(),
-            version: entry.record.version.clone(),
-            source: entry.record.source,
-            checksum: art.digest.clone(),
-            loaded_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        };
-        progress.send(Phase::Extract, 0, Some(art.size));
-        let (path, m2, dest2) = (art.path.clone(), marker.clone(), dest.clone());
-        let res = tokio::task::spawn_blocking(move || extract::extract(&path, &dest2, &m2, limits))
-            .await
-            .map_err(|e| Error::internal(format!("extraction task failed: {e}")))?;
-        match res {
-            Ok(manifest) => return Ok(result(&marker, &manifest, &dest, false, art.hit)),
-            // The blob was evicted or cleared after it was handed out: once
-            // more (the lookup then finds it gone and fetches again).
-            Err(extract::ExtractError::Io(_)) if !retried && !art.path.exists() => {
-                retried = true;
-                art = crate::progress::artifact(reg, &entry, false, progress).await?;
-            }
-            Err(e) => {
-                let kind = match e {
-                    extract::ExtractError::Io(_) => ErrorKind::InternalError,
-                    _ => ErrorKind::InvalidArchive,
-                };
-                return Err(Error::new(
-                    kind,
-                    format!(
-                        "{}/{} {}: {e}",
-                        marker.ext_type, marker.name, marker.version
-                    ),
-                ));
-            }
+        Err(e) => return Err(e),
+    };
+    let marker = LoadMarker {
+        ext_type: entry.record.ext_type,
+        name: entry.record.name.clone(),
+        version: entry.record.version.clone(),
+        source: entry.record.source,
+        checksum: art.digest.clone(),
+        loaded_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    progress.send(Phase::Extract, 0, Some(art.size));
+    let hit = art.hit;
+    let (m2, dest2) = (marker.clone(), dest.clone());
+    let res = tokio::task::spawn_blocking(move || {
+        let reader = art.into_reader()?;
+        extract::extract(reader, &dest2, &m2, limits)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("extraction task failed: {e}")))?;
+    match res {
+        Ok(manifest) => Ok(result(&marker, &manifest, &dest, false, hit)),
+        Err(e) => {
+            let kind = match e {
+                extract::ExtractError::Io(_) => ErrorKind::InternalError,
+                _ => ErrorKind::InvalidArchive,
+            };
+            Err(Error::new(
+                kind,
+                format!(
+                    "{}/{} {}: {e}",
+                    marker.ext_type, marker.name, marker.version
+                ),
+            ))
         }
     }
 }

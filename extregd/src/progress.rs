@@ -6,7 +6,7 @@
 //! [`FRAME_INTERVAL`] and on each phase change, before the final answer.
 //! Callers without a client (REST) pass [`ProgressTx::none`].
 
-use crate::artifacts::{CachedArtifact, Fetched, Growing};
+use crate::artifacts::{ArtifactHandle, Fetched, Growing};
 use crate::backend::VersionEntry;
 use crate::catalogue::Catalogue;
 use crate::error::Error;
@@ -51,13 +51,13 @@ impl ProgressTx {
 
 /// Follows a download in progress, reporting bytes received (`Download`)
 /// and then `Verify` once every announced byte is in, until it ends.
-pub async fn follow(g: Growing, progress: &ProgressTx) -> Result<CachedArtifact, Error> {
-    let mut rx = g.rx.clone();
+pub async fn follow(g: Growing, progress: &ProgressTx) -> Result<ArtifactHandle, Error> {
+    let mut rx = g.progress();
     loop {
         let p = rx.borrow_and_update().clone();
-        if let Some(done) = p.done {
-            drop(g);
-            return done;
+        if p.done.is_some() {
+            drop(rx);
+            return g.finished().await;
         }
         if p.started {
             let phase = match p.size {
@@ -80,7 +80,7 @@ pub async fn artifact(
     entry: &VersionEntry,
     force: bool,
     progress: &ProgressTx,
-) -> Result<CachedArtifact, Error> {
+) -> Result<ArtifactHandle, Error> {
     let backend = reg
         .backends()
         .iter()

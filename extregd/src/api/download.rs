@@ -4,19 +4,13 @@
 
 use super::input::ExtPath;
 use super::SharedState;
-use crate::artifacts::{Fetched, Growing, Progress};
+use crate::artifacts::{Delivery, LiveDownload};
 use crate::error::Error;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use extreg_shared::ErrorKind;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-
-/// Read size when streaming from disk: small reads cost a trip to the
-/// blocking pool each (see COMPONENTS.md); 1 MiB measured best here
-/// (docs/benchmarks.md, cached 200 MB download).
-const CHUNK: usize = 1024 * 1024;
 
 /// The artifact (a tar.gz), verified against its digest before the last
 /// byte is sent. Honours `If-None-Match` (304) and one `Range` (206/416).
@@ -59,57 +53,19 @@ pub async fn download(
             return Ok(r);
         }
     }
-    match serve(&st, &p, &headers).await {
-        Ok(r) => Ok(r),
-        Err(Fail::Api(e)) => Err(e),
-        // The blob went away between lookup and open (evicted or cleared
-        // meanwhile): once more, which finds the entry gone and refetches.
-        Err(Fail::Vanished) => match serve(&st, &p, &headers).await {
-            Ok(r) => Ok(r),
-            Err(Fail::Api(e)) => Err(e),
-            Err(Fail::Vanished) => Err(Error::internal(
-                "the cached artifact vanished twice while being opened",
-            )),
-        },
-    }
-}
-
-enum Fail {
-    Api(Error),
-    /// The cached file disappeared before it could be opened.
-    Vanished,
-}
-
-impl From<Error> for Fail {
-    fn from(e: Error) -> Self {
-        Fail::Api(e)
-    }
-}
-
-async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Response, Fail> {
     let version = p.version.clone().unwrap_or_default();
-    let (entry, fetched) = st
+    // A range is a part of the complete artifact: no live streaming then.
+    let live_ok = !headers.contains_key(header::RANGE);
+    let (entry, delivery) = st
         .catalogue
-        .open_artifact(p.ext_type, &p.name, &version)
+        .deliver_artifact(p.ext_type, &p.name, &version, live_ok)
         .await?;
     let filename = format!("{}-{}.tar.gz", entry.record.name, entry.record.version);
-    let art = match fetched {
-        Fetched::Ready(a) => a,
-        Fetched::Growing(mut g) => {
-            let progress = g.started().await;
-            match progress.done {
-                Some(done) => done?,
-                None if !g.readable()
-                    || headers.contains_key(header::RANGE)
-                    || progress.size.is_none_or(|n| n <= STREAM_ABOVE) =>
-                {
-                    g.finished().await?
-                }
-                None => {
-                    let served = st.metrics.ops.bytes_served.clone();
-                    return Ok(live(g, &progress, &filename, headers, served)?);
-                }
-            }
+    let art = match delivery {
+        Delivery::Complete(a) => a,
+        Delivery::Live(l) => {
+            let served = st.metrics.ops.bytes_served.clone();
+            return live(l, &filename, &headers, served);
         }
     };
     let etag = format!("\"{}\"", art.digest);
@@ -173,12 +129,6 @@ async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Res
         },
     };
 
-    let store = st.catalogue.artifacts().clone();
-    let blob = match store.open_blob(&art) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Fail::Vanished),
-        Err(e) => return Err(Error::internal(format!("opening cached artifact: {e}")).into()),
-    };
     let (status, start, len) = match &range {
         Some(r) => (
             StatusCode::PARTIAL_CONTENT,
@@ -187,23 +137,11 @@ async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Res
         ),
         None => (StatusCode::OK, 0, art.size),
     };
-    // A whole body from a blob not known good is hashed as it is sent,
-    // its last chunk held back until the digest matches (see
-    // [`verified_stream`]). Ranges are parts, served as they are.
-    let body =
-        if range.is_none() && !blob.trusted {
-            Body::from_stream(st.metrics.ops.count_served(verified_stream(store, blob)))
-        } else {
-            let mut file = tokio::fs::File::from_std(blob.file);
-            if start > 0 {
-                file.seek(std::io::SeekFrom::Start(start))
-                    .await
-                    .map_err(|e| Error::internal(format!("seeking cached artifact: {e}")))?;
-            }
-            Body::from_stream(st.metrics.ops.count_served(
-                tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK),
-            ))
-        };
+    // The handle's body policy: a range as it is, a whole body as it is
+    // when known good, else hashed while sent with its last chunk held back.
+    let size = art.size;
+    let body = art.body(range.as_ref().map(|_| (start, len)))?;
+    let body = Body::from_stream(st.metrics.ops.count_served(body));
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -216,27 +154,21 @@ async fn serve(st: &SharedState, p: &ExtPath, headers: &HeaderMap) -> Result<Res
     if let Some(r) = range {
         h.insert(
             header::CONTENT_RANGE,
-            hv(&format!("bytes {}-{}/{}", r.start(), r.end(), art.size))?,
+            hv(&format!("bytes {}-{}/{}", r.start(), r.end(), size))?,
         );
     }
     Ok(resp)
 }
 
-/// Artifacts larger than this stream to the client while they download
-/// (the final byte held back until the digest is verified); smaller ones
-/// are verified first, so a bad digest is a clean `integrity_error`.
-pub const STREAM_ABOVE: u64 = 4 << 20;
-
 /// A download in progress, sent as it arrives.
 fn live(
-    g: Growing,
-    p: &Progress,
+    l: LiveDownload,
     filename: &str,
     headers: &HeaderMap,
     served: prometheus::IntCounter,
 ) -> Result<Response, Error> {
     let mut h = HeaderMap::new();
-    if let Some(d) = &p.digest {
+    if let Some(d) = &l.digest {
         let etag = format!("\"{d}\"");
         if let Some(inm) = headers
             .get(header::IF_NONE_MATCH)
@@ -249,7 +181,7 @@ fn live(
         }
         h.insert(header::ETAG, hv(&etag)?);
     }
-    if let Some(n) = p.size {
+    if let Some(n) = l.size {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
     h.insert(
@@ -261,7 +193,7 @@ fn live(
         hv(&format!("attachment; filename=\"{filename}\""))?,
     );
     h.insert("x-extregd-cache", HeaderValue::from_static("miss"));
-    let stream = crate::metrics_ops::count_bytes(g.stream(), served);
+    let stream = crate::metrics_ops::count_bytes(l.body(), served);
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut().extend(h);
     Ok(resp)
@@ -316,72 +248,6 @@ async fn head_uncached(
     let mut resp = Response::new(Body::empty());
     resp.headers_mut().extend(h);
     Ok(Some(resp))
-}
-
-/// A cached blob's bytes, hashed as they are read. **The last chunk is held
-/// back until the digest matches**, so a client never receives a complete
-/// body that fails verification: on a mismatch the stream ends with an
-/// error (the connection is cut) and the blob is evicted, so the next
-/// request fetches it again. A blob that matches is marked known good.
-fn verified_stream(
-    store: std::sync::Arc<crate::artifacts::ArtifactStore>,
-    blob: crate::artifacts::OpenBlob,
-) -> crate::backend::ByteStream {
-    use sha2::Digest;
-    struct St {
-        file: tokio::fs::File,
-        hasher: sha2::Sha256,
-        remaining: u64,
-        held: Option<bytes::Bytes>,
-        done: bool,
-        store: std::sync::Arc<crate::artifacts::ArtifactStore>,
-        digest: String,
-        stamp: crate::artifacts::Stamp,
-    }
-    let st = St {
-        file: tokio::fs::File::from_std(blob.file),
-        hasher: sha2::Sha256::new(),
-        remaining: blob.size,
-        held: None,
-        done: false,
-        store,
-        digest: blob.digest,
-        stamp: blob.stamp,
-    };
-    Box::pin(futures::stream::unfold(st, |mut st| async move {
-        loop {
-            if st.done {
-                return None;
-            }
-            if st.remaining == 0 {
-                st.done = true;
-                let got = format!("sha256:{}", hex::encode(st.hasher.finalize_reset()));
-                if got.eq_ignore_ascii_case(&st.digest) {
-                    st.store.mark_verified(&st.digest, st.stamp);
-                    return st.held.take().map(|b| (Ok(b), st));
-                }
-                st.store.evict_damaged(&st.digest);
-                return Some((
-                    Err(std::io::Error::other(format!(
-                        "the cached artifact does not match {}; evicted",
-                        st.digest
-                    ))),
-                    st,
-                ));
-            }
-            let want = st.remaining.min(CHUNK as u64) as usize;
-            let mut buf = vec![0u8; want];
-            if let Err(e) = st.file.read_exact(&mut buf).await {
-                st.done = true;
-                return Some((Err(e), st));
-            }
-            st.remaining -= want as u64;
-            st.hasher.update(&buf);
-            if let Some(prev) = st.held.replace(bytes::Bytes::from(buf)) {
-                return Some((Ok(prev), st));
-            }
-        }
-    }))
 }
 
 fn hv(s: &str) -> Result<HeaderValue, Error> {

@@ -4,8 +4,7 @@
 
 use super::flight::Progress;
 use super::{
-    now, storage_error, ArtifactKey, ArtifactStore, CachedArtifact, IndexEntry, Stamp,
-    MAX_UNANNOUNCED,
+    now, storage_error, ArtifactKey, ArtifactStore, IndexEntry, Stamp, Stored, MAX_UNANNOUNCED,
 };
 use crate::backend::{Backend, VersionEntry};
 use crate::error::Error;
@@ -173,7 +172,7 @@ impl ArtifactStore {
         key: &ArtifactKey,
         v: Verified,
         current: bool,
-    ) -> Result<(CachedArtifact, IndexEntry), Error> {
+    ) -> Result<(Stored, IndexEntry), Error> {
         let blob = self
             .blob_path(&v.entry.digest)
             .expect("digest is well-formed");
@@ -197,11 +196,10 @@ impl ArtifactStore {
         if let Ok(m) = std::fs::symlink_metadata(&blob) {
             self.mark_verified(&v.entry.digest, Stamp::of(&m));
         }
-        let a = CachedArtifact {
+        let a = Stored {
             path: blob,
             size: v.entry.size,
             digest: v.entry.digest.clone(),
-            hit: false,
         };
         Ok((a, v.entry))
     }

@@ -2,7 +2,8 @@
 //! read the temp file as it grows, cancellation when the last cancellable
 //! waiter leaves, and a guard that fails waiters if the task dies.
 
-use super::{storage_error, ArtifactKey, ArtifactStore, CachedArtifact, TMP_PREFIX};
+use super::handle::{ArtifactHandle, Stored};
+use super::{storage_error, ArtifactKey, ArtifactStore, Stamp, TMP_PREFIX};
 use crate::backend::{Backend, VersionEntry};
 use crate::error::Error;
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ pub struct Progress {
     /// Bytes written to the temp file so far.
     pub written: u64,
     /// Set once: the verified artifact, or why it was refused.
-    pub done: Option<Result<CachedArtifact, Error>>,
+    pub done: Option<Result<Stored, Error>>,
 }
 
 pub(super) struct Inflight {
@@ -42,20 +43,24 @@ impl Inflight {
     /// readable after the rename into `blobs/` (or the removal on failure).
     /// A temp file already gone (the flight is ending) leaves only the
     /// result to wait for.
-    fn join(&self) -> Growing {
+    fn join(&self, store: &Arc<ArtifactStore>) -> Growing {
         Growing {
             file: std::fs::File::open(&self.tmp_path).ok(),
             rx: self.rx.clone(),
+            store: store.clone(),
             _waiter: None,
         }
     }
 }
 
 /// A download in progress, readable while it is written (`file` is None
-/// when it ended as it was joined: wait for [`Growing::finished`]).
+/// when it ended as it was joined: wait for [`Growing::finished`]). Its
+/// file, opened when the caller joined, becomes the caller's
+/// [`ArtifactHandle`] once the download is verified.
 pub struct Growing {
-    pub file: Option<std::fs::File>,
-    pub rx: tokio::sync::watch::Receiver<Progress>,
+    pub(super) file: Option<std::fs::File>,
+    pub(super) rx: tokio::sync::watch::Receiver<Progress>,
+    store: Arc<ArtifactStore>,
     _waiter: Option<Waiter>,
 }
 
@@ -107,87 +112,39 @@ impl Growing {
         })
     }
 
-    /// Waits for the end of the download.
-    pub async fn finished(mut self) -> Result<CachedArtifact, Error> {
-        match self.rx.wait_for(|p| p.done.is_some()).await {
-            Ok(p) => p.done.clone().expect("done is set"),
-            Err(_) => Err(Error::internal("the download task ended unexpectedly")),
+    /// Waits for the end of the download: the verified artifact, read
+    /// through the file opened when this caller joined.
+    pub async fn finished(mut self) -> Result<ArtifactHandle, Error> {
+        let stored = match self.rx.wait_for(|p| p.done.is_some()).await {
+            Ok(p) => p.done.clone().expect("done is set")?,
+            Err(_) => return Err(Error::internal("the download task ended unexpectedly")),
+        };
+        match self.file.take() {
+            Some(file) => {
+                let stamp = file.metadata().map_err(|e| {
+                    Error::internal(format!("reading the downloaded artifact: {e}"))
+                })?;
+                Ok(ArtifactHandle::new(
+                    self.store.clone(),
+                    file,
+                    Stamp::of(&stamp),
+                    stored,
+                    false,
+                ))
+            }
+            // Joined as it ended (a path only a failure takes in practice).
+            None => self.store.open_stored(stored),
         }
+    }
+
+    /// The download's progress, to report it (`ext load`, `ext pull`).
+    pub fn progress(&self) -> tokio::sync::watch::Receiver<Progress> {
+        self.rx.clone()
     }
 
     /// Whether the bytes can be read while they arrive.
     pub fn readable(&self) -> bool {
         self.file.is_some()
-    }
-
-    /// The bytes as they arrive. **The last byte is held back until the
-    /// digest is verified**, so a client never receives a complete body
-    /// that failed verification: on failure the stream ends with an error
-    /// (the connection is cut). Call only when [`Self::readable`].
-    pub fn stream(self) -> crate::backend::ByteStream {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        struct St {
-            file: tokio::fs::File,
-            rx: tokio::sync::watch::Receiver<Progress>,
-            pos: u64,
-            finished: bool,
-        }
-        let st = St {
-            file: tokio::fs::File::from_std(self.file.expect("stream() needs a readable download")),
-            rx: self.rx,
-            pos: 0,
-            finished: false,
-        };
-        Box::pin(futures::stream::unfold(st, |mut st| async move {
-            loop {
-                if st.finished {
-                    return None;
-                }
-                let p = st.rx.borrow_and_update().clone();
-                let (limit, last) = match &p.done {
-                    Some(Ok(a)) => (a.size, true),
-                    Some(Err(e)) => {
-                        st.finished = true;
-                        return Some((Err(std::io::Error::other(e.message.clone())), st));
-                    }
-                    // Hold back the final byte until verification.
-                    None => match p.size {
-                        Some(n) => (p.written.min(n.saturating_sub(1)), false),
-                        None => (p.written.saturating_sub(1), false),
-                    },
-                };
-                if st.pos < limit {
-                    let want = (limit - st.pos).min(256 * 1024) as usize;
-                    let mut buf = vec![0u8; want];
-                    if let Err(e) = st.file.seek(std::io::SeekFrom::Start(st.pos)).await {
-                        st.finished = true;
-                        return Some((Err(e), st));
-                    }
-                    return match st.file.read_exact(&mut buf).await {
-                        Ok(_) => {
-                            st.pos += want as u64;
-                            Some((Ok(bytes::Bytes::from(buf)), st))
-                        }
-                        Err(e) => {
-                            st.finished = true;
-                            Some((Err(e), st))
-                        }
-                    };
-                }
-                if last {
-                    return None;
-                }
-                if st.rx.changed().await.is_err() {
-                    st.finished = true;
-                    return Some((
-                        Err(std::io::Error::other(
-                            "the download task ended unexpectedly",
-                        )),
-                        st,
-                    ));
-                }
-            }
-        }))
     }
 }
 
@@ -226,7 +183,7 @@ impl Drop for FlightGuard {
 
 /// An artifact ready in the cache, or one still arriving.
 pub enum Fetched {
-    Ready(CachedArtifact),
+    Ready(ArtifactHandle),
     Growing(Growing),
 }
 
@@ -238,7 +195,7 @@ impl ArtifactStore {
         self: &Arc<Self>,
         entry: &VersionEntry,
         backend: Arc<dyn Backend>,
-    ) -> Result<CachedArtifact, Error> {
+    ) -> Result<ArtifactHandle, Error> {
         match self.fetch_or_join(entry, backend)? {
             Fetched::Ready(a) => Ok(a),
             Fetched::Growing(g) => g.finished().await,
@@ -262,7 +219,7 @@ impl ArtifactStore {
         self: &Arc<Self>,
         entry: &VersionEntry,
         backend: Arc<dyn Backend>,
-    ) -> Result<CachedArtifact, Error> {
+    ) -> Result<ArtifactHandle, Error> {
         match self.fetch_or_join_opt(entry, backend, true)? {
             Fetched::Ready(a) => Ok(a),
             Fetched::Growing(g) => g.finished().await,
@@ -318,7 +275,7 @@ impl ArtifactStore {
         if let Some(f) = inflight.get_mut(&key) {
             if f.revision == entry.revision {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                let mut g = f.join();
+                let mut g = f.join(self);
                 if cancellable {
                     f.waiters += 1;
                     g._waiter = Some(Waiter {
@@ -348,7 +305,7 @@ impl ArtifactStore {
             pinned: !cancellable,
             abort: None,
         };
-        let mut growing = flight.join();
+        let mut growing = flight.join(self);
         if cancellable {
             growing._waiter = Some(Waiter {
                 store: self.clone(),

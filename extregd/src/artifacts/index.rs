@@ -1,10 +1,11 @@
 //! The index: claiming the folder, repair at start, lookups, ref files.
 
 use super::{
-    hex_of, now, ArtifactKey, ArtifactStore, CachedArtifact, IndexEntry, MARKER, REF_TMP_PREFIX,
-    TMP_PREFIX,
+    hex_of, now, ArtifactHandle, ArtifactKey, ArtifactStore, IndexEntry, Stamp, Stored, MARKER,
+    REF_TMP_PREFIX, TMP_PREFIX,
 };
 use crate::backend::VersionEntry;
+use crate::error::Error;
 use crate::metrics::Metrics;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
@@ -174,7 +175,14 @@ impl ArtifactStore {
             .is_some_and(|e| e.revision == entry.revision)
     }
 
-    pub(super) fn lookup(&self, key: &ArtifactKey, revision: &str) -> Option<CachedArtifact> {
+    /// The cached artifact of `key` at `revision`, opened **under the
+    /// index lock**: removals unlink blobs under the same lock, so the
+    /// handle's bytes cannot be taken away afterwards.
+    pub(super) fn lookup(
+        self: &Arc<Self>,
+        key: &ArtifactKey,
+        revision: &str,
+    ) -> Option<ArtifactHandle> {
         let mut index = self.index.lock();
         let e = index.get_mut(key)?;
         if e.revision != revision {
@@ -192,13 +200,14 @@ impl ArtifactStore {
         let path = self.blob_path(&e.digest)?;
         // The index is repaired from disk, not trusted: a blob that went
         // away (or changed size) drops its entry and is fetched again.
-        if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(e.size) {
+        let opened = open_blob(&path).ok().filter(|(_, s)| s.size() == e.size);
+        let Some((file, stamp)) = opened else {
             tracing::warn!(path = %path.display(), "cached artifact missing or damaged; fetching again");
             let gone = e.key();
             index.remove(&gone);
             let _ = std::fs::remove_file(ref_path(&self.root, &gone));
             return None;
-        }
+        };
         let t = now();
         let persist = t.saturating_sub(e.last_used) >= 60;
         e.last_used = t;
@@ -209,12 +218,28 @@ impl ArtifactStore {
             let _ = self.write_ref(&snapshot);
         }
         drop(index);
-        Some(CachedArtifact {
+        let stored = Stored {
             path,
             size: snapshot.size,
             digest: snapshot.digest,
-            hit: true,
-        })
+        };
+        Some(ArtifactHandle::new(self.clone(), file, stamp, stored, true))
+    }
+
+    /// Opens a blob a download just stored, under the index lock (for a
+    /// waiter that joined as the download ended, without its own file).
+    pub(super) fn open_stored(self: &Arc<Self>, stored: Stored) -> Result<ArtifactHandle, Error> {
+        let index = self.index.lock();
+        let (file, stamp) = open_blob(&stored.path)
+            .map_err(|e| Error::internal(format!("opening the downloaded artifact: {e}")))?;
+        drop(index);
+        Ok(ArtifactHandle::new(
+            self.clone(),
+            file,
+            stamp,
+            stored,
+            false,
+        ))
     }
 
     pub(super) fn write_ref(&self, e: &IndexEntry) -> std::io::Result<()> {
@@ -238,6 +263,20 @@ impl ArtifactStore {
         });
         v
     }
+}
+
+/// Opens a blob for reading without following a link, with its stamp.
+fn open_blob(path: &Path) -> std::io::Result<(std::fs::File, Stamp)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let m = file.metadata()?;
+    if !m.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok((file, Stamp::of(&m)))
 }
 
 pub(super) fn ref_path(root: &Path, k: &ArtifactKey) -> PathBuf {

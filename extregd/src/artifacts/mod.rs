@@ -16,13 +16,15 @@
 mod evict;
 mod fetch;
 mod flight;
+mod handle;
 mod index;
 mod offline;
 mod verify;
 
 use flight::Inflight;
 pub use flight::{Fetched, Growing, Progress};
-pub use verify::{OpenBlob, Stamp, VerifyReport};
+pub use handle::{ArtifactHandle, Delivery, LiveDownload, Stored, STREAM_ABOVE};
+pub use verify::{Stamp, VerifyReport};
 
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -86,16 +88,6 @@ impl IndexEntry {
             source: self.source,
         }
     }
-}
-
-/// A verified artifact on disk, ready to serve.
-#[derive(Debug, Clone)]
-pub struct CachedArtifact {
-    pub path: PathBuf,
-    pub size: u64,
-    pub digest: String,
-    /// Whether this request was served without a backend fetch.
-    pub hit: bool,
 }
 
 pub struct ArtifactStore {

@@ -1,8 +1,8 @@
 //! Known-good stamps: which blobs hashed good and have not changed since,
 //! hashing blobs on demand (`ext load`, `ext cache verify`).
 
-use super::{ArtifactStore, CachedArtifact, IndexEntry};
-use sha2::{Digest, Sha256};
+use super::handle::hash_file;
+use super::{ArtifactStore, IndexEntry};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,6 +21,11 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// The size the blob had.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     pub fn of(m: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         Stamp {
@@ -31,18 +36,6 @@ impl Stamp {
             ctime: (m.ctime(), m.ctime_nsec()),
         }
     }
-}
-
-/// A cached blob opened for reading (so it cannot vanish under the
-/// reader), with whether its bytes are known good.
-pub struct OpenBlob {
-    pub file: std::fs::File,
-    pub size: u64,
-    pub digest: String,
-    /// The blob was hashed and matched its digest, and has not changed on
-    /// disk since (same [`Stamp`]). When false, the reader must verify.
-    pub trusted: bool,
-    pub stamp: Stamp,
 }
 
 /// What `ext cache verify` found.
@@ -60,19 +53,10 @@ impl ArtifactStore {
         self.verified.lock().insert(digest.to_string(), stamp);
     }
 
-    /// Opens a cached artifact's blob. `NotFound` when it went away
-    /// (evicted or cleared since it was handed out).
-    pub fn open_blob(&self, a: &CachedArtifact) -> std::io::Result<OpenBlob> {
-        let file = std::fs::File::open(&a.path)?;
-        let stamp = Stamp::of(&file.metadata()?);
-        let trusted = self.verified.lock().get(&a.digest) == Some(&stamp);
-        Ok(OpenBlob {
-            file,
-            size: a.size,
-            digest: a.digest.clone(),
-            trusted,
-            stamp,
-        })
+    /// Whether the blob of `digest`, in state `stamp`, hashed good and
+    /// has not changed since.
+    pub(super) fn is_known_good(&self, digest: &str, stamp: Stamp) -> bool {
+        self.verified.lock().get(digest) == Some(&stamp)
     }
 
     /// A blob failed verification: every entry using it is dropped and
@@ -87,40 +71,9 @@ impl ArtifactStore {
     /// Hashes one blob on disk (blocking): whether it matches `digest`, and
     /// its stamp when it was read.
     pub fn hash_matches(path: &Path, digest: &str) -> std::io::Result<(bool, Stamp)> {
-        use std::io::Read;
         let mut f = std::fs::File::open(path)?;
         let stamp = Stamp::of(&f.metadata()?);
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        let got = format!("sha256:{}", hex::encode(h.finalize()));
-        Ok((got.eq_ignore_ascii_case(digest), stamp))
-    }
-
-    /// Makes sure a blob about to be used whole (by `ext load`) is good:
-    /// trusted blobs pass at once, others are hashed. A damaged blob is
-    /// evicted and `false` returned.
-    pub async fn ensure_verified(self: &Arc<Self>, a: &CachedArtifact) -> std::io::Result<bool> {
-        let blob = self.open_blob(a)?;
-        if blob.trusted {
-            return Ok(true);
-        }
-        let (path, digest) = (a.path.clone(), a.digest.clone());
-        let (ok, stamp) = tokio::task::spawn_blocking(move || Self::hash_matches(&path, &digest))
-            .await
-            .map_err(std::io::Error::other)??;
-        if ok && stamp == blob.stamp {
-            self.mark_verified(&a.digest, stamp);
-        } else if !ok {
-            self.evict_damaged(&a.digest);
-        }
-        Ok(ok)
+        Ok((hash_file(&mut f, digest)?, stamp))
     }
 
     /// `ext cache verify`: hashes every blob, evicts the damaged ones.

@@ -428,8 +428,12 @@ fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Finds `extension.yaml` at the top of a tarball or one folder down.
 pub(crate) fn manifest_from_tarball(path: &Path) -> Result<Vec<u8>, String> {
-    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    manifest_from_reader(std::fs::File::open(path).map_err(|e| e.to_string())?)
+}
+
+/// [`manifest_from_tarball`] over the bytes of a tar.gz (an open artifact).
+pub(crate) fn manifest_from_reader(r: impl std::io::Read) -> Result<Vec<u8>, String> {
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(r));
     let entries = ar.entries().map_err(|e| format!("not a tar.gz: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("not a tar.gz: {e}"))?;

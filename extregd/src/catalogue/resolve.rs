@@ -3,7 +3,7 @@
 
 use super::merge::{fetch_versions, merge_versions};
 use super::{to_json, Catalogue, Versions, VersionsAnswer};
-use crate::artifacts::{CachedArtifact, Fetched};
+use crate::artifacts::{ArtifactHandle, Delivery};
 use crate::backend::{newest, Backend, VersionEntry};
 use crate::error::Error;
 use bytes::Bytes;
@@ -240,7 +240,7 @@ impl Catalogue {
         &self,
         entry: &VersionEntry,
         force: bool,
-    ) -> Result<CachedArtifact, Error> {
+    ) -> Result<ArtifactHandle, Error> {
         let backend = self.backend_for(entry.record.source)?;
         if force {
             self.core.artifacts.refetch(entry, backend).await
@@ -260,17 +260,23 @@ impl Catalogue {
         Ok(self.entry_and_backend(ext_type, name, version).await?.0)
     }
 
-    /// One version's artifact, ready or still arriving (see
-    /// [`ArtifactStore::fetch_or_join`]).
-    pub async fn open_artifact(
+    /// One version's artifact for a server: open and complete, or (with
+    /// `live_ok`) a large download streamed as it arrives (see
+    /// [`crate::artifacts::ArtifactStore::deliver`]).
+    pub async fn deliver_artifact(
         &self,
         ext_type: ExtensionType,
         name: &str,
         version: &str,
-    ) -> Result<(VersionEntry, Fetched), Error> {
+        live_ok: bool,
+    ) -> Result<(VersionEntry, Delivery), Error> {
         let (entry, backend) = self.entry_and_backend(ext_type, name, version).await?;
-        let f = self.core.artifacts.fetch_or_join(&entry, backend)?;
-        Ok((entry, f))
+        let d = self
+            .core
+            .artifacts
+            .deliver(&entry, backend, live_ok)
+            .await?;
+        Ok((entry, d))
     }
 }
 
