@@ -31,6 +31,9 @@ pub mod systemd;
 pub mod web;
 pub mod webhook;
 
+#[cfg(test)]
+mod testing;
+
 use crate::backend::local::LocalBackend;
 use crate::backend::Backend;
 use crate::config::{Config, Dirs};
