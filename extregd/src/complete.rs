@@ -7,7 +7,7 @@
 //! a listing is not cached yet, a refresh is started in the background (the
 //! single-flight gate merges it with any other), so the next Tab finds it.
 
-use crate::api::AppState;
+use crate::app::App;
 use extreg_shared::protocol::{CompletionName, Completions};
 use extreg_shared::{parse_version, ExtensionType};
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 const MAX_NAMES: usize = 2000;
 
 pub fn candidates(
-    state: &Arc<AppState>,
+    state: &Arc<App>,
     ext_type: Option<ExtensionType>,
     name: Option<&str>,
 ) -> Completions {

@@ -1,6 +1,7 @@
 //! `extregd`: the extension registry daemon. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod app;
 pub mod artifacts;
 pub mod auth_files;
 pub mod backend;
@@ -214,7 +215,7 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
     catalogue.warm_up();
     let webhooks = webhook::Webhooks::from_config(&config)
         .map_err(|e| BootError::Config(crate::config::ConfigError::Invalid(e)))?;
-    let state = Arc::new(api::AppState {
+    let app = Arc::new(app::App {
         readiness,
         loader: load::Loader::new(config.load_dir(&dirs)),
         oci,
@@ -222,8 +223,8 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
         catalogue,
         metrics,
         started: Instant::now(),
-        webhooks,
     });
+    let state = Arc::new(api::AppState { app, webhooks });
     probe::spawn_watch(state.clone());
     let mut router = api::router(state.clone());
     if config.web_enabled() {
@@ -261,7 +262,7 @@ impl Daemon {
         ));
         let ipc = tokio::spawn(ipc::serve(
             self.ipc,
-            self.state.clone(),
+            self.state.app.clone(),
             limits.clone(),
             life.clone(),
         ));

@@ -20,12 +20,8 @@ pub const LIST_DEFAULT: usize = 100;
 pub const LIST_MAX: usize = 1000;
 pub const SEARCH_DEFAULT: usize = 50;
 pub const SEARCH_MAX: usize = 100;
-/// Skipped repositories named per backend in `/health`.
-const MAX_SKIPPED_SHOWN: usize = 20;
 /// Largest `offset` accepted (a bound every client can represent exactly).
 pub const OFFSET_MAX: usize = 1_000_000_000;
-/// How long `/health` waits for one backend.
-pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 
@@ -168,78 +164,7 @@ pub async fn resolve(
     responses((status = 200, description = "`healthy`, or `degraded` when an enabled backend \
 fails; the answer is 200 either way", body = HealthResponse)))]
 pub async fn health(State(st): State<SharedState>) -> Result<Response, Error> {
-    json_value(&health_report(&st).await)
-}
-
-/// Asks every backend, concurrently and bounded by [`HEALTH_TIMEOUT`].
-pub async fn health_report(st: &super::AppState) -> HealthResponse {
-    let checks = futures::future::join_all(st.catalogue.backends().iter().map(|b| async move {
-        let r = match tokio::time::timeout(HEALTH_TIMEOUT, b.health()).await {
-            Ok(r) => r,
-            Err(_) => Err(crate::backend::BackendError::Timeout(
-                HEALTH_TIMEOUT.as_secs(),
-            )),
-        };
-        let mut skipped = b.skipped();
-        if skipped.len() > MAX_SKIPPED_SHOWN {
-            let more = skipped.len() - MAX_SKIPPED_SHOWN;
-            skipped.truncate(MAX_SKIPPED_SHOWN);
-            skipped.push(format!("... and {more} more"));
-        }
-        (b.source(), r, skipped)
-    }))
-    .await;
-    let mut backends = BTreeMap::new();
-    for s in Source::ALL {
-        backends.insert(
-            s.to_string(),
-            BackendStatus {
-                enabled: false,
-                healthy: false,
-                error: None,
-                skipped: Vec::new(),
-            },
-        );
-    }
-    let mut all_ok = true;
-    let refresh = st.catalogue.refresh_states();
-    let bound = st.catalogue.stale_after().as_secs();
-    for (s, r, skipped) in checks {
-        st.metrics.backend_call(s.as_str(), "health", r.is_ok());
-        // A failing refresh counts too: answers are then served from the
-        // caches, and marked stale past the bound.
-        let failing = refresh.get(&s).and_then(|f| {
-            f.failing().map(|(at, e)| {
-                let ago = at.elapsed().map(|d| d.as_secs()).unwrap_or(0);
-                format!(
-                    "the last metadata refresh failed {ago} s ago ({e}); serving cached answers, marked stale after {bound} s"
-                )
-            })
-        });
-        let ok = r.is_ok() && failing.is_none();
-        // A partial backend (repositories skipped) degrades the whole.
-        all_ok &= skipped.is_empty();
-        all_ok &= ok;
-        let error = match (r.err().map(|e| e.to_string()), failing) {
-            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-            (a, b) => a.or(b),
-        };
-        backends.insert(
-            s.to_string(),
-            BackendStatus {
-                enabled: true,
-                healthy: ok,
-                error,
-                skipped,
-            },
-        );
-    }
-    HealthResponse {
-        status: if all_ok { "healthy" } else { "degraded" }.into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        uptime: st.started.elapsed().as_secs(),
-        backends,
-    }
+    json_value(&st.health().await)
 }
 
 /// Prometheus metrics (text exposition format 0.0.4).

@@ -1,6 +1,7 @@
 //! The `/api/v1` REST surface: routes, input extraction and the request
-//! metrics middleware. Handlers stay thin: parse, call the
-//! [`Catalogue`](crate::catalogue::Catalogue), map the error.
+//! metrics middleware. Handlers stay thin: parse, call the application
+//! ([`App`](crate::app::App): its operations or its
+//! [`Catalogue`](crate::catalogue::Catalogue)), render the answer.
 
 mod download;
 mod error;
@@ -8,9 +9,7 @@ mod handlers;
 mod input;
 pub mod openapi;
 
-pub use handlers::health_report;
-
-use crate::catalogue::Catalogue;
+use crate::app::App;
 use crate::metrics::Metrics;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -20,19 +19,19 @@ use axum::Router;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The HTTP adapter's state: the application (handlers reach its
+/// components and operations through `Deref`) and what only HTTP uses.
 pub struct AppState {
-    pub catalogue: Catalogue,
-    pub loader: crate::load::Loader,
-    /// The OCI backend, for publish and delete (local socket only).
-    pub oci: Option<std::sync::Arc<crate::backend::oci::OciBackend>>,
-    /// `[oci]` as configured (publishing elsewhere starts from it).
-    pub oci_config: Option<crate::config::OciConfig>,
-    pub metrics: Arc<Metrics>,
-    pub started: Instant,
-    /// Readiness for `/api/v1/health/ready`; see [`crate::probe`].
-    pub readiness: Arc<crate::probe::Readiness>,
+    pub app: Arc<App>,
     /// Push invalidation settings (the two cache-only `POST` endpoints).
     pub webhooks: crate::webhook::Webhooks,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
 }
 
 pub type SharedState = Arc<AppState>;

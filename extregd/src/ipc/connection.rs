@@ -2,9 +2,8 @@
 //! then requests, each answered after its progress frames; a client that
 //! hangs up cancels its request.
 
-use super::dispatch::{dispatch, error};
-use crate::api::AppState;
-use crate::error::Error;
+use super::dispatch::{answer, dispatch, error, failed};
+use crate::app::App;
 use crate::server::Limits;
 use extreg_shared::protocol::{
     check_version, decode, encode, frame_len, Envelope, Request, Response, HEADER_LEN,
@@ -43,7 +42,7 @@ impl From<String> for Cut {
 /// or `stop` (a request in flight is answered first).
 pub(super) async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
-    state: &Arc<AppState>,
+    state: &Arc<App>,
     limits: &Limits,
     stop: &CancellationToken,
 ) -> Result<Closed, Cut> {
@@ -144,7 +143,7 @@ pub(super) async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
 /// future is then dropped, which cancels what only it was waiting for
 /// (a download other clients wait on goes on).
 async fn serve_request<R, W>(
-    state: &Arc<AppState>,
+    state: &Arc<App>,
     id: u64,
     body: Request,
     recv: &mut tokio::io::BufReader<R>,
@@ -155,17 +154,9 @@ where
     W: tokio::io::AsyncWrite + Unpin,
 {
     use tokio::io::AsyncBufReadExt;
-    if let Request::Complete { ext_type, name } = &body {
-        if let Some(n) = name {
-            if let Err(e) = extreg_shared::validate_name(n) {
-                return Ok(Some(Response::Failed(Error::from(e).failure())));
-            }
-        }
-        return Ok(Some(Response::Completions(crate::complete::candidates(
-            state,
-            *ext_type,
-            name.as_deref(),
-        ))));
+    if let Request::Complete { .. } = &body {
+        // Answered from caches at once: no progress to forward.
+        return Ok(Some(answer(state, body).await));
     }
     let (progress, mut rx) = crate::progress::ProgressTx::channel();
     let work = dispatch(state, body, &progress);
@@ -176,7 +167,7 @@ where
     let mut next_at = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            r = &mut work => return Ok(Some(r.unwrap_or_else(|e| Response::Failed(e.failure())))),
+            r = &mut work => return Ok(Some(r.unwrap_or_else(failed))),
             r = recv.fill_buf(), if watching => match r {
                 Ok([]) | Err(_) => return Ok(None),
                 // The next request is arriving already: it stays buffered.

@@ -3,7 +3,7 @@
 
 use super::connection::{connection, Closed, Cut};
 use super::dispatch::error;
-use crate::api::AppState;
+use crate::app::App;
 use crate::server::{self, AcceptErrors, Lifecycle, Limits, RateLimitedWarn};
 use extreg_shared::protocol::{decode, encode, frame_len, Envelope, Request, HEADER_LEN};
 use extreg_shared::ErrorKind;
@@ -118,7 +118,7 @@ pub fn bind(path: &Path) -> Result<LocalSocketListener, IpcError> {
 /// hello and is closed).
 pub async fn serve(
     listener: LocalSocketListener,
-    state: Arc<AppState>,
+    state: Arc<App>,
     limits: Arc<Limits>,
     life: Lifecycle,
 ) {

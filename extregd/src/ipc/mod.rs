@@ -18,4 +18,5 @@ mod connection;
 mod dispatch;
 mod listener;
 
+pub use dispatch::answer;
 pub use listener::{bind, serve, IpcError};

@@ -112,7 +112,7 @@ impl Web {
                 return h.clone();
             }
         }
-        let h = Arc::new(crate::api::health_report(&self.state).await);
+        let h = Arc::new(self.state.health().await);
         *self.health.lock() = Some((Instant::now(), h.clone()));
         h
     }
