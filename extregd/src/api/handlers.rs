@@ -10,11 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use extreg_shared::{
-    BackendStatus, CacheStats, Extension, ExtensionVersion, HealthResponse, Source,
-};
-use std::collections::BTreeMap;
-use std::time::Duration;
+use extreg_shared::{CacheStats, Extension, ExtensionVersion, HealthResponse};
 
 pub const LIST_DEFAULT: usize = 100;
 pub const LIST_MAX: usize = 1000;

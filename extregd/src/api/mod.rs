@@ -10,7 +10,6 @@ mod input;
 pub mod openapi;
 
 use crate::app::App;
-use crate::metrics::Metrics;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
