@@ -1,4 +1,4 @@
-//! `extregd publish | delete | list`: the OCI operations from the command
+//! `extregd publish | delete | list | test-oci`: the OCI operations from the command
 //! line, for CI and scripts, with neither a daemon nor nu. They read the
 //! same configuration as the daemon (`--config`, `PROVISIONING_OCI_*`) and,
 //! for another registry, the usual auth files ([`crate::auth_files`]).
@@ -74,6 +74,17 @@ pub enum OciCommand {
         #[command(flatten)]
         at: RegistryArgs,
     },
+    /// Diagnose the registry: reachable, TLS, API, auth (and which
+    /// credentials), catalog, namespace; exit code 1 when a check fails.
+    #[command(name = "test-oci")]
+    TestOci {
+        /// Also check push permission (an upload session opened and
+        /// cancelled: nothing is left behind).
+        #[arg(long)]
+        push: bool,
+        #[command(flatten)]
+        at: RegistryArgs,
+    },
 }
 
 impl OciCommand {
@@ -81,7 +92,8 @@ impl OciCommand {
         match self {
             OciCommand::Publish { at, .. }
             | OciCommand::Delete { at, .. }
-            | OciCommand::List { at, .. } => at,
+            | OciCommand::List { at, .. }
+            | OciCommand::TestOci { at, .. } => at,
         }
     }
 }
@@ -195,6 +207,47 @@ pub fn run(cmd: OciCommand, config: &Config) -> ExitCode {
                     println!("deleted {reference}");
                 }
                 Ok(())
+            }
+            OciCommand::TestOci { push, .. } => {
+                let verify_ssl = config.oci.as_ref().is_none_or(|c| c.verify_ssl);
+                let d = crate::backend::oci_diagnose::diagnose(
+                    crate::backend::oci_diagnose::Target {
+                        backend: &t.backend,
+                        credentials: &t.credentials,
+                        verify_ssl,
+                        push: *push,
+                    },
+                )
+                .await;
+                if json {
+                    print_json(&d);
+                } else {
+                    println!("registry    {}", d.registry);
+                    println!("namespace   {}", d.namespace);
+                    println!("credentials {}", d.credentials);
+                    for c in &d.checks {
+                        let mark = match (c.ok, c.skipped) {
+                            (true, _) => "ok  ",
+                            (false, true) => "skip",
+                            (false, false) => "FAIL",
+                        };
+                        println!("{mark} {:<9} {}", c.check, c.detail);
+                        if let Some(e) = &c.error {
+                            println!("     error: {e}");
+                        }
+                        if let Some(h) = c.hint.as_ref().filter(|_| !c.skipped) {
+                            println!("     hint:  {h}");
+                        }
+                    }
+                }
+                if d.ok {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "test-oci: {} check(s) failed",
+                        d.checks.iter().filter(|c| !c.ok && !c.skipped).count()
+                    ))
+                }
             }
             OciCommand::List { ext_type, .. } => {
                 let all = t

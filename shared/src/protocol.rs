@@ -167,6 +167,23 @@ pub enum Request {
         password: Option<String>,
         dry_run: bool,
     },
+    /// Diagnose the OCI backend (`ext test-oci`): reachability, TLS, the
+    /// auth challenge and the credentials used, catalog and namespace
+    /// access, and push permission when asked (nothing left behind).
+    TestOci(TestOciSpec),
+}
+
+/// What `ext test-oci` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestOciSpec {
+    /// Another registry (`host[:port]` or URL; credentials from the usual
+    /// auth files). `None`: the configured `[oci] registry`.
+    pub registry: Option<String>,
+    /// Another namespace; `None`: the configured one.
+    pub namespace: Option<String>,
+    /// Also check push permission: open an upload session in the
+    /// namespace and cancel it.
+    pub push: bool,
 }
 
 /// What `ext publish` asks for.
@@ -232,6 +249,8 @@ pub enum Response {
     /// fault and the cause. (`Error` stays for handshake refusals, which
     /// peers of other releases must still read.)
     Failed(Failure),
+    /// The answer to `TestOci`.
+    OciDiagnosis(OciDiagnosis),
 }
 
 /// Why a request failed, as the daemon's one domain error renders it on
@@ -254,6 +273,36 @@ impl From<ErrorBody> for Failure {
             field: None,
         }
     }
+}
+
+/// What `ext test-oci` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciDiagnosis {
+    /// The registry's base URL (no user information).
+    pub registry: String,
+    pub namespace: String,
+    /// Where the credentials came from (`anonymous`, `[oci] auth_token_path
+    /// FILE`, an auth file and its key); never the secret.
+    pub credentials: String,
+    /// Every check that ran passed.
+    pub ok: bool,
+    pub checks: Vec<OciCheck>,
+}
+
+/// One check of `ext test-oci`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciCheck {
+    /// `reachable`, `tls`, `auth`, `catalog`, `namespace` or `push`.
+    pub check: String,
+    pub ok: bool,
+    /// Not run because an earlier check failed (then `ok` is false).
+    pub skipped: bool,
+    /// What was seen.
+    pub detail: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// What to do about it.
+    pub hint: Option<String>,
 }
 
 /// One row of `ext discover`.

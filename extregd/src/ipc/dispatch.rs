@@ -211,6 +211,18 @@ pub(super) async fn dispatch(
             progress.send(extreg_shared::protocol::Phase::Push, 0, None);
             Response::Published(app.publish(spec).await?)
         }
+        Request::TestOci(spec) => {
+            let configured = state.oci_config.as_ref().zip(state.oci.as_ref());
+            Response::OciDiagnosis(
+                crate::backend::oci_diagnose::run(
+                    configured,
+                    &spec,
+                    &crate::auth_files::AuthEnv::from_env(),
+                )
+                .await
+                .map_err(Error::invalid_request)?,
+            )
+        }
         Request::Discover { ext_type, refresh } => {
             Response::Discovered(app.discover(ext_type, refresh).await?)
         }

@@ -15,6 +15,7 @@ mod load;
 mod publish;
 mod pull;
 mod search;
+mod test_oci;
 mod versions;
 
 use crate::client::{self, ClientError};
@@ -51,6 +52,7 @@ pub fn all() -> Vec<Box<dyn PluginCommand<Plugin = ExtPlugin>>> {
         Box::new(discover::Discover),
         Box::new(cache::CacheVerify),
         Box::new(deps::Deps),
+        Box::new(test_oci::TestOci),
     ]
 }
 
@@ -195,6 +197,7 @@ pub fn request_with_progress(
             | Request::LoadTree { .. }
             | Request::LoadLocked { .. }
             | Request::Deps { .. }
+            | Request::TestOci(_)
     ) {
         // A push reports no bytes while it goes (only its phase), and can
         // take long for up to 1 GiB; the daemon bounds it itself.

@@ -1,0 +1,132 @@
+use super::{request, unexpected, ArgSpans};
+use crate::{values, ExtPlugin};
+use extreg_shared::protocol::{Request, Response, TestOciSpec};
+use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
+use nu_protocol::{Example, LabeledError, Signature, SyntaxShape, Type, Value};
+
+/// `ext test-oci`: a diagnosis of the OCI registry (seed 004).
+pub struct TestOci;
+
+impl SimplePluginCommand for TestOci {
+    type Plugin = ExtPlugin;
+
+    fn name(&self) -> &str {
+        "ext test-oci"
+    }
+
+    fn description(&self) -> &str {
+        "Diagnose the OCI registry: reachable, TLS, the Distribution API, auth (challenge and which credentials), catalog and namespace access, and push permission with --push."
+    }
+
+    fn extra_description(&self) -> &str {
+        "Returns {registry, namespace, credentials, ok, checks}; each check has check, ok, skipped, detail, \
+         error and hint. A check whose prerequisite failed is skipped. `credentials` names where they came from \
+         (anonymous, [oci] auth_token_path, an auth.json/config.json entry), never the secret. --push opens an \
+         upload session in {namespace}/extregd-test-oci and cancels it: nothing is left behind."
+    }
+
+    fn signature(&self) -> Signature {
+        Signature::build(self.name())
+            .named(
+                "registry",
+                SyntaxShape::String,
+                "diagnose this registry (host[:port] or URL) instead of extregd's [oci] registry; credentials from the usual auth files",
+                Some('r'),
+            )
+            .named(
+                "namespace",
+                SyntaxShape::String,
+                "check this namespace instead of the configured one",
+                Some('n'),
+            )
+            .switch(
+                "push",
+                "also check push permission (opens an upload session and cancels it)",
+                Some('p'),
+            )
+            .input_output_type(Type::Nothing, Type::record())
+            .category(super::category())
+    }
+
+    fn search_terms(&self) -> Vec<&str> {
+        vec!["oci", "registry", "diagnose", "auth", "connection"]
+    }
+
+    fn examples(&self) -> Vec<Example<'_>> {
+        vec![
+            Example {
+                example: "ext test-oci | get checks | where not ok | select check error hint",
+                description: "What is wrong with the configured OCI registry, and what to do",
+                result: None,
+            },
+            Example {
+                example: "ext test-oci --push",
+                description: "Also check that the credentials may push (nothing is left behind)",
+                result: None,
+            },
+            Example {
+                example: "ext test-oci --registry 127.0.0.1:1 | get checks.0 | select check ok",
+                description: "A registry nothing listens for: not reachable (and the hint says what to check)",
+                result: Some(Value::test_record(nu_protocol::record! {
+                    "check" => Value::test_string("reachable"),
+                    "ok" => Value::test_bool(false),
+                })),
+            },
+        ]
+    }
+
+    fn run(
+        &self,
+        plugin: &ExtPlugin,
+        engine: &EngineInterface,
+        call: &EvaluatedCall,
+        _input: &Value,
+    ) -> Result<Value, LabeledError> {
+        let text_flag = |name: &str| -> Result<Option<String>, LabeledError> {
+            match super::flag_value(call, name) {
+                None => Ok(None),
+                Some(v) => {
+                    let span = v.span();
+                    let s = v.as_str().map_err(|_| {
+                        LabeledError::new(format!("--{name} takes a string"))
+                            .with_label("not a string", span)
+                    })?;
+                    if s.trim().is_empty() {
+                        return Err(LabeledError::new(format!("--{name} is empty"))
+                            .with_label("give a value", span));
+                    }
+                    Ok(Some(s.trim().to_string()))
+                }
+            }
+        };
+        let spec = TestOciSpec {
+            registry: text_flag("registry")?,
+            namespace: text_flag("namespace")?,
+            push: call.has_flag("push")?,
+        };
+        let span_of = |name: &str| super::flag_value(call, name).map(|v| v.span());
+        let (rspan, nspan) = (span_of("registry"), span_of("namespace"));
+        // A refused --registry or --namespace is labelled on that flag.
+        let relabel = |mut e: LabeledError| {
+            let at = if e.msg.contains("namespace '") {
+                nspan.map(|s| (s, "invalid namespace"))
+            } else if e.msg.contains("--registry") {
+                rspan.map(|s| (s, "invalid registry"))
+            } else {
+                None
+            };
+            if let Some((span, text)) = at {
+                e.labels = Box::new(vec![nu_protocol::ErrorLabel {
+                    text: text.into(),
+                    span,
+                }]);
+            }
+            e
+        };
+        let spans = ArgSpans::default();
+        match request(plugin, engine, call, spans, Request::TestOci(spec)).map_err(relabel)? {
+            Response::OciDiagnosis(d) => Ok(values::from_serde(&d, call.head)),
+            other => Err(unexpected(other, call.head)),
+        }
+    }
+}
