@@ -18,11 +18,11 @@
 use super::oci::{parse_repo, pull_scope, OciBackend, Req};
 use super::{Backend, BackendError};
 use crate::config::OciConfig;
-use std::sync::Arc;
 use bytes::Bytes;
 use extreg_shared::protocol::{OciCheck, OciDiagnosis};
 use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode, Url};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The repository the push check opens (and cancels) an upload in. It does
@@ -115,7 +115,9 @@ fn tls_hint(cause: &str, scheme_https: bool) -> String {
     } else if c.contains("expired") || c.contains("notvalidyet") {
         "the certificate is expired or not yet valid: renew it on the registry (and check this machine's clock)".into()
     } else if scheme_https
-        && (c.contains("corrupt message") || c.contains("invalidcontenttype") || c.contains("wrong version"))
+        && (c.contains("corrupt message")
+            || c.contains("invalidcontenttype")
+            || c.contains("wrong version"))
     {
         "the registry speaks plain HTTP on this port: write [oci] registry = \"http://HOST:PORT\" or set insecure = true".into()
     } else {
@@ -215,7 +217,10 @@ pub async fn diagnose(t: Target<'_>) -> OciDiagnosis {
         Ok(Ok(addr)) => {
             checks.push(passed(
                 "reachable",
-                format!("{target} accepts TCP connections ({addr}, {} ms)", ms(started)),
+                format!(
+                    "{target} accepts TCP connections ({addr}, {} ms)",
+                    ms(started)
+                ),
             ));
             true
         }
@@ -305,7 +310,8 @@ pub async fn diagnose(t: Target<'_>) -> OciDiagnosis {
                     "tls",
                     "GET /v2/".into(),
                     format!("no answer within {} s", step.as_secs()),
-                    "the port accepts connections but does not answer: is it the registry's port?".into(),
+                    "the port accepts connections but does not answer: is it the registry's port?"
+                        .into(),
                 ));
             } else {
                 checks.push(failed(
@@ -384,7 +390,10 @@ pub async fn diagnose(t: Target<'_>) -> OciDiagnosis {
         Ok(()) => {
             checks.push(passed(
                 "auth",
-                format!("{asked}; credentials: {}; GET /v2/ authorized", t.credentials),
+                format!(
+                    "{asked}; credentials: {}; GET /v2/ authorized",
+                    t.credentials
+                ),
             ));
             true
         }
@@ -567,34 +576,52 @@ async fn push_check(b: &OciBackend, ns: &str, step: Duration, credentials: &str)
             "push",
             format!("POST /v2/{repo}/blobs/uploads/"),
             "the registry opened an upload without a Location".into(),
-            "the registry does not follow the Distribution upload flow; publishing will fail too".into(),
+            "the registry does not follow the Distribution upload flow; publishing will fail too"
+                .into(),
         );
     };
     let target = match Url::parse(b.base_url()).and_then(|u| u.join(&location)) {
         Ok(u) if inner.same_origin(u.as_str()) => u.to_string(),
-        _ => {
-            return failed(
-                "push",
-                format!("POST /v2/{repo}/blobs/uploads/"),
-                "the upload session lives on another host; not cancelled from here".into(),
-                "the session expires on the registry's own schedule (distribution: purging uploads)".into(),
-            )
-        }
+        _ => return failed(
+            "push",
+            format!("POST /v2/{repo}/blobs/uploads/"),
+            "the upload session lives on another host; not cancelled from here".into(),
+            "the session expires on the registry's own schedule (distribution: purging uploads)"
+                .into(),
+        ),
     };
-    let mut del = Req::new(Method::DELETE, target, scope, &what);
+    let mut del = Req::new(Method::DELETE, target.clone(), scope.clone(), &what);
     del.timeout = Some(step);
     del.headers
         .insert("content-length", HeaderValue::from_static("0"));
     match inner.send(&del).await {
-        Ok(_) => passed(
-            "push",
-            format!("opened an upload session in {repo} and cancelled it: pushing is allowed, nothing was left behind"),
-        ),
+        Ok(_) => {
+            // The session must be gone: its status now answers 404.
+            let mut get = Req::new(Method::GET, target, scope, &what);
+            get.timeout = Some(step);
+            match inner.send(&get).await {
+                Err(BackendError::NotFound(_)) => passed(
+                    "push",
+                    format!("opened an upload session in {repo} and cancelled it: pushing is allowed, nothing was left behind"),
+                ),
+                Ok(_) => failed(
+                    "push",
+                    format!("opened an upload session in {repo}; the registry accepted its cancellation"),
+                    "the upload session still answers after it was cancelled".into(),
+                    "pushing is allowed; the registry purges the session on its own schedule".into(),
+                ),
+                Err(e) => passed(
+                    "push",
+                    format!("opened an upload session in {repo} and cancelled it: pushing is allowed (its status afterwards: {e})"),
+                ),
+            }
+        }
         Err(e) => failed(
             "push",
             format!("opened an upload session in {repo}; cancelling it (DELETE) failed"),
             e.to_string(),
-            "pushing is allowed, but the open session stays until the registry purges old uploads".into(),
+            "pushing is allowed, but the open session stays until the registry purges old uploads"
+                .into(),
         ),
     }
 }
@@ -632,8 +659,10 @@ mod tests {
     fn tls_failures_get_hints() {
         assert!(tls_hint("invalid peer certificate: UnknownIssuer", true).contains("ca_file"));
         assert!(tls_hint("invalid peer certificate: NotValidForName", true).contains("host name"));
-        assert!(tls_hint("received corrupt message of type InvalidContentType", true)
-            .contains("plain HTTP"));
+        assert!(
+            tls_hint("received corrupt message of type InvalidContentType", true)
+                .contains("plain HTTP")
+        );
     }
 
     #[tokio::test]

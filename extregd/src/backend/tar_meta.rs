@@ -193,13 +193,22 @@ mod tests {
     #[test]
     fn unreadable_artifacts_say_why() {
         let s = scan(&b"not gzip at all"[..]).unwrap();
-        assert!(matches!(&s, Scan::Unreadable(w) if w.contains("tar.gz")), "{s:?}");
+        assert!(
+            matches!(&s, Scan::Unreadable(w) if w.contains("tar.gz")),
+            "{s:?}"
+        );
         let s = scan(&tar_gz(&[("README.md", b"hi")])[..]).unwrap();
-        assert!(matches!(&s, Scan::Unreadable(w) if w.contains("no extension.yaml")), "{s:?}");
+        assert!(
+            matches!(&s, Scan::Unreadable(w) if w.contains("no extension.yaml")),
+            "{s:?}"
+        );
         let s = scan(&tar_gz(&[("a/b/extension.yaml", YAML)])[..]).unwrap();
         assert!(matches!(s, Scan::Unreadable(_)), "too deep: {s:?}");
         let s = scan(&tar_gz(&[("extension.yaml", b"extension:\n  name: x\n")])[..]).unwrap();
-        assert!(matches!(&s, Scan::Unreadable(w) if w.contains("missing")), "{s:?}");
+        assert!(
+            matches!(&s, Scan::Unreadable(w) if w.contains("missing")),
+            "{s:?}"
+        );
     }
 
     #[test]
@@ -225,7 +234,10 @@ mod tests {
         }
         let mut c = Counting(&blob, 0);
         let s = scan(&mut c).unwrap();
-        assert!(matches!(&s, Scan::Unreadable(w) if w.contains("first")), "{s:?}");
+        assert!(
+            matches!(&s, Scan::Unreadable(w) if w.contains("first")),
+            "{s:?}"
+        );
         assert!(c.1 <= MAX_SCAN_BLOB_BYTES, "read {} bytes", c.1);
         // A highly compressible bomb stops at the expansion bound.
         let zeros = vec![0u8; (MAX_SCAN_EXPANDED_BYTES + (1 << 20)) as usize];
@@ -257,7 +269,10 @@ mod tests {
     fn mismatches_are_named_and_fill_keeps_annotations() {
         let m = found(scan(&tar_gz(&[("extension.yaml", YAML)])[..]).unwrap());
         let v = |s: &str| s.parse::<semver::Version>().unwrap();
-        assert_eq!(mismatch(ExtensionType::Taskserv, "etcd", &v("3.5.0"), &m), None);
+        assert_eq!(
+            mismatch(ExtensionType::Taskserv, "etcd", &v("3.5.0"), &m),
+            None
+        );
         assert_eq!(
             mismatch(ExtensionType::Taskserv, "etcd", &v("3.4.0"), &m).as_deref(),
             Some("tarball declares 3.5.0")
