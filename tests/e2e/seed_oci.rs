@@ -746,7 +746,9 @@ fn test_oci_on_a_closed_port_says_it_is_unreachable() {
     // A daemon error is labelled on the flag at fault.
     let out = nu.run("ext test-oci --registry 'ftp://x'");
     assert!(
-        !out.ok && out.stderr.contains("--registry") && out.stderr.contains("invalid registry"),
+        !out.ok
+            && out.stderr.contains("--registry 'ftp://x'")
+            && out.stderr.contains("invalid request"),
         "{}",
         out.stderr
     );

@@ -220,7 +220,9 @@ pub(super) async fn dispatch(
                     &crate::auth_files::AuthEnv::from_env(),
                 )
                 .await
-                .map_err(Error::invalid_request)?,
+                .map_err(|m| {
+                    Error::invalid_request(m).with_field(extreg_shared::Field::Registry)
+                })?,
             )
         }
         Request::Discover { ext_type, refresh } => {

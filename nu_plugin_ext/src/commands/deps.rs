@@ -82,6 +82,7 @@ impl SimplePluginCommand for Deps {
             ext_type: ts,
             version: vs,
             source: ss,
+            registry: None,
         };
         let req = Request::Deps {
             ext_type,

@@ -101,6 +101,7 @@ impl SimplePluginCommand for Load {
             ext_type: ts,
             version: vs,
             source: ss,
+            registry: None,
         };
         let req = if locked {
             if let Some(span) = vs.or(ss) {

@@ -67,6 +67,8 @@ pub struct ArgSpans {
     pub ext_type: Option<Span>,
     pub version: Option<Span>,
     pub source: Option<Span>,
+    /// `--registry` or `--namespace` (another registry named by the caller).
+    pub registry: Option<Span>,
 }
 
 /// A flag's value; `null` counts as not given, so scripts can pass
@@ -245,6 +247,7 @@ pub fn to_labeled(e: ClientError, head: Span, spans: ArgSpans) -> LabeledError {
                 Some(Field::Version) => spans.version,
                 Some(Field::Type) => spans.ext_type,
                 Some(Field::Source) => spans.source,
+                Some(Field::Registry) => spans.registry,
                 _ => None,
             };
             let label = f.kind.replace('_', " ");

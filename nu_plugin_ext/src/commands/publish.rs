@@ -110,6 +110,9 @@ impl SimplePluginCommand for Publish {
         let spans = ArgSpans {
             name: Some(pspan),
             version: vs,
+            registry: super::flag_value(call, "registry")
+                .or_else(|| super::flag_value(call, "namespace"))
+                .map(|v| v.span()),
             ..Default::default()
         };
         let text_flag = |name: &str| -> Result<Option<String>, LabeledError> {

@@ -80,6 +80,7 @@ impl SimplePluginCommand for Pull {
             ext_type: ts,
             version: vs,
             source: ss,
+            registry: None,
         };
         let label = format!("pull {name}");
         let req = Request::Pull {

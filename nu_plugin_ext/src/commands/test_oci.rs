@@ -104,27 +104,13 @@ impl SimplePluginCommand for TestOci {
             namespace: text_flag("namespace")?,
             push: call.has_flag("push")?,
         };
-        let span_of = |name: &str| super::flag_value(call, name).map(|v| v.span());
-        let (rspan, nspan) = (span_of("registry"), span_of("namespace"));
-        // A refused --registry or --namespace is labelled on that flag.
-        let relabel = |mut e: LabeledError| {
-            let at = if e.msg.contains("namespace '") {
-                nspan.map(|s| (s, "invalid namespace"))
-            } else if e.msg.contains("--registry") {
-                rspan.map(|s| (s, "invalid registry"))
-            } else {
-                None
-            };
-            if let Some((span, text)) = at {
-                e.labels = Box::new(vec![nu_protocol::ErrorLabel {
-                    text: text.into(),
-                    span,
-                }]);
-            }
-            e
+        let spans = ArgSpans {
+            registry: super::flag_value(call, "registry")
+                .or_else(|| super::flag_value(call, "namespace"))
+                .map(|v| v.span()),
+            ..Default::default()
         };
-        let spans = ArgSpans::default();
-        match request(plugin, engine, call, spans, Request::TestOci(spec)).map_err(relabel)? {
+        match request(plugin, engine, call, spans, Request::TestOci(spec))? {
             Response::OciDiagnosis(d) => Ok(values::from_serde(&d, call.head)),
             other => Err(unexpected(other, call.head)),
         }
