@@ -607,7 +607,7 @@ fn test_oci_passes_on_a_healthy_registry_and_push_leaves_nothing_behind() {
     assert!(
         !out.ok
             && out.stderr.contains("namespace 'Bad NS'")
-            && out.stderr.contains("invalid namespace"),
+            && out.stderr.contains("invalid request"),
         "{}",
         out.stderr
     );
