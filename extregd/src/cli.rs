@@ -210,14 +210,15 @@ pub fn run(cmd: OciCommand, config: &Config) -> ExitCode {
             }
             OciCommand::TestOci { push, .. } => {
                 let verify_ssl = config.oci.as_ref().is_none_or(|c| c.verify_ssl);
-                let d =
-                    crate::backend::oci_diagnose::diagnose(crate::backend::oci_diagnose::Target {
+                let d = crate::backend::oci::diagnose::diagnose(
+                    crate::backend::oci::diagnose::Target {
                         backend: &t.backend,
                         credentials: &t.credentials,
                         verify_ssl,
                         push: *push,
-                    })
-                    .await;
+                    },
+                )
+                .await;
                 if json {
                     print_json(&d);
                 } else {

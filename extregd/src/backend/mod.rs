@@ -6,7 +6,6 @@ pub mod gitea;
 pub mod http;
 pub mod local;
 pub mod oci;
-pub mod oci_diagnose;
 pub mod tar_meta;
 
 use async_trait::async_trait;

@@ -214,7 +214,7 @@ pub(super) async fn dispatch(
         Request::TestOci(spec) => {
             let configured = state.oci_config.as_ref().zip(state.oci.as_ref());
             Response::OciDiagnosis(
-                crate::backend::oci_diagnose::run(
+                crate::backend::oci::diagnose::run(
                     configured,
                     &spec,
                     &crate::auth_files::AuthEnv::from_env(),

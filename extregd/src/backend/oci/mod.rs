@@ -46,6 +46,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod diagnose;
 pub mod manifest;
 mod paging;
 mod upload;

@@ -15,8 +15,10 @@
 //! Messages come from our own words and [`BackendError`]s, which never carry
 //! credentials.
 
-use super::oci::{parse_repo, pull_scope, OciBackend, Req};
-use super::{Backend, BackendError};
+use super::auth::{pull_scope, push_scope};
+use super::client::{Endpoint, Req};
+use super::{parse_repo, OciBackend};
+use crate::backend::BackendError;
 use crate::config::OciConfig;
 use bytes::Bytes;
 use extreg_shared::protocol::{OciCheck, OciDiagnosis};
@@ -180,7 +182,7 @@ pub async fn run(
 /// Runs the diagnosis (see the module docs).
 pub async fn diagnose(t: Target<'_>) -> OciDiagnosis {
     let b = t.backend;
-    let inner = b.inner();
+    let inner = b.client();
     let base = b.base_url().to_string();
     let mut checks = Vec::new();
     let url = Url::parse(&base).ok();
@@ -265,8 +267,8 @@ pub async fn diagnose(t: Target<'_>) -> OciDiagnosis {
     // challenge itself).
     let started = Instant::now();
     let anon = inner
-        .http()
-        .get(inner.url("/v2/"))
+        .http
+        .get(inner.url(Endpoint::Ping))
         .timeout(step)
         .send()
         .await;
@@ -304,7 +306,7 @@ pub async fn diagnose(t: Target<'_>) -> OciDiagnosis {
         }
         Err(e) => {
             let timeout = e.is_timeout();
-            let cause = super::root_cause(&e.without_url());
+            let cause = crate::backend::root_cause(&e.without_url());
             if timeout {
                 checks.push(failed(
                     "tls",
@@ -382,7 +384,7 @@ pub async fn diagnose(t: Target<'_>) -> OciDiagnosis {
         (Some(c), _) => format!("challenge {c}"),
         (None, _) => "401 without a WWW-Authenticate challenge".to_string(),
     };
-    let authed = match tokio::time::timeout(step * 2, b.health()).await {
+    let authed = match tokio::time::timeout(step * 2, inner.ping()).await {
         Ok(r) => r,
         Err(_) => Err(BackendError::Timeout(step.as_secs() * 2)),
     };
@@ -421,12 +423,9 @@ pub async fn diagnose(t: Target<'_>) -> OciDiagnosis {
     // the client's own page and time limits.
     let ns = b.namespace().to_string();
     let started = Instant::now();
-    let catalog = tokio::time::timeout(
-        super::oci::LIST_DEADLINE.min(step * 4),
-        inner.all_pages("/v2/_catalog", "registry:catalog:*", "the registry catalog"),
-    )
-    .await
-    .unwrap_or_else(|_| Err(BackendError::Timeout((step * 4).as_secs())));
+    let catalog = tokio::time::timeout(super::LIST_DEADLINE.min(step * 4), inner.catalog())
+        .await
+        .unwrap_or_else(|_| Err(BackendError::Timeout((step * 4).as_secs())));
     let repos = match catalog {
         Ok(repos) => {
             checks.push(passed(
@@ -493,12 +492,8 @@ pub async fn diagnose(t: Target<'_>) -> OciDiagnosis {
                 }),
                 Some(first) => {
                     let what = format!("tags of {first}");
-                    let mut req = Req::new(
-                        Method::GET,
-                        inner.url(&format!("/v2/{first}/tags/list?n=100")),
-                        pull_scope(first),
-                        &what,
-                    );
+                    let mut req =
+                        inner.req(Method::GET, Endpoint::Tags(first), pull_scope(first), &what);
                     req.timeout = Some(step);
                     match inner.send_read(&req).await {
                         Ok((_, body)) => {
@@ -536,19 +531,14 @@ pub async fn diagnose(t: Target<'_>) -> OciDiagnosis {
 
 /// Opens an upload session in `{ns}/extregd-test-oci` and cancels it.
 async fn push_check(b: &OciBackend, ns: &str, step: Duration, credentials: &str) -> OciCheck {
-    let inner = b.inner();
+    let inner = b.client();
     let repo = format!("{ns}/{PUSH_PROBE_REPO}");
-    let scope = format!("repository:{repo}:pull,push");
+    let scope = push_scope(&repo);
     let what = format!("an upload to {repo}");
-    let mut req = Req::new(
-        Method::POST,
-        inner.url(&format!("/v2/{repo}/blobs/uploads/")),
-        scope.clone(),
-        &what,
-    );
+    let mut req = inner.req(Method::POST, Endpoint::Uploads(&repo), scope.clone(), &what);
     req.body = Some(Bytes::new());
     req.timeout = Some(step);
-    let resp = match inner.send(&req).await {
+    let resp = match inner.send_held(&req).await {
         Ok(r) => r,
         Err(e) => {
             let hint = match &e {
@@ -590,16 +580,28 @@ async fn push_check(b: &OciBackend, ns: &str, step: Duration, credentials: &str)
                 .into(),
         ),
     };
-    let mut del = Req::new(Method::DELETE, target.clone(), scope.clone(), &what);
+    let mut del = Req {
+        url: target.clone(),
+        method: Method::DELETE,
+        ..inner.req(
+            Method::DELETE,
+            Endpoint::Uploads(&repo),
+            scope.clone(),
+            &what,
+        )
+    };
     del.timeout = Some(step);
     del.headers
         .insert("content-length", HeaderValue::from_static("0"));
-    match inner.send(&del).await {
+    match inner.send_held(&del).await {
         Ok(_) => {
             // The session must be gone: its status now answers 404.
-            let mut get = Req::new(Method::GET, target, scope, &what);
+            let mut get = Req {
+                url: target,
+                ..inner.req(Method::GET, Endpoint::Uploads(&repo), scope, &what)
+            };
             get.timeout = Some(step);
-            match inner.send(&get).await {
+            match inner.send_held(&get).await {
                 Err(BackendError::NotFound(_)) => passed(
                     "push",
                     format!("opened an upload session in {repo} and cancelled it: pushing is allowed, nothing was left behind"),
