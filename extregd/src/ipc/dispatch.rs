@@ -212,7 +212,7 @@ pub(super) async fn dispatch(
             Response::Published(app.publish(spec).await?)
         }
         Request::TestOci(spec) => {
-            let configured = state.oci_config.as_ref().zip(state.oci.as_ref());
+            let configured = app.oci_config.as_ref().zip(app.oci.as_ref());
             Response::OciDiagnosis(
                 crate::backend::oci::diagnose::run(
                     configured,
