@@ -542,7 +542,7 @@ async fn push_check(b: &OciBackend, ns: &str, step: Duration, credentials: &str)
         Ok(r) => r,
         Err(e) => {
             let hint = match &e {
-                BackendError::Upstream(m) if m.contains(" 405") => {
+                BackendError::Status { code: 405, .. } => {
                     "the registry is read-only (or a pull-through cache): push to another one with --registry".to_string()
                 }
                 other => access_hint(other, &format!("push to {ns}"), credentials),
