@@ -96,18 +96,40 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, u32, Option<PathBuf>, Vec<u8>)> {
     out
 }
 
+/// Runs `extregd` expecting it to exit (a refusal, `--check-config`); one
+/// that keeps running past 60 s is killed and counted as a failure, so a
+/// daemon that wrongly starts fails the test instead of hanging it.
 fn run_extregd(sb: &Sandbox, args: &[&str]) -> (bool, String) {
-    let o = sb
+    use std::process::Stdio;
+    let mut child = sb
         .command(&bin("extregd"))
         .args(args)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run extregd");
-    let text = format!(
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut exited = false;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().expect("wait for extregd").is_some() {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if !exited {
+        let _ = child.kill();
+    }
+    let o = child.wait_with_output().expect("collect extregd output");
+    let mut text = format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    (o.status.success(), text)
+    if !exited {
+        text.push_str("\n[extregd did not exit within 60 s: killed]");
+    }
+    (exited && o.status.success(), text)
 }
 
 fn oci_config(sb: &Sandbox, registry: &str, extra: &str) -> PathBuf {
