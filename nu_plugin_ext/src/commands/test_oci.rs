@@ -67,10 +67,10 @@ impl SimplePluginCommand for TestOci {
             Example {
                 example: "ext test-oci --registry 127.0.0.1:1 | get checks.0 | select check ok",
                 description: "A registry nothing listens for: not reachable (and the hint says what to check)",
-                result: Some(Value::test_record(nu_protocol::record! {
-                    "check" => Value::test_string("reachable"),
-                    "ok" => Value::test_bool(false),
-                })),
+                // Checked through the real nu in tests/e2e/seed_oci.rs
+                // (`test_oci_on_a_closed_port_says_it_is_unreachable`): the
+                // plugin test harness has no `get`/`select`.
+                result: None,
             },
         ]
     }
