@@ -1,4 +1,6 @@
+use super::model::{parse_sums, pick_asset, Asset};
 use super::*;
+use crate::backend::utc;
 
 fn asset(id: i64, name: &str) -> Asset {
     Asset {

@@ -1,0 +1,212 @@
+//! Requests to Gitea: URLs, the token, retries, error mapping and paging.
+
+use super::model::{enc, ApiErrorBody, Page};
+use super::{Inner, MAX_IN_FLIGHT, MAX_PAGES, MAX_PAGE_BYTES, MAX_RETRIES, PAGE_LIMIT};
+use crate::backend::http;
+use crate::backend::BackendError;
+use reqwest::header::AUTHORIZATION;
+use reqwest::{StatusCode, Url};
+use serde::de::DeserializeOwned;
+use std::collections::HashSet;
+use std::time::Duration;
+
+impl Inner {
+    pub(super) fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    pub(super) fn repo_path(&self, repo: &str) -> String {
+        format!("/repos/{}/{}", enc(&self.org), enc(repo))
+    }
+
+    /// Never lets the token through in a text quoted from Gitea.
+    pub(super) fn scrub(&self, text: &str) -> String {
+        self.secrets.scrub(text)
+    }
+
+    pub(super) fn transport_error(&self, e: reqwest::Error, what: &str) -> BackendError {
+        http::transport_error(
+            e,
+            &self.secrets,
+            &self.origin,
+            what,
+            self.timeout_secs,
+            "gitea",
+        )
+    }
+
+    pub(super) fn read_error(&self, e: http::ReadError, what: &str) -> BackendError {
+        http::read_error(
+            e,
+            &self.secrets,
+            &self.origin,
+            what,
+            self.timeout_secs,
+            "gitea",
+        )
+    }
+
+    pub(super) async fn status_error(&self, resp: reqwest::Response, what: &str) -> BackendError {
+        let status = resp.status();
+        let retry = http::retry_after(resp.headers());
+        let body = http::error_body(resp).await;
+        let message = serde_json::from_slice::<ApiErrorBody>(&body)
+            .ok()
+            .and_then(|b| b.message)
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| format!(": {}", self.scrub(m.trim())))
+            .unwrap_or_default();
+        http::status_error(status, retry, "gitea", what, &message, |s| {
+            if s == StatusCode::FORBIDDEN {
+                format!("gitea refused {what} to this token (403){message}")
+            } else if self.token.is_some() {
+                format!("gitea rejected the token (401){message}")
+            } else {
+                format!("gitea requires a token (401); set [gitea] token_path{message}")
+            }
+        })
+    }
+
+    /// `GET url` with the token (only on our origin); error statuses become
+    /// `BackendError`s.
+    pub(super) async fn get(
+        &self,
+        url: &str,
+        what: &str,
+        overall_timeout: bool,
+    ) -> Result<reqwest::Response, BackendError> {
+        let mut attempt = 0;
+        loop {
+            let mut req = self.client.get(url);
+            if overall_timeout {
+                req = req.timeout(Duration::from_secs(self.timeout_secs));
+            }
+            if let Some(t) = &self.token {
+                if Url::parse(url).is_ok_and(|u| u.origin().ascii_serialization() == self.origin) {
+                    req = req.header(AUTHORIZATION, t.header.clone());
+                }
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| self.transport_error(e, what))?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(resp);
+            }
+            // 429 and 503: wait as Gitea asks (bounded), then once more.
+            if (status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::SERVICE_UNAVAILABLE)
+                && attempt < MAX_RETRIES
+            {
+                let wait = http::retry_after(resp.headers())
+                    .unwrap_or(Duration::from_millis(200 << attempt));
+                drop(resp);
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+                continue;
+            }
+            return Err(self.status_error(resp, what).await);
+        }
+    }
+
+    /// One page of a list endpoint.
+    pub(super) async fn page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        page: u64,
+        what: &str,
+    ) -> Result<Page<T>, BackendError> {
+        let url = self.api(&format!("{path}?page={page}&limit={PAGE_LIMIT}"));
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| BackendError::Io("gitea backend is shutting down".into()))?;
+        let resp = self.get(&url, what, true).await?;
+        let header = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let total = header("x-total-count").and_then(|v| v.trim().parse().ok());
+        let has_next = header("link").is_some_and(|l| l.contains("rel=\"next\""));
+        let bytes = http::read_limited(resp, MAX_PAGE_BYTES)
+            .await
+            .map_err(|e| self.read_error(e, what))?;
+        let digest = crate::backend::sha256_tag(&bytes);
+        let items = serde_json::from_slice(&bytes).map_err(|e| {
+            BackendError::Upstream(format!("gitea sent an unreadable page of {what}: {e}"))
+        })?;
+        Ok(Page {
+            items,
+            total,
+            has_next,
+            digest,
+        })
+    }
+
+    /// Every item of a list endpoint: the first page, then the rest —
+    /// when `X-Total-Count` says how many, in concurrent batches of
+    /// [`MAX_IN_FLIGHT`], else one by one while `Link` names a next page.
+    /// **Bounded against a lying server**: at most [`MAX_PAGES`] pages,
+    /// reading stops at the first short or empty page (an absurd
+    /// `X-Total-Count` costs one batch), and a page whose body was already
+    /// seen (a `next` that loops) ends the listing with a warning.
+    pub(super) async fn all_pages<T: DeserializeOwned + Send>(
+        &self,
+        path: &str,
+        what: &str,
+    ) -> Result<Vec<T>, BackendError> {
+        let first = self.page::<T>(path, 1, what).await?;
+        let per = first.items.len() as u64;
+        let mut seen = HashSet::from([first.digest.clone()]);
+        let mut out = first.items;
+        if per == 0 {
+            return Ok(out);
+        }
+        let looped = |page: u64| {
+            tracing::warn!(%what, page, "gitea: a page repeats an earlier one; stopping there");
+        };
+        match first.total {
+            Some(total) => {
+                let pages = total.div_ceil(per).min(MAX_PAGES);
+                let mut next = 2;
+                'batches: while next <= pages {
+                    let last = (next + MAX_IN_FLIGHT as u64 - 1).min(pages);
+                    let batch = futures::future::try_join_all(
+                        (next..=last).map(|p| self.page::<T>(path, p, what)),
+                    )
+                    .await?;
+                    for (i, p) in batch.into_iter().enumerate() {
+                        if !seen.insert(p.digest) {
+                            looped(next + i as u64);
+                            break 'batches;
+                        }
+                        let short = (p.items.len() as u64) < per;
+                        out.extend(p.items);
+                        if short {
+                            break 'batches;
+                        }
+                    }
+                    next = last + 1;
+                }
+            }
+            None => {
+                let (mut page, mut next) = (1, first.has_next);
+                while next && page < MAX_PAGES {
+                    page += 1;
+                    let p = self.page::<T>(path, page, what).await?;
+                    if !seen.insert(p.digest) {
+                        looped(page);
+                        break;
+                    }
+                    next = p.has_next && !p.items.is_empty();
+                    out.extend(p.items);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
