@@ -7,8 +7,9 @@
 //! Tab never waits on a backend. Without a daemon, types and sources still
 //! complete and names and versions come back empty (not file names).
 //!
-//! A command opts in by implementing `get_dynamic_completion` with
-//! [`complete`] and a [`Spec`] saying where its name and version are.
+//! A command opts in with `ExtCommand::completion`: a [`Spec`] saying
+//! where its name and version are (`commands::Cmd` then calls
+//! [`complete`]).
 
 use crate::ExtPlugin;
 use extreg_shared::protocol::{Completions, Request, Response};
@@ -146,27 +147,6 @@ pub fn versions(
         .iter()
         .map(|v| suggestion(v, None))
         .collect()
-}
-
-/// Implements `get_dynamic_completion` (inside an `impl
-/// SimplePluginCommand for ... { }` whose plugin is `ExtPlugin`) with
-/// [`complete`] and the given [`Spec`]:
-/// `crate::completes!(crate::completion::Spec::NAME_FIRST);`
-#[macro_export]
-macro_rules! completes {
-    ($spec:expr) => {
-        #[allow(deprecated)]
-        fn get_dynamic_completion(
-            &self,
-            plugin: &$crate::ExtPlugin,
-            engine: &nu_plugin::EngineInterface,
-            call: nu_plugin::DynamicCompletionCall,
-            arg_type: nu_protocol::engine::ArgType,
-            _experimental: nu_protocol::engine::ExperimentalMarker,
-        ) -> Option<Vec<nu_protocol::DynamicSuggestion>> {
-            $crate::completion::complete(plugin, engine, &call, &arg_type, $spec)
-        }
-    };
 }
 
 /// The completion of `arg` for a command shaped like `spec`: `--type`,

@@ -1,8 +1,12 @@
 //! Every command's examples, run by `nu-plugin-test-support` against a real
 //! `extregd` serving a copy of `examples/catalog` (file times fixed, so the
-//! example results are exact).
+//! example results are exact) and the real `docker-registry` as its `[oci]`
+//! backend, which the `ext publish` and `ext delete` examples write to.
+//! Every command has at least one example whose result is checked.
 
-use nu_plugin_ext::{commands, ExtPlugin};
+use extreg_tests::registry::{Options, Registry};
+use nu_plugin_ext::commands::{self, examples};
+use nu_plugin_ext::ExtPlugin;
 use nu_plugin_test_support::PluginTest;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -53,13 +57,16 @@ fn command_examples_hold_against_a_real_daemon() -> Result<(), Box<dyn std::erro
     assert!(st.success());
     let run = tmp.path().join("run");
     std::fs::create_dir_all(&run)?;
+    // An empty registry for `ext publish` and `ext delete`.
+    let registry = Registry::start(Options::default());
     let cfg = tmp.path().join("extregd.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nport = 0\npublic_url = \"http://127.0.0.1:8082\"\n[local]\npath = \"{}\"\n[cache]\nartifact_dir = \"{}\"\n",
+            "[server]\nport = 0\npublic_url = \"http://127.0.0.1:8082\"\n[local]\npath = \"{}\"\n[cache]\nartifact_dir = \"{}\"\n[oci]\nregistry = \"{}\"\nnamespace = \"examples\"\n",
             cat.display(),
-            tmp.path().join("artifacts").display()
+            tmp.path().join("artifacts").display(),
+            registry.addr,
         ),
     )?;
     let mut child = Command::new(extregd())
@@ -88,19 +95,38 @@ fn command_examples_hold_against_a_real_daemon() -> Result<(), Box<dyn std::erro
     // `ext load` writes extensions.lock into the current folder: the temp dir.
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work)?;
+    // The folder the `ext publish` examples publish.
+    let mine = work.join("my-extension");
+    std::fs::create_dir_all(mine.join("kcl"))?;
+    std::fs::write(mine.join("extension.yaml"), examples::MY_EXTENSION_YAML)?;
+    std::fs::write(
+        mine.join("kcl/my-extension.k"),
+        "schema MyExtension:\n  replicas: int = 1\n",
+    )?;
     test.engine_state_mut().add_env_var(
         "PWD".into(),
         nu_protocol::Value::test_string(work.display().to_string()),
     );
-    let mut with_results = 0;
+    let mut unchecked = Vec::new();
     for cmd in commands::all() {
         let examples = cmd.examples();
-        with_results += examples.iter().filter(|e| e.result.is_some()).count();
+        // `ext test-oci`'s results name a port and OS error texts that the
+        // harness cannot select away; its closed-port example runs through
+        // the real nu in tests/e2e/seed_oci.rs instead.
+        if !examples.iter().any(|e| e.result.is_some()) && cmd.name() != "ext test-oci" {
+            unchecked.push(cmd.name().to_string());
+        }
         test.test_examples(&examples)?;
     }
     assert!(
-        with_results >= 4,
-        "only {with_results} examples carry a result"
+        unchecked.is_empty(),
+        "every command needs an example whose result the tests check: {unchecked:?}"
+    );
+    // The publish example pushed, the delete example removed.
+    assert!(
+        registry.tags("examples/my-extension-taskserv").is_empty(),
+        "{:?}",
+        registry.tags("examples/my-extension-taskserv")
     );
     Ok(())
 }

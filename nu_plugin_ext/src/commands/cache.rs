@@ -1,9 +1,9 @@
 //! `ext cache` and its subcommands: the daemon's artifact cache.
 
-use super::{request, type_flag, unexpected, ArgSpans};
-use crate::{values, ExtPlugin};
+use super::{example, example_with, type_flag, ArgSpans, Ctx, ExtCommand};
+use crate::completion::Spec;
+use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
 use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Type, Value};
 
 pub struct Cache;
@@ -11,166 +11,111 @@ pub struct CacheList;
 pub struct CacheStats;
 pub struct CacheClear;
 pub struct CachePrune;
+pub struct CacheVerify;
 
-fn removed(resp: Response, head: nu_protocol::Span) -> Result<Value, LabeledError> {
-    match resp {
-        Response::CacheRemoved { entries, bytes } => {
-            let mut r = Record::new();
-            r.push("removed", Value::int(entries as i64, head));
-            r.push("freed", Value::filesize(bytes as i64, head));
-            Ok(Value::record(r, head))
-        }
-        other => Err(unexpected(other, head)),
-    }
+/// `{removed, freed}` of a clear or prune.
+fn removed(cx: &Ctx, spans: ArgSpans, req: Request) -> Result<Value, LabeledError> {
+    let head = cx.head();
+    crate::answer!(cx, cx.ask(spans, req)?, Response::CacheRemoved { entries, bytes } => {
+        let mut r = Record::new();
+        r.push("removed", Value::int(entries as i64, head));
+        r.push("freed", Value::filesize(bytes as i64, head));
+        Value::record(r, head)
+    })
 }
 
-impl SimplePluginCommand for Cache {
-    type Plugin = ExtPlugin;
+impl ExtCommand for Cache {
     fn name(&self) -> &str {
         "ext cache"
     }
     fn description(&self) -> &str {
         "Manage the daemon's artifact cache: list, stats, clear, prune."
     }
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .input_output_type(Type::Nothing, Type::String)
-            .category(super::category())
+    fn output(&self) -> Type {
+        Type::String
     }
     fn examples(&self) -> Vec<Example<'_>> {
-        vec![Example {
-            example: "ext cache | describe",
-            description: "The help text, listing the cache subcommands",
-            result: Some(Value::test_string("string")),
-        }]
+        vec![example_with(
+            "ext cache | describe",
+            "The help text, listing the cache subcommands",
+            Value::test_string("string"),
+        )]
     }
-    fn run(
-        &self,
-        _: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _: &Value,
-    ) -> Result<Value, LabeledError> {
-        Ok(Value::string(engine.get_help()?, call.head))
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
+        super::help(cx)
     }
 }
 
-impl SimplePluginCommand for CacheList {
-    type Plugin = ExtPlugin;
+impl ExtCommand for CacheList {
     fn name(&self) -> &str {
         "ext cache list"
     }
     fn description(&self) -> &str {
         "List cached artifacts: type, name, version, source, size, digest, cached_at, last_used."
     }
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .input_output_type(Type::Nothing, Type::table())
-            .category(super::category())
+    fn output(&self) -> Type {
+        Type::table()
     }
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
-            Example {
-                example: "ext cache list | sort-by last_used",
-                description: "Least recently used first",
-                result: None,
-            },
-            Example {
-                example: "ext cache list | where idle > 30day",
-                description: "Not used for a month (age and idle are durations)",
-                result: None,
-            },
-            Example {
-                example: "(ext cache list).name",
-                description: "What is cached (after the examples above pulled k3s)",
-                result: Some(Value::test_list(vec![Value::test_string("k3s")])),
-            },
+            example(
+                "ext cache list | sort-by last_used",
+                "Least recently used first",
+            ),
+            example(
+                "ext cache list | where idle > 30day",
+                "Not used for a month (age and idle are durations)",
+            ),
+            example_with(
+                "(ext cache list).name",
+                "What is cached (after the examples above pulled k3s)",
+                Value::test_list(vec![Value::test_string("k3s")]),
+            ),
         ]
     }
-    fn run(
-        &self,
-        plugin: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _: &Value,
-    ) -> Result<Value, LabeledError> {
-        match request(
-            plugin,
-            engine,
-            call,
-            ArgSpans::default(),
-            Request::CacheList,
-        )? {
-            Response::CacheEntries(es) => Ok(Value::list(
-                es.iter()
-                    .map(|e| values::cache_entry(e, call.head))
-                    .collect(),
-                call.head,
-            )),
-            other => Err(unexpected(other, call.head)),
-        }
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
+        crate::answer!(cx, cx.ask(ArgSpans::default(), Request::CacheList)?, Response::CacheEntries(es) => cx.table(&es, values::cache_entry))
     }
 }
 
-impl SimplePluginCommand for CacheStats {
-    type Plugin = ExtPlugin;
+impl ExtCommand for CacheStats {
     fn name(&self) -> &str {
         "ext cache stats"
     }
     fn description(&self) -> &str {
         "Cache figures: metadata caches (entries, hits, misses, ttl) and the artifact cache (entries, bytes, hit ratio, oldest)."
     }
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .input_output_type(Type::Nothing, Type::record())
-            .category(super::category())
+    fn output(&self) -> Type {
+        Type::record()
     }
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
-            Example {
-                example: "(ext cache stats).ttl",
-                description: "How long metadata answers are kept",
-                result: Some(Value::test_duration(300 * 1_000_000_000)),
-            },
-            Example {
-                example: "(ext cache stats).artifacts.bytes",
-                description: "Bytes in the artifact cache (k3s, after the examples above)",
-                result: Some(Value::test_filesize(469)),
-            },
+            example_with(
+                "(ext cache stats).ttl",
+                "How long metadata answers are kept",
+                Value::test_duration(300 * 1_000_000_000),
+            ),
+            example_with(
+                "(ext cache stats).artifacts.bytes",
+                "Bytes in the artifact cache (k3s, after the examples above)",
+                Value::test_filesize(469),
+            ),
         ]
     }
-    fn run(
-        &self,
-        plugin: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _: &Value,
-    ) -> Result<Value, LabeledError> {
-        match request(
-            plugin,
-            engine,
-            call,
-            ArgSpans::default(),
-            Request::CacheStats,
-        )? {
-            Response::CacheStats(s) => Ok(values::from_serde(&s, call.head)),
-            other => Err(unexpected(other, call.head)),
-        }
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
+        crate::answer!(cx, cx.ask(ArgSpans::default(), Request::CacheStats)?, Response::CacheStats(s) => values::from_serde(&s, cx.head()))
     }
 }
 
-impl SimplePluginCommand for CacheClear {
-    type Plugin = ExtPlugin;
-    crate::completes!(crate::completion::Spec::default());
+impl ExtCommand for CacheClear {
     fn name(&self) -> &str {
         "ext cache clear"
     }
     fn description(&self) -> &str {
         "Remove cached artifacts: all of them, or those of one type and/or name."
     }
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .named("type", SyntaxShape::String, "only this type", Some('t'))
+    fn arguments(&self, sig: Signature) -> Signature {
+        sig.named("type", SyntaxShape::String, "only this type", Some('t'))
             .named(
                 "name",
                 SyntaxShape::String,
@@ -178,31 +123,29 @@ impl SimplePluginCommand for CacheClear {
                 Some('n'),
             )
             .switch("all", "everything", Some('a'))
-            .input_output_type(Type::Nothing, Type::record())
-            .category(super::category())
+    }
+    fn output(&self) -> Type {
+        Type::record()
     }
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
-            Example {
-                example: "ext cache clear --type taskserv --name kubernetes",
-                description:
-                    "Forget every cached kubernetes artifact (none, over the example catalogue)",
-                result: Some(super::examples::nothing_removed()),
-            },
-            Example {
-                example: "ext cache clear --all",
-                description: "Empty the cache (k3s, after the examples above)",
-                result: Some(super::examples::removed(1, 469)),
-            },
+            example_with(
+                "ext cache clear --type taskserv --name kubernetes",
+                "Forget every cached kubernetes artifact (none, over the example catalogue)",
+                super::examples::nothing_removed(),
+            ),
+            example_with(
+                "ext cache clear --all",
+                "Empty the cache (k3s, after the examples above)",
+                super::examples::removed(1, 469),
+            ),
         ]
     }
-    fn run(
-        &self,
-        plugin: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _: &Value,
-    ) -> Result<Value, LabeledError> {
+    fn completion(&self) -> Option<Spec> {
+        Some(Spec::default())
+    }
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
+        let call = cx.call;
         let (ext_type, ts) = type_flag(call)?;
         let all = call.has_flag("all")?;
         let (name, ns) = match super::flag_value(call, "name") {
@@ -232,74 +175,58 @@ impl SimplePluginCommand for CacheClear {
             ext_type: ts,
             ..Default::default()
         };
-        removed(
-            request(
-                plugin,
-                engine,
-                call,
-                spans,
-                Request::CacheClear {
-                    ext_type,
-                    name,
-                    all,
-                },
-            )?,
-            call.head,
-        )
+        let req = Request::CacheClear {
+            ext_type,
+            name,
+            all,
+        };
+        removed(cx, spans, req)
     }
 }
 
-impl SimplePluginCommand for CachePrune {
-    type Plugin = ExtPlugin;
+impl ExtCommand for CachePrune {
     fn name(&self) -> &str {
         "ext cache prune"
     }
     fn description(&self) -> &str {
         "Remove cached artifacts not used for a while: --older-than 30day (or --days 30)."
     }
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .named(
-                "older-than",
-                SyntaxShape::Duration,
-                "unused for at least this long (e.g. 30day, 12hr)",
-                Some('o'),
-            )
-            .named(
-                "days",
-                SyntaxShape::Int,
-                "unused for at least this many days (like --older-than Nday)",
-                Some('d'),
-            )
-            .input_output_type(Type::Nothing, Type::record())
-            .category(super::category())
+    fn arguments(&self, sig: Signature) -> Signature {
+        sig.named(
+            "older-than",
+            SyntaxShape::Duration,
+            "unused for at least this long (e.g. 30day, 12hr)",
+            Some('o'),
+        )
+        .named(
+            "days",
+            SyntaxShape::Int,
+            "unused for at least this many days (like --older-than Nday)",
+            Some('d'),
+        )
+    }
+    fn output(&self) -> Type {
+        Type::record()
     }
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
-            Example {
-                example: "ext cache prune --older-than 30day",
-                description:
-                    "Drop what was not used in a month (nothing, over the example catalogue)",
-                result: Some(super::examples::nothing_removed()),
-            },
-            Example {
-                example: "ext cache prune --days 30",
-                description: "The same, counted in days",
-                result: Some(super::examples::nothing_removed()),
-            },
+            example_with(
+                "ext cache prune --older-than 30day",
+                "Drop what was not used in a month (nothing, over the example catalogue)",
+                super::examples::nothing_removed(),
+            ),
+            example_with(
+                "ext cache prune --days 30",
+                "The same, counted in days",
+                super::examples::nothing_removed(),
+            ),
         ]
     }
-    fn run(
-        &self,
-        plugin: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _: &Value,
-    ) -> Result<Value, LabeledError> {
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
         /// 100 years: anything longer is a typo.
         const MAX_SECS: i64 = 36_500 * 86_400;
-        let older = super::flag_value(call, "older-than");
-        let days = super::flag_value(call, "days");
+        let older = super::flag_value(cx.call, "older-than");
+        let days = super::flag_value(cx.call, "days");
         let seconds = match (older, days) {
             (Some(o), Some(d)) => {
                 return Err(LabeledError::new("give --older-than or --days, not both")
@@ -309,7 +236,7 @@ impl SimplePluginCommand for CachePrune {
             (None, None) => {
                 return Err(
                     LabeledError::new("say how old: --older-than 30day (or --days 30)")
-                        .with_label("needs --older-than or --days", call.head),
+                        .with_label("needs --older-than or --days", cx.head()),
                 )
             }
             (Some(o), None) => {
@@ -331,76 +258,44 @@ impl SimplePluginCommand for CachePrune {
             }
         };
         removed(
-            request(
-                plugin,
-                engine,
-                call,
-                ArgSpans::default(),
-                Request::CachePruneOlderThan { seconds },
-            )?,
-            call.head,
+            cx,
+            ArgSpans::default(),
+            Request::CachePruneOlderThan { seconds },
         )
     }
 }
 
-pub struct CacheVerify;
-
-impl SimplePluginCommand for CacheVerify {
-    type Plugin = ExtPlugin;
+impl ExtCommand for CacheVerify {
     fn name(&self) -> &str {
         "ext cache verify"
     }
     fn description(&self) -> &str {
         "Hash every cached artifact against its digest; damaged ones are evicted (the next use fetches them again)."
     }
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .input_output_type(Type::Nothing, Type::record())
-            .category(super::category())
+    fn output(&self) -> Type {
+        Type::record()
     }
     fn examples(&self) -> Vec<Example<'_>> {
-        vec![Example {
-            example: "ext cache verify | get damaged",
-            description: "Scrub the cache and list what was damaged",
-            result: None,
-        }]
+        vec![
+            example(
+                "ext cache verify | get damaged",
+                "Scrub the cache and list what was damaged",
+            ),
+            example_with(
+                "(ext cache verify).damaged | length",
+                "Nothing damaged (the examples above emptied the cache)",
+                Value::test_int(0),
+            ),
+        ]
     }
-    fn run(
-        &self,
-        plugin: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _: &Value,
-    ) -> Result<Value, LabeledError> {
-        match request(
-            plugin,
-            engine,
-            call,
-            ArgSpans::default(),
-            Request::CacheVerify,
-        )? {
-            Response::CacheVerified {
-                checked,
-                bytes,
-                damaged,
-            } => {
-                let head = call.head;
-                let mut r = Record::new();
-                r.push("checked", Value::int(checked as i64, head));
-                r.push("bytes", Value::filesize(bytes as i64, head));
-                r.push(
-                    "damaged",
-                    Value::list(
-                        damaged
-                            .iter()
-                            .map(|e| values::cache_entry(e, head))
-                            .collect(),
-                        head,
-                    ),
-                );
-                Ok(Value::record(r, head))
-            }
-            other => Err(unexpected(other, call.head)),
-        }
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
+        let head = cx.head();
+        crate::answer!(cx, cx.ask(ArgSpans::default(), Request::CacheVerify)?, Response::CacheVerified { checked, bytes, damaged } => {
+            let mut r = Record::new();
+            r.push("checked", Value::int(checked as i64, head));
+            r.push("bytes", Value::filesize(bytes as i64, head));
+            r.push("damaged", cx.table(&damaged, values::cache_entry));
+            Value::record(r, head)
+        })
     }
 }

@@ -1,15 +1,12 @@
-use super::{constraint_flag, name_arg, request, source_flag, type_flag, unexpected, ArgSpans};
-use crate::{values, ExtPlugin};
+use super::{example, example_with, name_arg, Args, Ctx, Resolve};
+use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
-use nu_protocol::{Example, LabeledError, Signature, SyntaxShape, Type, Value};
+use nu_protocol::{Example, LabeledError, Signature, Type, Value};
 
 /// `ext deps <name>`: the resolved dependency tree.
 pub struct Deps;
 
-impl SimplePluginCommand for Deps {
-    type Plugin = ExtPlugin;
-
+impl super::ExtCommand for Deps {
     fn name(&self) -> &str {
         "ext deps"
     }
@@ -25,75 +22,42 @@ impl SimplePluginCommand for Deps {
          cycle is an error naming the chain of requirements that caused it."
     }
 
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .required("name", SyntaxShape::String, "extension name")
-            .named(
-                "type",
-                SyntaxShape::String,
-                super::TYPE_FLAG_HELP,
-                Some('t'),
-            )
-            .named(
-                "version",
-                SyntaxShape::String,
-                "a version or constraint for the extension itself",
-                Some('v'),
-            )
-            .named(
-                "source",
-                SyntaxShape::String,
-                "insist on this backend for the extension itself",
-                Some('s'),
-            )
+    fn arguments(&self, sig: Signature) -> Signature {
+        sig.name_arg()
+            .type_of_name()
+            .version_flag("a version or constraint for the extension itself")
+            .source_choice("insist on this backend for the extension itself")
             .switch("pre", "allow a pre-release of the extension itself", None)
-            .input_output_type(Type::Nothing, Type::record())
-            .category(super::category())
+    }
+
+    fn output(&self) -> Type {
+        Type::record()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
-            Example {
-                example: "ext deps web --type cluster",
-                description: "The tree of the web cluster",
-                result: None,
-            },
-            Example {
-                example: "ext deps web | get dependencies | select name version",
-                description: "Its direct dependencies as a table",
-                result: None,
-            },
+            example("ext deps web --type cluster", "The tree of the web cluster"),
+            example(
+                "ext deps web | get dependencies | select name version",
+                "Its direct dependencies as a table",
+            ),
+            example_with(
+                "(ext deps k3s).version",
+                "The version ext load would choose (over the example catalogue)",
+                Value::test_string("1.27.5"),
+            ),
         ]
     }
 
-    fn run(
-        &self,
-        plugin: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _input: &Value,
-    ) -> Result<Value, LabeledError> {
-        let (name, ns) = name_arg(call, 0)?;
-        let (ext_type, ts) = type_flag(call)?;
-        let (constraint, vs) = constraint_flag(call)?;
-        let (source, ss) = source_flag(call)?;
-        let spans = ArgSpans {
-            name: Some(ns),
-            ext_type: ts,
-            version: vs,
-            source: ss,
-            registry: None,
-        };
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
+        let r = Resolve::read(cx.call, Some(name_arg(cx.call, 0)?))?;
         let req = Request::Deps {
-            ext_type,
-            name,
-            constraint,
-            pre: call.has_flag("pre")?,
-            source,
+            ext_type: r.ext_type,
+            name: r.name.unwrap_or_default(),
+            constraint: r.constraint,
+            pre: cx.call.has_flag("pre")?,
+            source: r.source,
         };
-        match request(plugin, engine, call, spans, req)? {
-            Response::DepsTree(n) => Ok(values::dep_node(&n, call.head)),
-            other => Err(unexpected(other, call.head)),
-        }
+        crate::answer!(cx, cx.ask(r.spans, req)?, Response::DepsTree(n) => values::dep_node(&n, cx.head()))
     }
 }

@@ -1,17 +1,14 @@
-use super::{request, type_flag, unexpected, ArgSpans};
-use crate::{values, ExtPlugin};
+use super::{example, example_with, type_flag, ArgSpans, Args, Ctx};
+use crate::completion::Spec;
+use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
-use nu_protocol::{Example, LabeledError, Signature, SyntaxShape, Type, Value};
+use nu_protocol::{Example, LabeledError, Signature, Type, Value};
 
 /// `ext discover`: every extension across all backends, with the backends
 /// holding it; `--refresh` asks the backends again instead of the caches.
 pub struct Discover;
 
-impl SimplePluginCommand for Discover {
-    type Plugin = ExtPlugin;
-    crate::completes!(crate::completion::Spec::default());
-
+impl super::ExtCommand for Discover {
     fn name(&self) -> &str {
         "ext discover"
     }
@@ -25,67 +22,54 @@ impl SimplePluginCommand for Discover {
          (all, or those of --type), so a version pushed by another tool (skopeo, oras, a CI job) shows at once."
     }
 
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .named(
-                "type",
-                SyntaxShape::String,
-                "only this type: provider, taskserv or cluster",
-                Some('t'),
-            )
-            .switch(
-                "refresh",
-                "drop the listing caches first and ask the backends again",
-                Some('r'),
-            )
-            .input_output_type(Type::Nothing, Type::table())
-            .category(super::category())
-    }
-
     fn search_terms(&self) -> Vec<&str> {
         vec!["refresh", "sources", "backends"]
     }
 
+    fn arguments(&self, sig: Signature) -> Signature {
+        sig.type_filter().switch(
+            "refresh",
+            "drop the listing caches first and ask the backends again",
+            Some('r'),
+        )
+    }
+
+    fn output(&self) -> Type {
+        Type::table()
+    }
+
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
-            Example {
-                example: "ext discover --type taskserv",
-                description: "Every task service, newest version and where it lives",
-                result: None,
-            },
-            Example {
-                example: "ext discover --refresh | where oci in $it.sources",
-                description: "Ask the backends again; keep what the OCI registry holds",
-                result: None,
-            },
+            example(
+                "ext discover --type taskserv",
+                "Every task service, newest version and where it lives",
+            ),
+            example_with(
+                "ext discover --type cluster | get name",
+                "The clusters (over the example catalogue)",
+                super::examples::cluster_names(),
+            ),
+            example(
+                "ext discover --refresh | where oci in $it.sources",
+                "Ask the backends again; keep what the OCI registry holds",
+            ),
         ]
     }
 
-    fn run(
-        &self,
-        plugin: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _input: &Value,
-    ) -> Result<Value, LabeledError> {
-        let (ext_type, ts) = type_flag(call)?;
+    fn completion(&self) -> Option<Spec> {
+        Some(Spec::default())
+    }
+
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
+        let (ext_type, ts) = type_flag(cx.call)?;
         let spans = ArgSpans {
             ext_type: ts,
             ..Default::default()
         };
         let req = Request::Discover {
             ext_type,
-            refresh: call.has_flag("refresh")?,
+            refresh: cx.call.has_flag("refresh")?,
         };
-        match request(plugin, engine, call, spans, req)? {
-            Response::Discovered(items) => Ok(Value::list(
-                items
-                    .iter()
-                    .map(|d| values::from_serde(d, call.head))
-                    .collect(),
-                call.head,
-            )),
-            other => Err(unexpected(other, call.head)),
-        }
+        crate::answer!(cx, cx.ask(spans, req)?, Response::Discovered(items) => cx.table(&items, |d, h| values::from_serde(d, h)))
     }
 }

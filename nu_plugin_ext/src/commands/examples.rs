@@ -1,6 +1,8 @@
 //! Results of the command examples, computed over the repository's example
 //! catalogue (`examples/catalog`) served with `public_url =
-//! "http://127.0.0.1:8082"` and file times of 2025-10-06T12:00:00Z. The
+//! "http://127.0.0.1:8082"` and file times of 2025-10-06T12:00:00Z, and an
+//! empty OCI registry that `ext publish` and `ext delete` write to (the
+//! folder they publish, `./my-extension`, is [`MY_EXTENSION_YAML`]). The
 //! examples double as tests (`tests/examples.rs`), so these values are
 //! checked against a real daemon on every run.
 
@@ -151,4 +153,24 @@ pub fn removed(entries: i64, bytes: i64) -> Value {
 
 pub fn nothing_removed() -> Value {
     removed(0, 0)
+}
+
+/// `extension.yaml` of `./my-extension`, the folder the `ext publish`
+/// examples publish (the examples test writes it into the current folder).
+pub const MY_EXTENSION_YAML: &str = "extension:\n  name: my-extension\n  version: 1.0.0\n  type: taskserv\n  description: An example extension\n  author: examples\n";
+
+/// `name`, `type`, `version` and `pushed` of an `ext publish` of
+/// `./my-extension` 1.0.0.
+pub fn my_extension_published(pushed: bool) -> Value {
+    let mut r = Record::new();
+    r.push("name", s("my-extension"));
+    r.push("type", s("taskserv"));
+    r.push("version", s("1.0.0"));
+    r.push("pushed", Value::bool(pushed, Span::unknown()));
+    Value::record(r, Span::unknown())
+}
+
+/// The names of the example catalogue's clusters.
+pub fn cluster_names() -> Value {
+    list(vec![s("buildkit"), s("web")])
 }

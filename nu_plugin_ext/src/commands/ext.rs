@@ -1,13 +1,10 @@
-use crate::ExtPlugin;
-use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
-use nu_protocol::{Example, LabeledError, Signature, Type, Value};
+use super::{example_with, Ctx};
+use nu_protocol::{Example, LabeledError, Type, Value};
 
 /// `ext`: the command group's help.
 pub struct Ext;
 
-impl SimplePluginCommand for Ext {
-    type Plugin = ExtPlugin;
-
+impl super::ExtCommand for Ext {
     fn name(&self) -> &str {
         "ext"
     }
@@ -21,31 +18,23 @@ impl SimplePluginCommand for Ext {
          Configure with $env.config.plugins.ext = {socket, daemon, autostart, timeout}."
     }
 
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .input_output_type(Type::Nothing, Type::String)
-            .category(super::category())
-    }
-
-    fn examples(&self) -> Vec<Example<'_>> {
-        vec![Example {
-            example: "ext | describe",
-            description: "The help text, listing the subcommands",
-            result: Some(Value::test_string("string")),
-        }]
-    }
-
     fn search_terms(&self) -> Vec<&str> {
         vec!["extension", "registry", "provider", "taskserv", "cluster"]
     }
 
-    fn run(
-        &self,
-        _plugin: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _input: &Value,
-    ) -> Result<Value, LabeledError> {
-        Ok(Value::string(engine.get_help()?, call.head))
+    fn output(&self) -> Type {
+        Type::String
+    }
+
+    fn examples(&self) -> Vec<Example<'_>> {
+        vec![example_with(
+            "ext | describe",
+            "The help text, listing the subcommands",
+            Value::test_string("string"),
+        )]
+    }
+
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
+        super::help(cx)
     }
 }

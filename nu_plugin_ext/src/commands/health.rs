@@ -1,16 +1,13 @@
-use super::{request, unexpected, ArgSpans};
-use crate::{values, ExtPlugin};
+use super::{example, example_with, ArgSpans, Ctx};
+use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
-use nu_protocol::{Example, LabeledError, Signature, Type, Value};
+use nu_protocol::{Example, LabeledError, Type, Value};
 
 /// `ext health`: the daemon and each backend (covers seed 004's
 /// `test-oci` and discovery checks).
 pub struct Health;
 
-impl SimplePluginCommand for Health {
-    type Plugin = ExtPlugin;
-
+impl super::ExtCommand for Health {
     fn name(&self) -> &str {
         "ext health"
     }
@@ -19,42 +16,30 @@ impl SimplePluginCommand for Health {
         "Ask extregd whether it and each backend (local, oci, gitea) are reachable."
     }
 
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .input_output_type(Type::Nothing, Type::record())
-            .category(super::category())
+    fn output(&self) -> Type {
+        Type::record()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
-            Example {
-                example: "ext health | get backends.oci",
-                description: "Is the OCI registry reachable?",
-                result: None,
-            },
-            Example {
-                example: "(ext health).status",
-                description: "healthy when every enabled backend answers",
-                result: Some(Value::test_string("healthy")),
-            },
-            Example {
-                example: "(ext health).uptime | describe",
-                description: "How long the daemon has run, as a duration",
-                result: Some(Value::test_string("duration")),
-            },
+            example(
+                "ext health | get backends.oci",
+                "Is the OCI registry reachable?",
+            ),
+            example_with(
+                "(ext health).status",
+                "healthy when every enabled backend answers",
+                Value::test_string("healthy"),
+            ),
+            example_with(
+                "(ext health).uptime | describe",
+                "How long the daemon has run, as a duration",
+                Value::test_string("duration"),
+            ),
         ]
     }
 
-    fn run(
-        &self,
-        plugin: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _input: &Value,
-    ) -> Result<Value, LabeledError> {
-        match request(plugin, engine, call, ArgSpans::default(), Request::Health)? {
-            Response::Health(h) => Ok(values::from_serde(&h, call.head)),
-            other => Err(unexpected(other, call.head)),
-        }
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
+        crate::answer!(cx, cx.ask(ArgSpans::default(), Request::Health)?, Response::Health(h) => values::from_serde(&h, cx.head()))
     }
 }

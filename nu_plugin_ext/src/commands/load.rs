@@ -1,19 +1,15 @@
 use super::{
-    constraint_flag, name_arg, request_with_progress, source_flag, type_flag, unexpected, ArgSpans,
+    example, example_with, name_arg, Args, Ctx, Resolve, CONSTRAINT_HELP, SOURCE_CHOICE_HELP,
 };
-use crate::{lockfile, values, ExtPlugin};
+use crate::completion::Spec;
+use crate::{lockfile, values};
 use extreg_shared::protocol::{Request, Response};
-use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
 use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Type, Value};
 
 /// `ext load <name>`: resolve, fetch (through the daemon), verify, extract.
 pub struct Load;
 
-impl SimplePluginCommand for Load {
-    type Plugin = ExtPlugin;
-
-    crate::completes!(crate::completion::Spec::NAME_FIRST);
-
+impl super::ExtCommand for Load {
     fn name(&self) -> &str {
         "ext load"
     }
@@ -33,53 +29,47 @@ impl SimplePluginCommand for Load {
          links leaving the folder or device files are refused and leave nothing behind."
     }
 
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .optional("name", SyntaxShape::String, "extension name (optional with --locked: then every extension the lockfile was asked for)")
-            .named("type", SyntaxShape::String, super::TYPE_FLAG_HELP, Some('t'))
-            .named("version", SyntaxShape::String, "a version or constraint: 1.2.3, ^1.2, ~1.2.0, >=1.2, <2, 1.2.0 - 1.5.0 (default: newest stable)", Some('v'))
-            .named("source", SyntaxShape::String, "insist on this backend: gitea, oci or local", Some('s'))
+    fn arguments(&self, sig: Signature) -> Signature {
+        sig.optional("name", SyntaxShape::String, "extension name (optional with --locked: then every extension the lockfile was asked for)")
+            .type_of_name()
+            .version_flag(CONSTRAINT_HELP)
+            .source_choice(SOURCE_CHOICE_HELP)
             .switch("pre", "allow pre-releases", None)
             .switch("force", "fetch and extract again even if loaded", Some('f'))
             .switch("locked", "load exactly what the lockfile says (same versions, sources and digests)", None)
             .named("lockfile", SyntaxShape::Filepath, "the lockfile (default: extensions.lock in the current folder)", None)
             .switch("no-lock", "do not write the lockfile", None)
-            .input_output_type(Type::Nothing, Type::record())
-            .category(super::category())
+    }
+
+    fn output(&self) -> Type {
+        Type::record()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
-            Example {
-                example: "ext load kubernetes",
-                description: "The newest stable kubernetes",
-                result: None,
-            },
-            Example {
-                example: "ext load kubernetes --version '^1.27' | get path",
-                description: "Where the newest 1.x (from 1.27) was extracted",
-                result: None,
-            },
-            Example {
-                example: "ext load aws --type provider --force",
-                description: "Fetch and extract again",
-                result: None,
-            },
-            Example {
-                example: "(ext load k3s --version '^1.27').version",
-                description: "The version a constraint resolved to (over the example catalogue)",
-                result: Some(Value::test_string("1.27.5")),
-            },
+            example("ext load kubernetes", "The newest stable kubernetes"),
+            example(
+                "ext load kubernetes --version '^1.27' | get path",
+                "Where the newest 1.x (from 1.27) was extracted",
+            ),
+            example(
+                "ext load aws --type provider --force",
+                "Fetch and extract again",
+            ),
+            example_with(
+                "(ext load k3s --version '^1.27').version",
+                "The version a constraint resolved to (over the example catalogue)",
+                Value::test_string("1.27.5"),
+            ),
         ]
     }
 
-    fn run(
-        &self,
-        plugin: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _input: &Value,
-    ) -> Result<Value, LabeledError> {
+    fn completion(&self) -> Option<Spec> {
+        Some(Spec::NAME_FIRST)
+    }
+
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
+        let (engine, call) = (cx.engine, cx.call);
         let locked = call.has_flag("locked")?;
         let name = match call.opt::<Value>(0)? {
             Some(_) => Some(name_arg(call, 0)?),
@@ -90,21 +80,18 @@ impl SimplePluginCommand for Load {
                     .with_help("ext load NAME, or ext load --locked to load the lockfile"))
             }
         };
-        let (ext_type, ts) = type_flag(call)?;
-        let (constraint, vs) = constraint_flag(call)?;
-        let (source, ss) = source_flag(call)?;
+        let Resolve {
+            name,
+            ext_type,
+            constraint,
+            source,
+            spans,
+        } = Resolve::read(call, name)?;
         let pre = call.has_flag("pre")?;
         let force = call.has_flag("force")?;
         let (lock_path, lock_span) = lockfile::path(engine, call)?;
-        let spans = ArgSpans {
-            name: name.as_ref().map(|(_, s)| *s),
-            ext_type: ts,
-            version: vs,
-            source: ss,
-            registry: None,
-        };
         let req = if locked {
-            if let Some(span) = vs.or(ss) {
+            if let Some(span) = spans.version.or(spans.source) {
                 return Err(
                     LabeledError::new("--locked loads the locked version and source")
                         .with_label("not with --locked", span),
@@ -116,7 +103,7 @@ impl SimplePluginCommand for Load {
                     .with_help("run `ext load NAME` once to write it")
             })?;
             let entries = lf
-                .closure(name.as_ref().map(|(n, _)| (ext_type, n.as_str())))
+                .closure(name.as_ref().map(|n| (ext_type, n.as_str())))
                 .map_err(|e| {
                     LabeledError::new(format!("{}: {e}", lock_path.display()))
                         .with_label("in the lockfile", spans.name.unwrap_or(lock_span))
@@ -125,7 +112,7 @@ impl SimplePluginCommand for Load {
         } else {
             Request::LoadTree {
                 ext_type,
-                name: name.clone().map(|(n, _)| n).unwrap_or_default(),
+                name: name.clone().unwrap_or_default(),
                 constraint,
                 pre,
                 source,
@@ -133,13 +120,10 @@ impl SimplePluginCommand for Load {
             }
         };
         let label = match &name {
-            Some((n, _)) => format!("load {n}"),
+            Some(n) => format!("load {n}"),
             None => "load (locked)".to_string(),
         };
-        let tree = match request_with_progress(plugin, engine, call, spans, req, Some(label))? {
-            Response::LoadedTree(t) => t,
-            other => return Err(unexpected(other, call.head)),
-        };
+        let tree = crate::answer!(cx, cx.ask_with_progress(spans, req, label)?, Response::LoadedTree(t) => t)?;
         let Some(root) = tree.order.last() else {
             return Err(LabeledError::new("the lockfile locks nothing to load")
                 .with_label("empty", lock_span));

@@ -1,4 +1,8 @@
-//! One file per command. Shared here: reading flags into typed values, and
+//! One file per command, each an [`ExtCommand`]: its words, arguments,
+//! examples and what it does with a [`Ctx`]. Shared here: [`Cmd`], which
+//! makes an `ExtCommand` a Nushell command (category, input, Tab
+//! completion); the flags several commands take ([`Args`]); reading flags
+//! into typed values; asking the daemon ([`Ctx::ask`], [`answer!`]); and
 //! turning failures into `LabeledError`s that point at the argument at
 //! fault and say what to do.
 
@@ -19,12 +23,17 @@ mod test_oci;
 mod versions;
 
 use crate::client::{self, ClientError};
+use crate::completion::Spec;
 use crate::settings::Settings;
 use crate::ExtPlugin;
 use extreg_shared::protocol::{Request, Response};
 use extreg_shared::{ExtensionType, Source};
-use nu_plugin::{EngineInterface, EvaluatedCall, PluginCommand};
-use nu_protocol::{LabeledError, Span, Value};
+use nu_plugin::SimplePluginCommand;
+use nu_plugin::{DynamicCompletionCall, EngineInterface, EvaluatedCall, PluginCommand};
+use nu_protocol::engine::ArgType;
+use nu_protocol::{
+    DynamicSuggestion, Example, LabeledError, Signature, Span, SyntaxShape, Type, Value,
+};
 
 pub const CATEGORY: &str = "extensions";
 
@@ -34,30 +43,289 @@ pub const TYPE_FLAG_HELP: &str =
 
 pub fn all() -> Vec<Box<dyn PluginCommand<Plugin = ExtPlugin>>> {
     vec![
-        Box::new(ext::Ext),
-        Box::new(list::List),
-        Box::new(search::Search),
-        Box::new(info::Info),
-        Box::new(versions::Versions),
-        Box::new(pull::Pull),
-        Box::new(load::Load),
-        Box::new(publish::Publish),
-        Box::new(delete::Delete),
-        Box::new(health::Health),
-        Box::new(cache::Cache),
-        Box::new(cache::CacheList),
-        Box::new(cache::CacheStats),
-        Box::new(cache::CacheClear),
-        Box::new(cache::CachePrune),
-        Box::new(discover::Discover),
-        Box::new(cache::CacheVerify),
-        Box::new(deps::Deps),
-        Box::new(test_oci::TestOci),
+        Box::new(Cmd(ext::Ext)),
+        Box::new(Cmd(list::List)),
+        Box::new(Cmd(search::Search)),
+        Box::new(Cmd(info::Info)),
+        Box::new(Cmd(versions::Versions)),
+        Box::new(Cmd(pull::Pull)),
+        Box::new(Cmd(load::Load)),
+        Box::new(Cmd(publish::Publish)),
+        Box::new(Cmd(delete::Delete)),
+        Box::new(Cmd(health::Health)),
+        Box::new(Cmd(cache::Cache)),
+        Box::new(Cmd(cache::CacheList)),
+        Box::new(Cmd(cache::CacheStats)),
+        Box::new(Cmd(cache::CacheClear)),
+        Box::new(Cmd(cache::CachePrune)),
+        Box::new(Cmd(discover::Discover)),
+        Box::new(Cmd(cache::CacheVerify)),
+        Box::new(Cmd(deps::Deps)),
+        Box::new(Cmd(test_oci::TestOci)),
     ]
 }
 
 pub fn category() -> nu_protocol::Category {
     nu_protocol::Category::Custom(CATEGORY.into())
+}
+
+/// One `ext` command. [`Cmd`] adds what all of them share: the category,
+/// `nothing` as input, and Tab completion where [`ExtCommand::completion`]
+/// says.
+pub trait ExtCommand: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn description(&self) -> &str;
+    fn extra_description(&self) -> &str {
+        ""
+    }
+    fn search_terms(&self) -> Vec<&str> {
+        vec![]
+    }
+    /// The positionals and flags, added to `Signature::build(name)`.
+    fn arguments(&self, sig: Signature) -> Signature {
+        sig
+    }
+    /// The output type (every command takes nothing as input).
+    fn output(&self) -> Type;
+    fn examples(&self) -> Vec<Example<'_>>;
+    /// Where the command takes a name and a version, for Tab completion;
+    /// None: the shell's own completion.
+    fn completion(&self) -> Option<Spec> {
+        None
+    }
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError>;
+}
+
+/// An [`ExtCommand`] as a Nushell plugin command.
+pub struct Cmd<C>(pub C);
+
+impl<C: ExtCommand> SimplePluginCommand for Cmd<C> {
+    type Plugin = ExtPlugin;
+
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn description(&self) -> &str {
+        self.0.description()
+    }
+
+    fn extra_description(&self) -> &str {
+        self.0.extra_description()
+    }
+
+    fn search_terms(&self) -> Vec<&str> {
+        self.0.search_terms()
+    }
+
+    fn signature(&self) -> Signature {
+        self.0
+            .arguments(Signature::build(self.0.name()))
+            .input_output_type(Type::Nothing, self.0.output())
+            .category(category())
+    }
+
+    fn examples(&self) -> Vec<Example<'_>> {
+        self.0.examples()
+    }
+
+    #[allow(deprecated)]
+    fn get_dynamic_completion(
+        &self,
+        plugin: &ExtPlugin,
+        engine: &EngineInterface,
+        call: DynamicCompletionCall,
+        arg_type: ArgType,
+        _experimental: nu_protocol::engine::ExperimentalMarker,
+    ) -> Option<Vec<DynamicSuggestion>> {
+        let spec = self.0.completion()?;
+        crate::completion::complete(plugin, engine, &call, &arg_type, spec)
+    }
+
+    fn run(
+        &self,
+        plugin: &ExtPlugin,
+        engine: &EngineInterface,
+        call: &EvaluatedCall,
+        _input: &Value,
+    ) -> Result<Value, LabeledError> {
+        self.0.run(&Ctx {
+            plugin,
+            engine,
+            call,
+        })
+    }
+}
+
+/// What a command runs with: the plugin, the engine and the call.
+pub struct Ctx<'a> {
+    pub plugin: &'a ExtPlugin,
+    pub engine: &'a EngineInterface,
+    pub call: &'a EvaluatedCall,
+}
+
+impl Ctx<'_> {
+    /// The span of the command itself.
+    pub fn head(&self) -> Span {
+        self.call.head
+    }
+
+    /// Sends one request to the daemon (see [`request`]).
+    pub fn ask(&self, spans: ArgSpans, req: Request) -> Result<Response, LabeledError> {
+        request(self.plugin, self.engine, self.call, spans, req)
+    }
+
+    /// [`Self::ask`] with a progress bar labelled `label` on a terminal's
+    /// stderr (see [`request_with_progress`]).
+    pub fn ask_with_progress(
+        &self,
+        spans: ArgSpans,
+        req: Request,
+        label: String,
+    ) -> Result<Response, LabeledError> {
+        request_with_progress(self.plugin, self.engine, self.call, spans, req, Some(label))
+    }
+
+    /// A list of `items`, each made a value by `f`, all on the command's span.
+    pub fn table<T>(&self, items: &[T], f: impl Fn(&T, Span) -> Value) -> Value {
+        let head = self.head();
+        Value::list(items.iter().map(|x| f(x, head)).collect(), head)
+    }
+}
+
+/// The command's help text (the command groups `ext` and `ext cache`).
+pub fn help(cx: &Ctx) -> Result<Value, LabeledError> {
+    Ok(Value::string(cx.engine.get_help()?, cx.head()))
+}
+
+/// The value of the answer the command expects, or the "unexpected
+/// answer" error for any other: `answer!(cx, resp, Response::X(x) => value)`.
+#[macro_export]
+macro_rules! answer {
+    ($cx:expr, $resp:expr, $pat:pat => $value:expr) => {
+        match $resp {
+            $pat => Ok($value),
+            other => Err($crate::commands::unexpected(other, $cx.head())),
+        }
+    };
+}
+
+/// An example whose result is not checked (it needs other data than the
+/// example catalogue's).
+pub fn example(example: &'static str, description: &'static str) -> Example<'static> {
+    Example {
+        example,
+        description,
+        result: None,
+    }
+}
+
+/// An example whose result the tests check against a real daemon serving
+/// the example catalogue (see [`examples`]).
+pub fn example_with(
+    example: &'static str,
+    description: &'static str,
+    result: Value,
+) -> Example<'static> {
+    Example {
+        example,
+        description,
+        result: Some(result),
+    }
+}
+
+/// The arguments several commands take, each with its one help text.
+pub trait Args {
+    /// `<name>`: the extension name, first.
+    fn name_arg(self) -> Self;
+    /// `--type` for one extension (needed when the name is in several).
+    fn type_of_name(self) -> Self;
+    /// `--type` as a filter.
+    fn type_filter(self) -> Self;
+    /// `--source` as a filter.
+    fn source_filter(self) -> Self;
+    /// `--version` as a constraint, with its help text.
+    fn version_flag(self, help: &str) -> Self;
+    /// `--source` the version must come from, with its help text.
+    fn source_choice(self, help: &str) -> Self;
+}
+
+impl Args for Signature {
+    fn name_arg(self) -> Self {
+        self.required("name", SyntaxShape::String, "extension name")
+    }
+
+    fn type_of_name(self) -> Self {
+        self.named("type", SyntaxShape::String, TYPE_FLAG_HELP, Some('t'))
+    }
+
+    fn type_filter(self) -> Self {
+        self.named(
+            "type",
+            SyntaxShape::String,
+            "only this type: provider, taskserv or cluster",
+            Some('t'),
+        )
+    }
+
+    fn source_filter(self) -> Self {
+        self.named(
+            "source",
+            SyntaxShape::String,
+            "only this backend: gitea, oci or local",
+            Some('s'),
+        )
+    }
+
+    fn version_flag(self, help: &str) -> Self {
+        self.named("version", SyntaxShape::String, help, Some('v'))
+    }
+
+    fn source_choice(self, help: &str) -> Self {
+        self.named("source", SyntaxShape::String, help, Some('s'))
+    }
+}
+
+/// `--version` of the commands that take a constraint (pull, load).
+pub const CONSTRAINT_HELP: &str =
+    "a version or constraint: 1.2.3, ^1.2, ~1.2.0, >=1.2, <2, 1.2.0 - 1.5.0 (default: newest stable)";
+/// `--source` of the commands that fetch (pull, load).
+pub const SOURCE_CHOICE_HELP: &str = "insist on this backend: gitea, oci or local";
+
+/// `<name>`, `--type`, `--version` (a constraint) and `--source` of the
+/// commands that resolve one extension (pull, load, deps), read and
+/// checked, with their spans.
+pub struct Resolve {
+    pub name: Option<String>,
+    pub ext_type: Option<ExtensionType>,
+    pub constraint: String,
+    pub source: Option<Source>,
+    pub spans: ArgSpans,
+}
+
+impl Resolve {
+    /// Reads them; `name` is the name already read (or None).
+    pub fn read(
+        call: &EvaluatedCall,
+        name: Option<(String, Span)>,
+    ) -> Result<Resolve, LabeledError> {
+        let (ext_type, ts) = type_flag(call)?;
+        let (constraint, vs) = constraint_flag(call)?;
+        let (source, ss) = source_flag(call)?;
+        Ok(Resolve {
+            spans: ArgSpans {
+                name: name.as_ref().map(|(_, s)| *s),
+                ext_type: ts,
+                version: vs,
+                source: ss,
+                registry: None,
+            },
+            name: name.map(|(n, _)| n),
+            ext_type,
+            constraint,
+            source,
+        })
+    }
 }
 
 /// Spans of the arguments a daemon error may be about.

@@ -1,15 +1,12 @@
-use super::{request, request_with_progress, unexpected, version_flag, ArgSpans};
-use crate::ExtPlugin;
+use super::{example, example_with, unexpected, version_flag, ArgSpans, Ctx};
 use extreg_shared::protocol::{Request, Response};
-use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
+use nu_plugin::{EngineInterface, EvaluatedCall};
 use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Type, Value};
 
 /// `ext publish <path> --version <v>`: push a folder to the OCI registry.
 pub struct Publish;
 
-impl SimplePluginCommand for Publish {
-    type Plugin = ExtPlugin;
-
+impl super::ExtCommand for Publish {
     fn name(&self) -> &str {
         "ext publish"
     }
@@ -25,9 +22,8 @@ impl SimplePluginCommand for Publish {
          or Docker's config.json (see the README). Without a daemon or nu: `extregd publish`."
     }
 
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .required(
+    fn arguments(&self, sig: Signature) -> Signature {
+        sig.required(
                 "path",
                 SyntaxShape::Filepath,
                 "folder holding extension.yaml",
@@ -58,37 +54,33 @@ impl SimplePluginCommand for Publish {
                 "minisign secret key: sign the artifact and push the signature beside it (tag sha256-<hex>.minisig); an encrypted key reads $env.MINISIGN_PASSWORD",
                 None,
             )
-            .input_output_type(Type::Nothing, Type::record())
-            .category(super::category())
+    }
+
+    fn output(&self) -> Type {
+        Type::record()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
-            Example {
-                example: "ext publish ./my-extension --version 1.0.0 --dry-run",
-                description: "Check a folder without pushing",
-                result: None,
-            },
-            Example {
-                example: "ext publish ./my-extension --version 1.0.0",
-                description: "Publish it",
-                result: None,
-            },
-            Example {
-                example: "ext publish ./my-extension --version 1.0.0 --registry localhost:5000 --namespace my-namespace",
-                description: "Publish to another registry and namespace",
-                result: None,
-            },
+            example_with(
+                "ext publish ./my-extension --version 1.0.0 --dry-run | select name type version pushed",
+                "Check a folder without pushing",
+                super::examples::my_extension_published(false),
+            ),
+            example_with(
+                "ext publish ./my-extension --version 1.0.0 | select name type version pushed",
+                "Publish it to extregd's [oci] registry",
+                super::examples::my_extension_published(true),
+            ),
+            example(
+                "ext publish ./my-extension --version 1.0.0 --registry localhost:5000 --namespace my-namespace",
+                "Publish to another registry and namespace",
+            ),
         ]
     }
 
-    fn run(
-        &self,
-        plugin: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _input: &Value,
-    ) -> Result<Value, LabeledError> {
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
+        let (engine, call) = (cx.engine, cx.call);
         let p: Value = call.req(0)?;
         let pspan = p.span();
         let raw = std::path::PathBuf::from(p.as_str()?);
@@ -151,7 +143,7 @@ impl SimplePluginCommand for Publish {
             registry,
             namespace,
         });
-        match request_with_progress(plugin, engine, call, spans, req, Some(label))? {
+        match cx.ask_with_progress(spans, req, label)? {
             Response::Published(r) => {
                 let h = call.head;
                 let mut rec = Record::new();
@@ -181,7 +173,7 @@ impl SimplePluginCommand for Publish {
                         name: Some(kspan),
                         ..spans
                     };
-                    match request(plugin, engine, call, sspans, sreq)? {
+                    match cx.ask(sspans, sreq)? {
                         Response::Signed(s) => {
                             let mut sr = Record::new();
                             sr.push("reference", Value::string(&s.reference, h));

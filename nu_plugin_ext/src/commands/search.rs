@@ -1,7 +1,7 @@
-use super::{request, source_flag, type_flag, unexpected, ArgSpans};
-use crate::{values, ExtPlugin};
+use super::{example, example_with, source_flag, type_flag, ArgSpans, Args, Ctx};
+use crate::completion::Spec;
+use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
 use nu_protocol::{Example, LabeledError, Signature, SyntaxShape, Type, Value};
 
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -9,11 +9,7 @@ pub const DEFAULT_LIMIT: i64 = 50;
 /// `ext search <query>`.
 pub struct Search;
 
-impl SimplePluginCommand for Search {
-    type Plugin = ExtPlugin;
-
-    crate::completes!(crate::completion::Spec::NAME_FIRST);
-
+impl super::ExtCommand for Search {
     fn name(&self) -> &str {
         "ext search"
     }
@@ -22,59 +18,43 @@ impl SimplePluginCommand for Search {
         "Search extensions by name, description and tags (case-insensitive); exact names first."
     }
 
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .required("query", SyntaxShape::String, "text to look for")
-            .named(
-                "type",
-                SyntaxShape::String,
-                "only this type: provider, taskserv or cluster",
-                Some('t'),
-            )
-            .named(
-                "source",
-                SyntaxShape::String,
-                "only this backend: gitea, oci or local",
-                Some('s'),
-            )
+    fn arguments(&self, sig: Signature) -> Signature {
+        sig.required("query", SyntaxShape::String, "text to look for")
+            .type_filter()
+            .source_filter()
             .named(
                 "limit",
                 SyntaxShape::Int,
                 "at most this many results (1-1000, default 50)",
                 Some('l'),
             )
-            .input_output_type(Type::Nothing, Type::table())
-            .category(super::category())
+    }
+
+    fn output(&self) -> Type {
+        Type::table()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
-            Example {
-                example: "ext search kubernetes",
-                description: "Everything about Kubernetes",
-                result: None,
-            },
-            Example {
-                example: "ext search kubernetes | where type == taskserv",
-                description: "Only task services",
-                result: None,
-            },
-            Example {
-                example: "ext search no-such-extension",
-                description: "No match is an empty table, not an error",
-                result: Some(super::examples::empty()),
-            },
+            example("ext search kubernetes", "Everything about Kubernetes"),
+            example(
+                "ext search kubernetes | where type == taskserv",
+                "Only task services",
+            ),
+            example_with(
+                "ext search no-such-extension",
+                "No match is an empty table, not an error",
+                super::examples::empty(),
+            ),
         ]
     }
 
-    fn run(
-        &self,
-        plugin: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _input: &Value,
-    ) -> Result<Value, LabeledError> {
-        let q: Value = call.req(0)?;
+    fn completion(&self) -> Option<Spec> {
+        Some(Spec::NAME_FIRST)
+    }
+
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
+        let q: Value = cx.call.req(0)?;
         let qspan = q.span();
         let query = q.as_str()?.trim().to_string();
         if query.is_empty() {
@@ -82,9 +62,9 @@ impl SimplePluginCommand for Search {
                 LabeledError::new("the search query is empty").with_label("give some text", qspan)
             );
         }
-        let (ext_type, ts) = type_flag(call)?;
-        let (source, ss) = source_flag(call)?;
-        let limit = match super::flag_value(call, "limit") {
+        let (ext_type, ts) = type_flag(cx.call)?;
+        let (source, ss) = source_flag(cx.call)?;
+        let limit = match super::flag_value(cx.call, "limit") {
             None => DEFAULT_LIMIT,
             Some(v) => {
                 let n = v.as_int()?;
@@ -107,15 +87,6 @@ impl SimplePluginCommand for Search {
             source,
             limit: limit as u32,
         };
-        match request(plugin, engine, call, spans, req)? {
-            Response::Extensions { items, .. } => Ok(Value::list(
-                items
-                    .iter()
-                    .map(|e| values::extension(e, call.head))
-                    .collect(),
-                call.head,
-            )),
-            other => Err(unexpected(other, call.head)),
-        }
+        crate::answer!(cx, cx.ask(spans, req)?, Response::Extensions { items, .. } => cx.table(&items, values::extension))
     }
 }

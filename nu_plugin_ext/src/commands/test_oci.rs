@@ -1,15 +1,12 @@
-use super::{request, unexpected, ArgSpans};
-use crate::{values, ExtPlugin};
+use super::{example, ArgSpans, Ctx, ExtCommand};
+use crate::values;
 use extreg_shared::protocol::{Request, Response, TestOciSpec};
-use nu_plugin::{EngineInterface, EvaluatedCall, SimplePluginCommand};
 use nu_protocol::{Example, LabeledError, Signature, SyntaxShape, Type, Value};
 
 /// `ext test-oci`: a diagnosis of the OCI registry (seed 004).
 pub struct TestOci;
 
-impl SimplePluginCommand for TestOci {
-    type Plugin = ExtPlugin;
-
+impl ExtCommand for TestOci {
     fn name(&self) -> &str {
         "ext test-oci"
     }
@@ -25,9 +22,8 @@ impl SimplePluginCommand for TestOci {
          upload session in {namespace}/extregd-test-oci and cancels it: nothing is left behind."
     }
 
-    fn signature(&self) -> Signature {
-        Signature::build(self.name())
-            .named(
+    fn arguments(&self, sig: Signature) -> Signature {
+        sig.named(
                 "registry",
                 SyntaxShape::String,
                 "diagnose this registry (host[:port] or URL) instead of extregd's [oci] registry; credentials from the usual auth files",
@@ -44,8 +40,10 @@ impl SimplePluginCommand for TestOci {
                 "also check push permission (opens an upload session and cancels it)",
                 Some('p'),
             )
-            .input_output_type(Type::Nothing, Type::record())
-            .category(super::category())
+    }
+
+    fn output(&self) -> Type {
+        Type::record()
     }
 
     fn search_terms(&self) -> Vec<&str> {
@@ -54,34 +52,26 @@ impl SimplePluginCommand for TestOci {
 
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
-            Example {
-                example: "ext test-oci | get checks | where not ok | select check error hint",
-                description: "What is wrong with the configured OCI registry, and what to do",
-                result: None,
-            },
-            Example {
-                example: "ext test-oci --push",
-                description: "Also check that the credentials may push (nothing is left behind)",
-                result: None,
-            },
-            Example {
-                example: "ext test-oci --registry 127.0.0.1:1 | get checks.0 | select check ok",
-                description: "A registry nothing listens for: not reachable (and the hint says what to check)",
-                // Checked through the real nu in tests/e2e/seed_oci.rs
-                // (`test_oci_on_a_closed_port_says_it_is_unreachable`): the
-                // plugin test harness has no `get`/`select`.
-                result: None,
-            },
+            example(
+                "ext test-oci | get checks | where not ok | select check error hint",
+                "What is wrong with the configured OCI registry, and what to do",
+            ),
+            example(
+                "ext test-oci --push",
+                "Also check that the credentials may push (nothing is left behind)",
+            ),
+            // Checked through the real nu in tests/e2e/seed_oci.rs
+            // (`test_oci_on_a_closed_port_says_it_is_unreachable`): the
+            // plugin test harness has no `get`/`select`.
+            example(
+                "ext test-oci --registry 127.0.0.1:1 | get checks.0 | select check ok",
+                "A registry nothing listens for: not reachable (and the hint says what to check)",
+            ),
         ]
     }
 
-    fn run(
-        &self,
-        plugin: &ExtPlugin,
-        engine: &EngineInterface,
-        call: &EvaluatedCall,
-        _input: &Value,
-    ) -> Result<Value, LabeledError> {
+    fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
+        let call = cx.call;
         let text_flag = |name: &str| -> Result<Option<String>, LabeledError> {
             match super::flag_value(call, name) {
                 None => Ok(None),
@@ -110,9 +100,6 @@ impl SimplePluginCommand for TestOci {
                 .map(|v| v.span()),
             ..Default::default()
         };
-        match request(plugin, engine, call, spans, Request::TestOci(spec))? {
-            Response::OciDiagnosis(d) => Ok(values::from_serde(&d, call.head)),
-            other => Err(unexpected(other, call.head)),
-        }
+        crate::answer!(cx, cx.ask(spans, Request::TestOci(spec))?, Response::OciDiagnosis(d) => values::from_serde(&d, cx.head()))
     }
 }
