@@ -282,9 +282,9 @@ impl ExtCommand for CacheVerify {
                 "Scrub the cache and list what was damaged",
             ),
             example_with(
-                "(ext cache verify).damaged | length",
+                "(ext cache verify).damaged == []",
                 "Nothing damaged (the examples above emptied the cache)",
-                Value::test_int(0),
+                Value::test_bool(true),
             ),
         ]
     }

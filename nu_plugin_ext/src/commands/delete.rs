@@ -38,7 +38,7 @@ impl super::ExtCommand for Delete {
                 "Remove version 1.0.0",
             ),
             example_with(
-                "(ext delete my-extension 1.0.0 --type taskserv).deleted | str ends-with '/my-extension-taskserv:1.0.0'",
+                "(ext delete my-extension 1.0.0 --type taskserv).deleted ends-with '/my-extension-taskserv:1.0.0'",
                 "The reference it removed: {registry}/{namespace}/{name}-{type}:{version} (after the ext publish examples)",
                 Value::test_bool(true),
             ),

@@ -45,7 +45,7 @@ impl super::ExtCommand for Discover {
                 "Every task service, newest version and where it lives",
             ),
             example_with(
-                "ext discover --type cluster | get name",
+                "(ext discover --type cluster).name",
                 "The clusters (over the example catalogue)",
                 super::examples::cluster_names(),
             ),
@@ -70,6 +70,6 @@ impl super::ExtCommand for Discover {
             ext_type,
             refresh: cx.call.has_flag("refresh")?,
         };
-        crate::answer!(cx, cx.ask(spans, req)?, Response::Discovered(items) => cx.table(&items, |d, h| values::from_serde(d, h)))
+        crate::answer!(cx, cx.ask(spans, req)?, Response::Discovered(items) => cx.table(&items, values::from_serde))
     }
 }

@@ -159,17 +159,6 @@ pub fn nothing_removed() -> Value {
 /// examples publish (the examples test writes it into the current folder).
 pub const MY_EXTENSION_YAML: &str = "extension:\n  name: my-extension\n  version: 1.0.0\n  type: taskserv\n  description: An example extension\n  author: examples\n";
 
-/// `name`, `type`, `version` and `pushed` of an `ext publish` of
-/// `./my-extension` 1.0.0.
-pub fn my_extension_published(pushed: bool) -> Value {
-    let mut r = Record::new();
-    r.push("name", s("my-extension"));
-    r.push("type", s("taskserv"));
-    r.push("version", s("1.0.0"));
-    r.push("pushed", Value::bool(pushed, Span::unknown()));
-    Value::record(r, Span::unknown())
-}
-
 /// The names of the example catalogue's clusters.
 pub fn cluster_names() -> Value {
     list(vec![s("buildkit"), s("web")])

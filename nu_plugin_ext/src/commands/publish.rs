@@ -63,14 +63,18 @@ impl super::ExtCommand for Publish {
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
             example_with(
-                "ext publish ./my-extension --version 1.0.0 --dry-run | select name type version pushed",
-                "Check a folder without pushing",
-                super::examples::my_extension_published(false),
+                "(ext publish ./my-extension --version 1.0.0 --dry-run).pushed",
+                "Check a folder and compute its digests without pushing",
+                Value::test_bool(false),
             ),
             example_with(
-                "ext publish ./my-extension --version 1.0.0 | select name type version pushed",
+                "(ext publish ./my-extension --version 1.0.0).pushed",
                 "Publish it to extregd's [oci] registry",
-                super::examples::my_extension_published(true),
+                Value::test_bool(true),
+            ),
+            example(
+                "ext publish ./my-extension --version 1.0.0 --dry-run | select name type version digest",
+                "What would be pushed, and under which digest",
             ),
             example(
                 "ext publish ./my-extension --version 1.0.0 --registry localhost:5000 --namespace my-namespace",
