@@ -4,7 +4,7 @@ use super::{example, example_with, type_flag, ArgSpans, Ctx, ExtCommand};
 use crate::completion::Spec;
 use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Type, Value};
+use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Value};
 
 pub struct Cache;
 pub struct CacheList;
@@ -25,15 +25,6 @@ fn removed(cx: &Ctx, spans: ArgSpans, req: Request) -> Result<Value, LabeledErro
 }
 
 impl ExtCommand for Cache {
-    fn name(&self) -> &str {
-        "ext cache"
-    }
-    fn description(&self) -> &str {
-        "Manage the daemon's artifact cache: list, stats, clear, prune."
-    }
-    fn output(&self) -> Type {
-        Type::String
-    }
     fn examples(&self) -> Vec<Example<'_>> {
         vec![example_with(
             "ext cache | describe",
@@ -47,15 +38,6 @@ impl ExtCommand for Cache {
 }
 
 impl ExtCommand for CacheList {
-    fn name(&self) -> &str {
-        "ext cache list"
-    }
-    fn description(&self) -> &str {
-        "List cached artifacts: type, name, version, source, size, digest, cached_at, last_used."
-    }
-    fn output(&self) -> Type {
-        Type::table()
-    }
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
             example(
@@ -79,15 +61,6 @@ impl ExtCommand for CacheList {
 }
 
 impl ExtCommand for CacheStats {
-    fn name(&self) -> &str {
-        "ext cache stats"
-    }
-    fn description(&self) -> &str {
-        "Cache figures: metadata caches (entries, hits, misses, ttl) and the artifact cache (entries, bytes, hit ratio, oldest)."
-    }
-    fn output(&self) -> Type {
-        Type::record()
-    }
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
             example_with(
@@ -108,12 +81,6 @@ impl ExtCommand for CacheStats {
 }
 
 impl ExtCommand for CacheClear {
-    fn name(&self) -> &str {
-        "ext cache clear"
-    }
-    fn description(&self) -> &str {
-        "Remove cached artifacts: all of them, or those of one type and/or name."
-    }
     fn arguments(&self, sig: Signature) -> Signature {
         sig.named("type", SyntaxShape::String, "only this type", Some('t'))
             .named(
@@ -123,9 +90,6 @@ impl ExtCommand for CacheClear {
                 Some('n'),
             )
             .switch("all", "everything", Some('a'))
-    }
-    fn output(&self) -> Type {
-        Type::record()
     }
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
@@ -185,12 +149,6 @@ impl ExtCommand for CacheClear {
 }
 
 impl ExtCommand for CachePrune {
-    fn name(&self) -> &str {
-        "ext cache prune"
-    }
-    fn description(&self) -> &str {
-        "Remove cached artifacts not used for a while: --older-than 30day (or --days 30)."
-    }
     fn arguments(&self, sig: Signature) -> Signature {
         sig.named(
             "older-than",
@@ -204,9 +162,6 @@ impl ExtCommand for CachePrune {
             "unused for at least this many days (like --older-than Nday)",
             Some('d'),
         )
-    }
-    fn output(&self) -> Type {
-        Type::record()
     }
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
@@ -266,15 +221,6 @@ impl ExtCommand for CachePrune {
 }
 
 impl ExtCommand for CacheVerify {
-    fn name(&self) -> &str {
-        "ext cache verify"
-    }
-    fn description(&self) -> &str {
-        "Hash every cached artifact against its digest; damaged ones are evicted (the next use fetches them again)."
-    }
-    fn output(&self) -> Type {
-        Type::record()
-    }
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
             example(

@@ -1,21 +1,13 @@
 use super::{example, example_with, name_arg, type_flag, ArgSpans, Ctx};
 use crate::completion::Spec;
 use extreg_shared::protocol::{Request, Response};
-use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Type, Value};
+use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Value};
 
 /// `ext delete <name> <version> --type <t>`: remove a version from the OCI
 /// registry.
 pub struct Delete;
 
 impl super::ExtCommand for Delete {
-    fn name(&self) -> &str {
-        "ext delete"
-    }
-
-    fn description(&self) -> &str {
-        "Delete one version of an extension from the OCI registry."
-    }
-
     fn arguments(&self, sig: Signature) -> Signature {
         sig.required("name", SyntaxShape::String, "extension name")
             .required("version", SyntaxShape::String, "the exact version")
@@ -25,10 +17,6 @@ impl super::ExtCommand for Delete {
                 "provider, taskserv or cluster",
                 Some('t'),
             )
-    }
-
-    fn output(&self) -> Type {
-        Type::record()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {

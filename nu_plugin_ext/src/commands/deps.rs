@@ -1,20 +1,12 @@
 use super::{example, example_with, name_arg, Args, Ctx, Resolve};
 use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_protocol::{Example, LabeledError, Signature, Type, Value};
+use nu_protocol::{Example, LabeledError, Signature, Value};
 
 /// `ext deps <name>`: the resolved dependency tree.
 pub struct Deps;
 
 impl super::ExtCommand for Deps {
-    fn name(&self) -> &str {
-        "ext deps"
-    }
-
-    fn description(&self) -> &str {
-        "Show the resolved dependency tree of an extension: the version ext load would choose for it and for everything it needs."
-    }
-
     fn extra_description(&self) -> &str {
         "A record: name, type, version, source, wanted (the requirement as its parent wrote it), \
          requires (host tools) and dependencies (the same records, nested). The daemon fetches the \
@@ -28,10 +20,6 @@ impl super::ExtCommand for Deps {
             .version_flag("a version or constraint for the extension itself")
             .source_choice("insist on this backend for the extension itself")
             .switch("pre", "allow a pre-release of the extension itself", None)
-    }
-
-    fn output(&self) -> Type {
-        Type::record()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {

@@ -2,21 +2,13 @@ use super::{example, example_with, type_flag, ArgSpans, Args, Ctx};
 use crate::completion::Spec;
 use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_protocol::{Example, LabeledError, Signature, Type, Value};
+use nu_protocol::{Example, LabeledError, Signature, Value};
 
 /// `ext discover`: every extension across all backends, with the backends
 /// holding it; `--refresh` asks the backends again instead of the caches.
 pub struct Discover;
 
 impl super::ExtCommand for Discover {
-    fn name(&self) -> &str {
-        "ext discover"
-    }
-
-    fn description(&self) -> &str {
-        "Discover extensions across every backend: newest version, the backend serving it and every backend holding it."
-    }
-
     fn extra_description(&self) -> &str {
         "Answers come from extregd's listing caches (TTL [cache] ttl_seconds). --refresh drops them first \
          (all, or those of --type), so a version pushed by another tool (skopeo, oras, a CI job) shows at once."
@@ -32,10 +24,6 @@ impl super::ExtCommand for Discover {
             "drop the listing caches first and ask the backends again",
             Some('r'),
         )
-    }
-
-    fn output(&self) -> Type {
-        Type::table()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {

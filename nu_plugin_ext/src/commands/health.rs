@@ -1,25 +1,13 @@
 use super::{example, example_with, ArgSpans, Ctx};
 use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_protocol::{Example, LabeledError, Type, Value};
+use nu_protocol::{Example, LabeledError, Value};
 
 /// `ext health`: the daemon and each backend (covers seed 004's
 /// `test-oci` and discovery checks).
 pub struct Health;
 
 impl super::ExtCommand for Health {
-    fn name(&self) -> &str {
-        "ext health"
-    }
-
-    fn description(&self) -> &str {
-        "Ask extregd whether it and each backend (local, oci, gitea) are reachable."
-    }
-
-    fn output(&self) -> Type {
-        Type::record()
-    }
-
     fn examples(&self) -> Vec<Example<'_>> {
         vec![
             example(

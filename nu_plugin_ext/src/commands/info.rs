@@ -2,28 +2,16 @@ use super::{example, example_with, name_arg, type_flag, version_flag, ArgSpans, 
 use crate::completion::Spec;
 use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_protocol::{Example, LabeledError, Signature, Type, Value};
+use nu_protocol::{Example, LabeledError, Signature, Value};
 
 /// `ext info <name>`.
 pub struct Info;
 
 impl super::ExtCommand for Info {
-    fn name(&self) -> &str {
-        "ext info"
-    }
-
-    fn description(&self) -> &str {
-        "Show one extension: its newest stable version, or the version given."
-    }
-
     fn arguments(&self, sig: Signature) -> Signature {
         sig.name_arg()
             .type_of_name()
             .version_flag("an exact version instead of the newest")
-    }
-
-    fn output(&self) -> Type {
-        Type::record()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {

@@ -2,30 +2,18 @@ use super::{example, example_with, source_flag, type_flag, ArgSpans, Args, Ctx};
 use crate::completion::Spec;
 use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_protocol::{Example, LabeledError, Signature, Type, Value};
+use nu_protocol::{Example, LabeledError, Signature, Value};
 
 /// `ext list`: every extension, newest version each.
 pub struct List;
 
 impl super::ExtCommand for List {
-    fn name(&self) -> &str {
-        "ext list"
-    }
-
-    fn description(&self) -> &str {
-        "List extensions from every backend, one row per extension with its newest version."
-    }
-
     fn arguments(&self, sig: Signature) -> Signature {
         sig.type_filter().source_filter().switch(
             "loaded",
             "list the extensions `ext load` extracted instead",
             Some('l'),
         )
-    }
-
-    fn output(&self) -> Type {
-        Type::table()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {

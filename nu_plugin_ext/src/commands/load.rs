@@ -4,20 +4,12 @@ use super::{
 use crate::completion::Spec;
 use crate::{lockfile, values};
 use extreg_shared::protocol::{Request, Response};
-use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Type, Value};
+use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Value};
 
 /// `ext load <name>`: resolve, fetch (through the daemon), verify, extract.
 pub struct Load;
 
 impl super::ExtCommand for Load {
-    fn name(&self) -> &str {
-        "ext load"
-    }
-
-    fn description(&self) -> &str {
-        "Load an extension: resolve the version constraint, fetch and verify the artifact (the daemon does), and extract it into the extensions folder."
-    }
-
     fn extra_description(&self) -> &str {
         "Dependencies (extension.yaml `dependencies`, `[type/]name[@constraint]`) are resolved across \
          backends and loaded first (column `loaded`, in load order); host tools in `requires` that are \
@@ -39,10 +31,6 @@ impl super::ExtCommand for Load {
             .switch("locked", "load exactly what the lockfile says (same versions, sources and digests)", None)
             .named("lockfile", SyntaxShape::Filepath, "the lockfile (default: extensions.lock in the current folder)", None)
             .switch("no-lock", "do not write the lockfile", None)
-    }
-
-    fn output(&self) -> Type {
-        Type::record()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {

@@ -41,27 +41,50 @@ pub const CATEGORY: &str = "extensions";
 pub const TYPE_FLAG_HELP: &str =
     "provider, taskserv or cluster (needed when the name is in several)";
 
+/// The `ext` family: each command's words, output type and one-line
+/// description, in the order `help ext` lists them. What each takes and
+/// does is in its file.
 pub fn all() -> Vec<Box<dyn PluginCommand<Plugin = ExtPlugin>>> {
+    use Type as T;
     vec![
-        Box::new(Cmd(ext::Ext)),
-        Box::new(Cmd(list::List)),
-        Box::new(Cmd(search::Search)),
-        Box::new(Cmd(info::Info)),
-        Box::new(Cmd(versions::Versions)),
-        Box::new(Cmd(pull::Pull)),
-        Box::new(Cmd(load::Load)),
-        Box::new(Cmd(publish::Publish)),
-        Box::new(Cmd(delete::Delete)),
-        Box::new(Cmd(health::Health)),
-        Box::new(Cmd(cache::Cache)),
-        Box::new(Cmd(cache::CacheList)),
-        Box::new(Cmd(cache::CacheStats)),
-        Box::new(Cmd(cache::CacheClear)),
-        Box::new(Cmd(cache::CachePrune)),
-        Box::new(Cmd(discover::Discover)),
-        Box::new(Cmd(cache::CacheVerify)),
-        Box::new(Cmd(deps::Deps)),
-        Box::new(Cmd(test_oci::TestOci)),
+        cmd("ext", T::String, ext::Ext,
+            "Find, inspect and fetch provisioning extensions (providers, taskservs, clusters) through extregd."),
+        cmd("ext list", T::table(), list::List,
+            "List extensions from every backend, one row per extension with its newest version."),
+        cmd("ext search", T::table(), search::Search,
+            "Search extensions by name, description and tags (case-insensitive); exact names first."),
+        cmd("ext info", T::record(), info::Info,
+            "Show one extension: its newest stable version, or the version given."),
+        cmd("ext versions", T::table(), versions::Versions,
+            "List the versions of one extension, newest first, pre-releases marked."),
+        cmd("ext pull", T::record(), pull::Pull,
+            "Fetch one version of an extension into the daemon's artifact cache (verified), without extracting it."),
+        cmd("ext load", T::record(), load::Load,
+            "Load an extension: resolve the version constraint, fetch and verify the artifact (the daemon does), and extract it into the extensions folder."),
+        cmd("ext publish", T::record(), publish::Publish,
+            "Publish an extension folder (with extension.yaml) to an OCI registry as {namespace}/{name}-{type}:{version}."),
+        cmd("ext delete", T::record(), delete::Delete,
+            "Delete one version of an extension from the OCI registry."),
+        cmd("ext health", T::record(), health::Health,
+            "Ask extregd whether it and each backend (local, oci, gitea) are reachable."),
+        cmd("ext cache", T::String, cache::Cache,
+            "Manage the daemon's artifact cache: list, stats, clear, prune."),
+        cmd("ext cache list", T::table(), cache::CacheList,
+            "List cached artifacts: type, name, version, source, size, digest, cached_at, last_used."),
+        cmd("ext cache stats", T::record(), cache::CacheStats,
+            "Cache figures: metadata caches (entries, hits, misses, ttl) and the artifact cache (entries, bytes, hit ratio, oldest)."),
+        cmd("ext cache clear", T::record(), cache::CacheClear,
+            "Remove cached artifacts: all of them, or those of one type and/or name."),
+        cmd("ext cache prune", T::record(), cache::CachePrune,
+            "Remove cached artifacts not used for a while: --older-than 30day (or --days 30)."),
+        cmd("ext discover", T::table(), discover::Discover,
+            "Discover extensions across every backend: newest version, the backend serving it and every backend holding it."),
+        cmd("ext cache verify", T::record(), cache::CacheVerify,
+            "Hash every cached artifact against its digest; damaged ones are evicted (the next use fetches them again)."),
+        cmd("ext deps", T::record(), deps::Deps,
+            "Show the resolved dependency tree of an extension: the version ext load would choose for it and for everything it needs."),
+        cmd("ext test-oci", T::record(), test_oci::TestOci,
+            "Diagnose the OCI registry: reachable, TLS, the Distribution API, auth (challenge and which credentials), catalog and namespace access, and push permission with --push."),
     ]
 }
 
@@ -73,8 +96,6 @@ pub fn category() -> nu_protocol::Category {
 /// `nothing` as input, and Tab completion where [`ExtCommand::completion`]
 /// says.
 pub trait ExtCommand: Send + Sync + 'static {
-    fn name(&self) -> &str;
-    fn description(&self) -> &str;
     fn extra_description(&self) -> &str {
         ""
     }
@@ -85,8 +106,6 @@ pub trait ExtCommand: Send + Sync + 'static {
     fn arguments(&self, sig: Signature) -> Signature {
         sig
     }
-    /// The output type (every command takes nothing as input).
-    fn output(&self) -> Type;
     fn examples(&self) -> Vec<Example<'_>>;
     /// Where the command takes a name and a version, for Tab completion;
     /// None: the shell's own completion.
@@ -96,37 +115,58 @@ pub trait ExtCommand: Send + Sync + 'static {
     fn run(&self, cx: &Ctx) -> Result<Value, LabeledError>;
 }
 
-/// An [`ExtCommand`] as a Nushell plugin command.
-pub struct Cmd<C>(pub C);
+/// An [`ExtCommand`] as a Nushell plugin command: its words, output type
+/// (every command takes nothing as input) and description, and the command.
+pub struct Cmd<C> {
+    name: &'static str,
+    output: Type,
+    description: &'static str,
+    cmd: C,
+}
+
+/// One row of [`all`].
+fn cmd<C: ExtCommand>(
+    name: &'static str,
+    output: Type,
+    cmd: C,
+    description: &'static str,
+) -> Box<dyn PluginCommand<Plugin = ExtPlugin>> {
+    Box::new(Cmd {
+        name,
+        output,
+        description,
+        cmd,
+    })
+}
 
 impl<C: ExtCommand> SimplePluginCommand for Cmd<C> {
     type Plugin = ExtPlugin;
 
     fn name(&self) -> &str {
-        self.0.name()
+        self.name
     }
 
     fn description(&self) -> &str {
-        self.0.description()
+        self.description
     }
 
     fn extra_description(&self) -> &str {
-        self.0.extra_description()
+        self.cmd.extra_description()
     }
 
     fn search_terms(&self) -> Vec<&str> {
-        self.0.search_terms()
+        self.cmd.search_terms()
     }
 
     fn signature(&self) -> Signature {
-        self.0
-            .arguments(Signature::build(self.0.name()))
-            .input_output_type(Type::Nothing, self.0.output())
+        self.cmd
+            .arguments(Signature::build(self.name))
+            .input_output_type(Type::Nothing, self.output.clone())
             .category(category())
     }
 
     fn examples(&self) -> Vec<Example<'_>> {
-        self.0.examples()
+        self.cmd.examples()
     }
 
     #[allow(deprecated)]
@@ -138,7 +178,7 @@ impl<C: ExtCommand> SimplePluginCommand for Cmd<C> {
         arg_type: ArgType,
         _experimental: nu_protocol::engine::ExperimentalMarker,
     ) -> Option<Vec<DynamicSuggestion>> {
-        let spec = self.0.completion()?;
+        let spec = self.cmd.completion()?;
         crate::completion::complete(plugin, engine, &call, &arg_type, spec)
     }
 
@@ -149,7 +189,7 @@ impl<C: ExtCommand> SimplePluginCommand for Cmd<C> {
         call: &EvaluatedCall,
         _input: &Value,
     ) -> Result<Value, LabeledError> {
-        self.0.run(&Ctx {
+        self.cmd.run(&Ctx {
             plugin,
             engine,
             call,
@@ -343,6 +383,24 @@ pub struct ArgSpans {
 /// `--type ($row.type? | default null)`.
 pub fn flag_value(call: &EvaluatedCall, name: &str) -> Option<Value> {
     call.get_flag_value(name).filter(|v| !v.is_nothing())
+}
+
+/// A flag taking free text (`--registry`, `--namespace`): trimmed; an empty
+/// one is refused on its span.
+pub fn text_flag(call: &EvaluatedCall, name: &str) -> Result<Option<String>, LabeledError> {
+    let Some(v) = flag_value(call, name) else {
+        return Ok(None);
+    };
+    let span = v.span();
+    let s = v.as_str().map_err(|_| {
+        LabeledError::new(format!("--{name} takes a string")).with_label("not a string", span)
+    })?;
+    if s.trim().is_empty() {
+        return Err(
+            LabeledError::new(format!("--{name} is empty")).with_label("give a value", span)
+        );
+    }
+    Ok(Some(s.trim().to_string()))
 }
 
 /// `--type`, checked here so a typo is caught before any I/O.

@@ -1,20 +1,12 @@
 use super::{example, example_with, unexpected, version_flag, ArgSpans, Ctx};
 use extreg_shared::protocol::{Request, Response};
 use nu_plugin::{EngineInterface, EvaluatedCall};
-use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Type, Value};
+use nu_protocol::{Example, LabeledError, Record, Signature, SyntaxShape, Value};
 
 /// `ext publish <path> --version <v>`: push a folder to the OCI registry.
 pub struct Publish;
 
 impl super::ExtCommand for Publish {
-    fn name(&self) -> &str {
-        "ext publish"
-    }
-
-    fn description(&self) -> &str {
-        "Publish an extension folder (with extension.yaml) to an OCI registry as {namespace}/{name}-{type}:{version}."
-    }
-
     fn extra_description(&self) -> &str {
         "The folder is validated (extension.yaml's version must equal --version), packed as a reproducible tar.gz \
          and pushed by extregd. An existing version is refused unless --force. Without --registry it goes to \
@@ -54,10 +46,6 @@ impl super::ExtCommand for Publish {
                 "minisign secret key: sign the artifact and push the signature beside it (tag sha256-<hex>.minisig); an encrypted key reads $env.MINISIGN_PASSWORD",
                 None,
             )
-    }
-
-    fn output(&self) -> Type {
-        Type::record()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {
@@ -111,28 +99,11 @@ impl super::ExtCommand for Publish {
                 .map(|v| v.span()),
             ..Default::default()
         };
-        let text_flag = |name: &str| -> Result<Option<String>, LabeledError> {
-            match super::flag_value(call, name) {
-                None => Ok(None),
-                Some(v) => {
-                    let span = v.span();
-                    let s = v.as_str().map_err(|_| {
-                        LabeledError::new(format!("--{name} takes a string"))
-                            .with_label("not a string", span)
-                    })?;
-                    if s.trim().is_empty() {
-                        return Err(LabeledError::new(format!("--{name} is empty"))
-                            .with_label("give a value", span));
-                    }
-                    Ok(Some(s.trim().to_string()))
-                }
-            }
-        };
         let label = format!("publish {}", path.display());
         let sign_key = sign_key(engine, call)?;
         let dry_run = call.has_flag("dry-run")?;
-        let registry = text_flag("registry")?;
-        let namespace = text_flag("namespace")?;
+        let registry = super::text_flag(call, "registry")?;
+        let namespace = super::text_flag(call, "namespace")?;
         if let (Some((_, kspan)), true) = (&sign_key, registry.is_some() || namespace.is_some()) {
             return Err(LabeledError::new(
                 "--sign pushes the signature to the configured [oci] registry and namespace only",

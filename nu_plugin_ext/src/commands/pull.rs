@@ -4,30 +4,18 @@ use super::{
 use crate::completion::Spec;
 use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_protocol::{Example, LabeledError, Signature, Type, Value};
+use nu_protocol::{Example, LabeledError, Signature, Value};
 
 /// `ext pull <name>`: fill the daemon's artifact cache without extracting.
 pub struct Pull;
 
 impl super::ExtCommand for Pull {
-    fn name(&self) -> &str {
-        "ext pull"
-    }
-
-    fn description(&self) -> &str {
-        "Fetch one version of an extension into the daemon's artifact cache (verified), without extracting it."
-    }
-
     fn arguments(&self, sig: Signature) -> Signature {
         sig.name_arg()
             .type_of_name()
             .version_flag(CONSTRAINT_HELP)
             .switch("pre", "allow pre-releases", None)
             .source_choice(SOURCE_CHOICE_HELP)
-    }
-
-    fn output(&self) -> Type {
-        Type::record()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {

@@ -2,7 +2,7 @@ use super::{example, example_with, source_flag, type_flag, ArgSpans, Args, Ctx};
 use crate::completion::Spec;
 use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_protocol::{Example, LabeledError, Signature, SyntaxShape, Type, Value};
+use nu_protocol::{Example, LabeledError, Signature, SyntaxShape, Value};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 
@@ -10,14 +10,6 @@ pub const DEFAULT_LIMIT: i64 = 50;
 pub struct Search;
 
 impl super::ExtCommand for Search {
-    fn name(&self) -> &str {
-        "ext search"
-    }
-
-    fn description(&self) -> &str {
-        "Search extensions by name, description and tags (case-insensitive); exact names first."
-    }
-
     fn arguments(&self, sig: Signature) -> Signature {
         sig.required("query", SyntaxShape::String, "text to look for")
             .type_filter()
@@ -28,10 +20,6 @@ impl super::ExtCommand for Search {
                 "at most this many results (1-1000, default 50)",
                 Some('l'),
             )
-    }
-
-    fn output(&self) -> Type {
-        Type::table()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {

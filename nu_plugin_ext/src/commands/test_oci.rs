@@ -1,20 +1,12 @@
 use super::{example, ArgSpans, Ctx, ExtCommand};
 use crate::values;
 use extreg_shared::protocol::{Request, Response, TestOciSpec};
-use nu_protocol::{Example, LabeledError, Signature, SyntaxShape, Type, Value};
+use nu_protocol::{Example, LabeledError, Signature, SyntaxShape, Value};
 
 /// `ext test-oci`: a diagnosis of the OCI registry (seed 004).
 pub struct TestOci;
 
 impl ExtCommand for TestOci {
-    fn name(&self) -> &str {
-        "ext test-oci"
-    }
-
-    fn description(&self) -> &str {
-        "Diagnose the OCI registry: reachable, TLS, the Distribution API, auth (challenge and which credentials), catalog and namespace access, and push permission with --push."
-    }
-
     fn extra_description(&self) -> &str {
         "Returns {registry, namespace, credentials, ok, checks}; each check has check, ok, skipped, detail, \
          error and hint. A check whose prerequisite failed is skipped. `credentials` names where they came from \
@@ -40,10 +32,6 @@ impl ExtCommand for TestOci {
                 "also check push permission (opens an upload session and cancels it)",
                 Some('p'),
             )
-    }
-
-    fn output(&self) -> Type {
-        Type::record()
     }
 
     fn search_terms(&self) -> Vec<&str> {
@@ -72,26 +60,9 @@ impl ExtCommand for TestOci {
 
     fn run(&self, cx: &Ctx) -> Result<Value, LabeledError> {
         let call = cx.call;
-        let text_flag = |name: &str| -> Result<Option<String>, LabeledError> {
-            match super::flag_value(call, name) {
-                None => Ok(None),
-                Some(v) => {
-                    let span = v.span();
-                    let s = v.as_str().map_err(|_| {
-                        LabeledError::new(format!("--{name} takes a string"))
-                            .with_label("not a string", span)
-                    })?;
-                    if s.trim().is_empty() {
-                        return Err(LabeledError::new(format!("--{name} is empty"))
-                            .with_label("give a value", span));
-                    }
-                    Ok(Some(s.trim().to_string()))
-                }
-            }
-        };
         let spec = TestOciSpec {
-            registry: text_flag("registry")?,
-            namespace: text_flag("namespace")?,
+            registry: super::text_flag(call, "registry")?,
+            namespace: super::text_flag(call, "namespace")?,
             push: call.has_flag("push")?,
         };
         let spans = ArgSpans {

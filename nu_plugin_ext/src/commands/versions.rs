@@ -2,26 +2,14 @@ use super::{example, example_with, name_arg, type_flag, ArgSpans, Args, Ctx};
 use crate::completion::Spec;
 use crate::values;
 use extreg_shared::protocol::{Request, Response};
-use nu_protocol::{Example, LabeledError, Signature, Type, Value};
+use nu_protocol::{Example, LabeledError, Signature, Value};
 
 /// `ext versions <name>`.
 pub struct Versions;
 
 impl super::ExtCommand for Versions {
-    fn name(&self) -> &str {
-        "ext versions"
-    }
-
-    fn description(&self) -> &str {
-        "List the versions of one extension, newest first, pre-releases marked."
-    }
-
     fn arguments(&self, sig: Signature) -> Signature {
         sig.name_arg().type_of_name()
-    }
-
-    fn output(&self) -> Type {
-        Type::table()
     }
 
     fn examples(&self) -> Vec<Example<'_>> {
