@@ -103,6 +103,9 @@ pub struct GiteaConfig {
     pub token_path: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// API requests in flight at once (1 to [`MAX_CONCURRENCY`]).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
     #[serde(default = "yes")]
     pub verify_ssl: bool,
     /// PEM file of extra CA certificates trusted for this backend (a
@@ -120,6 +123,9 @@ pub struct OciConfig {
     pub auth_token_path: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// Requests to the registry in flight at once (1 to [`MAX_CONCURRENCY`]).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
     #[serde(default = "yes")]
     pub verify_ssl: bool,
     /// Plain HTTP even for a non-loopback registry.
@@ -242,6 +248,16 @@ pub const DEFAULT_PRIORITY: [extreg_shared::Source; 3] = [
 fn default_timeout() -> u64 {
     30
 }
+/// `[gitea] concurrency` and `[oci] concurrency` when not set: enough for
+/// a cold listing to overlap its pages, per-repository requests and
+/// checksum files (a 60-repository Gitea organization is three round trips
+/// deep and about 120 requests wide).
+pub const DEFAULT_CONCURRENCY: usize = 48;
+/// The largest `concurrency` accepted: more would only queue at the server.
+pub const MAX_CONCURRENCY: usize = 256;
+pub fn default_concurrency() -> usize {
+    DEFAULT_CONCURRENCY
+}
 fn yes() -> bool {
     true
 }
@@ -327,6 +343,7 @@ impl Config {
                         namespace: default_namespace(),
                         auth_token_path: None,
                         timeout_seconds: default_timeout(),
+                        concurrency: DEFAULT_CONCURRENCY,
                         verify_ssl: true,
                         insecure: false,
                         ca_file: None,
@@ -566,6 +583,7 @@ impl Config {
                 return Err(ConfigError::Invalid("[gitea] organization is empty".into()));
             }
             check_timeout("gitea", g.timeout_seconds)?;
+            check_concurrency("gitea", g.concurrency)?;
             if let Some(p) = &g.token_path {
                 check_secret_file("[gitea] token_path", p, &mut warnings)?;
             }
@@ -582,6 +600,7 @@ impl Config {
                 return Err(ConfigError::Invalid("[oci] namespace is empty".into()));
             }
             check_timeout("oci", o.timeout_seconds)?;
+            check_concurrency("oci", o.concurrency)?;
             if let Some(p) = &o.auth_token_path {
                 check_secret_file("[oci] auth_token_path", p, &mut warnings)?;
             }
@@ -669,6 +688,15 @@ fn check_timeout(section: &str, secs: u64) -> Result<(), ConfigError> {
     if secs == 0 || secs > 3600 {
         return Err(ConfigError::Invalid(format!(
             "[{section}] timeout_seconds must be between 1 and 3600, not {secs}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_concurrency(section: &str, n: usize) -> Result<(), ConfigError> {
+    if n == 0 || n > MAX_CONCURRENCY {
+        return Err(ConfigError::Invalid(format!(
+            "[{section}] concurrency must be between 1 and {MAX_CONCURRENCY} requests in flight, not {n}"
         )));
     }
     Ok(())

@@ -85,6 +85,7 @@ pub fn target(
             namespace: DEFAULT_OCI_NAMESPACE.into(),
             auth_token_path: None,
             timeout_seconds: 30,
+            concurrency: crate::config::DEFAULT_CONCURRENCY,
             verify_ssl: true,
             insecure: false,
             ca_file: None,

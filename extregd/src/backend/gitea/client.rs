@@ -1,9 +1,10 @@
 //! Requests to Gitea: URLs, the token, retries, error mapping and paging.
 
 use super::model::{enc, ApiErrorBody, Page};
-use super::{Inner, MAX_IN_FLIGHT, MAX_PAGES, MAX_PAGE_BYTES, MAX_RETRIES, PAGE_LIMIT};
+use super::{Inner, MAX_PAGES, MAX_PAGE_BYTES, MAX_RETRIES, PAGE_LIMIT};
 use crate::backend::http;
 use crate::backend::BackendError;
+use futures::StreamExt;
 use reqwest::header::AUTHORIZATION;
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -147,54 +148,69 @@ impl Inner {
         })
     }
 
-    /// Every item of a list endpoint: the first page, then the rest —
-    /// when `X-Total-Count` says how many, in concurrent batches of
-    /// [`MAX_IN_FLIGHT`], else one by one while `Link` names a next page.
-    /// **Bounded against a lying server**: at most [`MAX_PAGES`] pages,
-    /// reading stops at the first short or empty page (an absurd
-    /// `X-Total-Count` costs one batch), and a page whose body was already
-    /// seen (a `next` that loops) ends the listing with a warning.
+    /// Every item of a list endpoint, in order (see [`Inner::each_page`]).
     pub(super) async fn all_pages<T: DeserializeOwned + Send>(
         &self,
         path: &str,
         what: &str,
     ) -> Result<Vec<T>, BackendError> {
+        let mut out = Vec::new();
+        self.each_page(path, what, |items| out.extend(items))
+            .await?;
+        Ok(out)
+    }
+
+    /// Hands each page of a list endpoint to `on_page` as soon as it has
+    /// arrived, in page order, so the caller can start work on its items
+    /// while later pages are still on the way: the first page, then the
+    /// rest — when `X-Total-Count` says how many, all requested at once
+    /// (each still waits for a permit, so at most `concurrency` requests
+    /// are in flight), else one by one while `Link` names a next page.
+    /// An error after some pages were handed over leaves those with the
+    /// caller (the count of pages handed over tells where it stopped).
+    /// **Bounded against a lying server**: at most [`MAX_PAGES`] pages,
+    /// reading stops at the first short or empty page (requests already
+    /// started for later pages are dropped: an absurd `X-Total-Count` costs
+    /// at most `concurrency` requests), and a page whose body was already
+    /// seen (a `next` that loops) ends the listing with a warning.
+    pub(super) async fn each_page<T: DeserializeOwned + Send>(
+        &self,
+        path: &str,
+        what: &str,
+        mut on_page: impl FnMut(Vec<T>),
+    ) -> Result<(), BackendError> {
         let first = self.page::<T>(path, 1, what).await?;
         let per = first.items.len() as u64;
         let mut seen = HashSet::from([first.digest.clone()]);
-        let mut out = first.items;
+        let (total, has_next) = (first.total, first.has_next);
+        on_page(first.items);
         if per == 0 {
-            return Ok(out);
+            return Ok(());
         }
         let looped = |page: u64| {
             tracing::warn!(%what, page, "gitea: a page repeats an earlier one; stopping there");
         };
-        match first.total {
+        match total {
             Some(total) => {
                 let pages = total.div_ceil(per).min(MAX_PAGES);
-                let mut next = 2;
-                'batches: while next <= pages {
-                    let last = (next + MAX_IN_FLIGHT as u64 - 1).min(pages);
-                    let batch = futures::future::try_join_all(
-                        (next..=last).map(|p| self.page::<T>(path, p, what)),
-                    )
-                    .await?;
-                    for (i, p) in batch.into_iter().enumerate() {
-                        if !seen.insert(p.digest) {
-                            looped(next + i as u64);
-                            break 'batches;
-                        }
-                        let short = (p.items.len() as u64) < per;
-                        out.extend(p.items);
-                        if short {
-                            break 'batches;
-                        }
+                let mut rest = futures::stream::iter(2..=pages)
+                    .map(|n| async move { (n, self.page::<T>(path, n, what).await) })
+                    .buffered(self.concurrency);
+                while let Some((n, p)) = rest.next().await {
+                    let p = p?;
+                    if !seen.insert(p.digest) {
+                        looped(n);
+                        break;
                     }
-                    next = last + 1;
+                    let short = (p.items.len() as u64) < per;
+                    on_page(p.items);
+                    if short {
+                        break;
+                    }
                 }
             }
             None => {
-                let (mut page, mut next) = (1, first.has_next);
+                let (mut page, mut next) = (1, has_next);
                 while next && page < MAX_PAGES {
                     page += 1;
                     let p = self.page::<T>(path, page, what).await?;
@@ -203,10 +219,10 @@ impl Inner {
                         break;
                     }
                     next = p.has_next && !p.items.is_empty();
-                    out.extend(p.items);
+                    on_page(p.items);
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }

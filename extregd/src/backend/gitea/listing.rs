@@ -2,7 +2,7 @@
 //! version entries of a repository, and checksum files.
 
 use super::model::{enc, parse_sums, pick_asset, Asset, Release, Repo, SumsRef};
-use super::{parse_repo_name, Inner, MAX_IN_FLIGHT, MAX_SUMS_BYTES, MAX_SUMS_CACHED, NO_ASSET};
+use super::{parse_repo_name, Inner, MAX_SUMS_BYTES, MAX_SUMS_CACHED, NO_ASSET};
 use crate::backend::{http, newest, utc, BackendError, VersionEntry};
 use extreg_shared::{parse_version, Extension, ExtensionType, Source};
 use futures::{StreamExt, TryStreamExt};
@@ -11,37 +11,102 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 impl Inner {
-    /// The organization's extension repositories (archived ones skipped).
+    /// Every extension, **pipelined**: the release listing of a repository
+    /// starts as soon as the page of the repository list naming it has
+    /// arrived, while later pages are still on the way; at most
+    /// `concurrency` requests are in flight in all (the permits), and up to
+    /// twice as many repositories are worked on at once. A repository whose
+    /// releases fail is skipped (see [`crate::backend::isolate`]); a page of
+    /// the repository list that fails after the first one is skipped the
+    /// same way, named `{org} repositories after page N`, and the
+    /// repositories of the pages before it are still listed.
+    pub(super) async fn list(&self) -> Result<Vec<Extension>, BackendError> {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let discover = async move {
+            self.extension_repos(|found| {
+                // The receiver lives until every repository is done.
+                let _ = tx.unbounded_send(found);
+            })
+            .await
+            // `tx` drops here: the stream of repositories ends.
+        };
+        let work = rx
+            .map(|(t, name, repo)| self.list_repo(t, name, repo))
+            .buffer_unordered(self.concurrency * 2)
+            .collect::<Vec<_>>();
+        let (discovered, mut results) = tokio::join!(discover, work);
+        if let Err((pages, e)) = discovered {
+            if pages == 0 {
+                return Err(e);
+            }
+            results.push((
+                format!("{} repositories after page {pages}", self.org),
+                Err(e),
+            ));
+        }
+        super::super::isolate("gitea", results, &self.skipped)
+    }
+
+    /// The newest version of one repository, for [`Inner::list`].
+    async fn list_repo(
+        &self,
+        t: ExtensionType,
+        name: String,
+        repo: Repo,
+    ) -> (String, Result<Option<Extension>, BackendError>) {
+        let what = format!("releases of {}/{}", self.org, repo.name);
+        let path = format!("{}/releases", self.repo_path(&repo.name));
+        let r = async {
+            let releases = match self.all_pages::<Release>(&path, &what).await {
+                Ok(r) => r,
+                // Deleted or hidden since the repository listing.
+                Err(BackendError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let entries = self.repo_versions(t, &name, &repo, releases, false).await?;
+            Ok(newest(&entries).map(|e| e.record.clone()))
+        }
+        .await;
+        (repo.name, r)
+    }
+
+    /// Hands each extension repository of the organization to `found` as
+    /// its page arrives (archived ones and repeats skipped). On failure,
+    /// the error comes with the number of pages handed over before it.
     pub(super) async fn extension_repos(
         &self,
-    ) -> Result<Vec<(ExtensionType, String, Repo)>, BackendError> {
+        mut found: impl FnMut((ExtensionType, String, Repo)),
+    ) -> Result<(), (u64, BackendError)> {
         let what = format!("repositories of organization '{}'", self.org);
-        let repos: Vec<Repo> = self
-            .all_pages(&format!("/orgs/{}/repos", enc(&self.org)), &what)
-            .await
-            .map_err(|e| match e {
+        let mut seen = HashSet::new();
+        let mut pages = 0;
+        self.each_page(&format!("/orgs/{}/repos", enc(&self.org)), &what, |repos: Vec<Repo>| {
+            pages += 1;
+            for r in repos {
+                if !seen.insert(r.id) && r.id != 0 {
+                    continue;
+                }
+                let Some((t, name)) = parse_repo_name(&r.name) else {
+                    continue;
+                };
+                if r.archived {
+                    tracing::debug!(repo = %r.name, "skipping archived gitea repository");
+                    continue;
+                }
+                found((t, name.to_string(), r));
+            }
+        })
+        .await
+        .map_err(|e| {
+            let e = match e {
                 BackendError::NotFound(_) => BackendError::Upstream(format!(
                     "organization '{}' not found on {} (404); check [gitea] organization and token access",
                     self.org, self.shown
                 )),
                 e => e,
-            })?;
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for r in repos {
-            if !seen.insert(r.id) && r.id != 0 {
-                continue;
-            }
-            let Some((t, name)) = parse_repo_name(&r.name) else {
-                continue;
             };
-            if r.archived {
-                tracing::debug!(repo = %r.name, "skipping archived gitea repository");
-                continue;
-            }
-            out.push((t, name.to_string(), r));
-        }
-        Ok(out)
+            (pages, e)
+        })
     }
 
     /// The versions of one repository, with checksums read for all of them
@@ -88,7 +153,7 @@ impl Inner {
             .collect();
         let found: Vec<(usize, Option<String>)> = futures::stream::iter(jobs)
             .map(|(i, s)| async move { self.checksum(&s).await.map(|c| (i, c)) })
-            .buffer_unordered(MAX_IN_FLIGHT)
+            .buffer_unordered(self.concurrency)
             .try_collect()
             .await?;
         for (i, c) in found {

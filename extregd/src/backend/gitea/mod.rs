@@ -32,12 +32,17 @@
 //! by the artifact cache on first download. Checksum files are cached by
 //! their asset id, size and creation time.
 //!
-//! **Requests.** One `reqwest` client; at most [`MAX_IN_FLIGHT`] API
-//! requests in flight (repository and release pages, checksum files), so a
-//! cold listing of many repositories runs concurrently but bounded. Pages
-//! are requested with `limit=50` (Gitea's default maximum); after the first
-//! page, `X-Total-Count` tells how many pages remain and they are fetched
+//! **Requests.** One `reqwest` client; at most `[gitea] concurrency` API
+//! requests in flight (repository and release pages, checksum files;
+//! default [`crate::config::DEFAULT_CONCURRENCY`]), so a cold listing of
+//! many repositories runs concurrently but bounded. Pages are requested
+//! with `limit=50` (Gitea's default maximum); after the first page,
+//! `X-Total-Count` tells how many pages remain and they are fetched
 //! concurrently; without it the `Link: rel="next"` header is followed.
+//! **The cold listing is pipelined**: the releases of a repository are
+//! asked for as soon as the page of the repository list naming it has
+//! arrived, and its checksum file as soon as its releases have, instead of
+//! each stage waiting for the whole previous one (see `listing.rs`).
 //!
 //! **Auth.** `Authorization: token <t>`, the first line of `token_path`. The
 //! token is sent only to the configured server's origin (a download URL on
@@ -51,10 +56,10 @@ mod listing;
 mod model;
 
 use super::http::{self, Secrets};
-use super::{newest, root_cause, Artifact, Backend, BackendError, VersionEntry};
+use super::{root_cause, Artifact, Backend, BackendError, VersionEntry};
 use async_trait::async_trait;
 use extreg_shared::{validate_name, Extension, ExtensionType, Source};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use model::{Release, Repo, ServerVersion};
 use parking_lot::Mutex;
 use reqwest::header::HeaderValue;
@@ -68,8 +73,6 @@ use tokio::sync::Semaphore;
 
 use crate::config::GiteaConfig;
 
-/// API requests in flight at once, per backend.
-pub const MAX_IN_FLIGHT: usize = 8;
 /// Page size asked for; Gitea caps it at its `MAX_RESPONSE_ITEMS` (50).
 pub const PAGE_LIMIT: u64 = 50;
 /// No listing follows more pages than this (an absurd `X-Total-Count` is
@@ -125,7 +128,9 @@ struct Inner {
     /// The token, scrubbed from every text quoted from Gitea.
     secrets: Secrets,
     timeout_secs: u64,
+    /// Requests in flight at most (`[gitea] concurrency`, clamped).
     permits: Semaphore,
+    concurrency: usize,
     /// Repositories the last listing skipped because they failed.
     skipped: Mutex<Vec<String>>,
     /// Parsed checksum files by `{asset id}:{size}:{created_at}`.
@@ -195,6 +200,7 @@ impl GiteaBackend {
         let _ = shown.set_password(None);
         let shown = shown.to_string().trim_end_matches('/').to_string();
         let timeout = Duration::from_secs(cfg.timeout_seconds.max(1));
+        let concurrency = cfg.concurrency.clamp(1, crate::config::MAX_CONCURRENCY);
         let client = crate::deploy::tls_trust(
             reqwest::Client::builder(),
             cfg.verify_ssl,
@@ -204,7 +210,7 @@ impl GiteaBackend {
         .connect_timeout(timeout)
         .read_timeout(timeout)
         .user_agent(concat!("extregd/", env!("CARGO_PKG_VERSION")))
-        .pool_max_idle_per_host(MAX_IN_FLIGHT)
+        .pool_max_idle_per_host(concurrency)
         .build()
         .map_err(|e| format!("[gitea] cannot build the HTTP client: {e}"))?;
         let secrets = Secrets::new(token.iter().map(|t| t.raw.clone()));
@@ -219,7 +225,8 @@ impl GiteaBackend {
                 org: cfg.organization.trim().to_string(),
                 token,
                 timeout_secs: cfg.timeout_seconds.max(1),
-                permits: Semaphore::new(MAX_IN_FLIGHT),
+                permits: Semaphore::new(concurrency),
+                concurrency,
                 sums: Mutex::new(HashMap::new()),
             }),
         })
@@ -236,39 +243,7 @@ impl Backend for GiteaBackend {
     /// warning (and shown by [`Backend::skipped`]) instead of failing the
     /// listing, which must finish within [`LIST_DEADLINE`].
     async fn list(&self) -> Result<Vec<Extension>, BackendError> {
-        let inner = &*self.inner;
-        let work = async {
-            let repos = inner.extension_repos().await?;
-            let results: Vec<(String, Result<Option<Extension>, BackendError>)> =
-                futures::stream::iter(repos)
-                    .map(|(t, name, repo)| async move {
-                        let what = format!("releases of {}/{}", inner.org, repo.name);
-                        let r = async {
-                            let releases = match inner
-                                .all_pages::<Release>(
-                                    &format!("{}/releases", inner.repo_path(&repo.name)),
-                                    &what,
-                                )
-                                .await
-                            {
-                                Ok(r) => r,
-                                // Deleted or hidden since the repository listing.
-                                Err(BackendError::NotFound(_)) => return Ok(None),
-                                Err(e) => return Err(e),
-                            };
-                            let entries = inner
-                                .repo_versions(t, &name, &repo, releases, false)
-                                .await?;
-                            Ok(newest(&entries).map(|e| e.record.clone()))
-                        }
-                        .await;
-                        (repo.name.clone(), r)
-                    })
-                    .buffer_unordered(MAX_IN_FLIGHT * 2)
-                    .collect()
-                    .await;
-            super::isolate("gitea", results, &inner.skipped)
-        };
+        let work = self.inner.list();
         match tokio::time::timeout(LIST_DEADLINE, work).await {
             Ok(r) => r,
             Err(_) => Err(BackendError::Timeout(LIST_DEADLINE.as_secs())),

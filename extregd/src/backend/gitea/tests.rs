@@ -1,6 +1,6 @@
 use super::model::{parse_sums, pick_asset, Asset};
 use super::*;
-use crate::backend::utc;
+use crate::backend::{newest, utc};
 
 fn asset(id: i64, name: &str) -> Asset {
     Asset {
@@ -85,6 +85,7 @@ fn debug_never_shows_the_token() {
         organization: "org".into(),
         token_path: Some(p.clone()),
         timeout_seconds: 5,
+        concurrency: crate::config::DEFAULT_CONCURRENCY,
         verify_ssl: true,
         ca_file: None,
     })
@@ -103,6 +104,7 @@ fn debug_never_shows_the_token() {
         organization: "org".into(),
         token_path: Some(p),
         timeout_seconds: 5,
+        concurrency: crate::config::DEFAULT_CONCURRENCY,
         verify_ssl: true,
         ca_file: None,
     })
@@ -113,6 +115,7 @@ fn debug_never_shows_the_token() {
         organization: "org".into(),
         token_path: None,
         timeout_seconds: 5,
+        concurrency: crate::config::DEFAULT_CONCURRENCY,
         verify_ssl: true,
         ca_file: None,
     })
@@ -139,6 +142,7 @@ async fn unreachable_server_is_named_without_secrets() {
         organization: "org".into(),
         token_path: Some(p),
         timeout_seconds: 5,
+        concurrency: crate::config::DEFAULT_CONCURRENCY,
         verify_ssl: true,
         ca_file: None,
     })

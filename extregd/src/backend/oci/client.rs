@@ -9,8 +9,8 @@
 //! HTTPS, as container tools do; `insecure = true` makes every bare host
 //! plain HTTP. `verify_ssl = false` accepts self-signed certificates.
 //!
-//! **Requests.** One `reqwest` client; at most [`MAX_IN_FLIGHT`] requests in
-//! flight. Every API request has an overall timeout (`timeout_seconds`);
+//! **Requests.** One `reqwest` client; at most `[oci] concurrency` requests
+//! in flight (see [`RegistryClient::concurrency`]). Every API request has an overall timeout (`timeout_seconds`);
 //! blob downloads a connect timeout and a per-read timeout. Connect errors,
 //! 429 and 5xx answers are retried [`MAX_RETRIES`] times with exponential
 //! backoff and jitter (or the registry's bounded `Retry-After`). One
@@ -39,8 +39,6 @@ use std::fmt;
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-/// Requests in flight at once, per registry.
-pub const MAX_IN_FLIGHT: usize = 8;
 /// Retries after a connect error, a 429 or a 5xx answer.
 pub const MAX_RETRIES: u32 = 3;
 /// First backoff step; doubled per retry, plus up to as much jitter.
@@ -142,6 +140,8 @@ pub struct RegistryClient {
     pub(super) up: Upstream,
     pub(super) auth: Auth,
     permits: Semaphore,
+    /// The permits there are: `[oci] concurrency`, clamped.
+    concurrency: usize,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -175,6 +175,7 @@ impl RegistryClient {
             None => base.host_str().unwrap_or_default().to_string(),
         };
         let timeout = Duration::from_secs(cfg.timeout_seconds.max(1));
+        let concurrency = cfg.concurrency.clamp(1, crate::config::MAX_CONCURRENCY);
         let http = crate::deploy::tls_trust(
             reqwest::Client::builder(),
             cfg.verify_ssl,
@@ -184,7 +185,7 @@ impl RegistryClient {
         .connect_timeout(timeout)
         .read_timeout(timeout)
         .user_agent(concat!("extregd/", env!("CARGO_PKG_VERSION")))
-        .pool_max_idle_per_host(MAX_IN_FLIGHT)
+        .pool_max_idle_per_host(concurrency)
         .build()
         .map_err(|e| format!("[oci] cannot build the HTTP client: {e}"))?;
         let secrets = Secrets::new(creds.iter().map(|c| c.secret().to_string()));
@@ -199,8 +200,15 @@ impl RegistryClient {
             base,
             host,
             auth: Auth::new(creds),
-            permits: Semaphore::new(MAX_IN_FLIGHT),
+            permits: Semaphore::new(concurrency),
+            concurrency,
         })
+    }
+
+    /// Requests in flight at once (`[oci] concurrency`, clamped): also how
+    /// many repositories a listing works on at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// The registry's base URL as shown (no user information, no `/`).
@@ -612,6 +620,7 @@ mod tests {
             namespace: "ns".into(),
             auth_token_path: None,
             timeout_seconds: 5,
+            concurrency: crate::config::DEFAULT_CONCURRENCY,
             verify_ssl: true,
             insecure: false,
             ca_file: None,

@@ -679,6 +679,7 @@ mod tests {
             namespace: "ns".into(),
             auth_token_path: None,
             timeout_seconds: 5,
+            concurrency: crate::config::DEFAULT_CONCURRENCY,
             verify_ssl: true,
             insecure: false,
             ca_file: None,

@@ -52,7 +52,7 @@ mod paging;
 mod upload;
 
 pub use auth::Credentials;
-pub use client::{registry_base, Access, RegistryClient, MAX_IN_FLIGHT, MAX_RETRIES};
+pub use client::{registry_base, Access, RegistryClient, MAX_RETRIES};
 pub use manifest::{
     ANN_AUTHORS, ANN_CREATED, ANN_DEPENDENCIES, ANN_DESCRIPTION, ANN_LICENSES, ANN_NAME,
     ANN_REQUIRES, ANN_SOURCE, ANN_TAGS, ANN_TITLE, ANN_TYPE, ANN_URL, ANN_VERSION, ARTIFACT_TYPE,
@@ -411,7 +411,7 @@ impl OciBackend {
                         .and_then(|(d, m)| self.entry(t, name, repo, (&tag, v), d, &m)),
                 )
             })
-            .buffer_unordered(MAX_IN_FLIGHT * 2)
+            .buffer_unordered(self.client.concurrency() * 2)
             .try_collect()
             .await?;
         Ok(found.into_iter().flatten().collect())
@@ -460,7 +460,7 @@ impl Backend for OciBackend {
                         let r = self.repo_newest(t, &name, &repo).await;
                         (repo, r)
                     })
-                    .buffer_unordered(MAX_IN_FLIGHT * 2)
+                    .buffer_unordered(self.client.concurrency() * 2)
                     .collect()
                     .await;
             super::isolate("oci", results, &self.skipped)
@@ -550,6 +550,7 @@ mod tests {
             namespace: "ns".into(),
             auth_token_path: None,
             timeout_seconds: 5,
+            concurrency: crate::config::DEFAULT_CONCURRENCY,
             verify_ssl: true,
             insecure: false,
             ca_file: None,
