@@ -204,6 +204,15 @@ fn invalid_configs_fail_with_clear_messages() {
             ),
             "the file holds no credentials",
         ),
+        (
+            "[gitea]\nurl = \"http://127.0.0.1:1\"\norganization = \"o\"\nconcurrency = 0\n".into(),
+            "[gitea] concurrency must be between 1 and 256",
+        ),
+        (
+            "[oci]\nregistry = \"127.0.0.1:1\"\nconcurrency = 100000\n".into(),
+            "[oci] concurrency must be between 1 and 256",
+        ),
+        ("[oci]\nregistry = \"127.0.0.1:1\"\nconcurrency = \"many\"\n".into(), "concurrency"),
         ("this is not toml".into(), "config file"),
     ];
     for (toml, needle) in cases {

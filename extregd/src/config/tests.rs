@@ -254,3 +254,34 @@ fn registry_priority_defaults_orders_and_rejects_bad_names() {
     assert!(e.contains("'oci' more than once"), "{e}");
     assert!(parse("[registry]\norder = []\n").is_err());
 }
+
+#[test]
+fn concurrency_defaults_above_8_and_is_refused_outside_its_range() {
+    let c =
+        parse("[gitea]\nurl = \"http://g\"\norganization = \"o\"\n[oci]\nregistry = \"r:5000\"\n")
+            .unwrap();
+    assert_eq!(c.gitea.as_ref().unwrap().concurrency, DEFAULT_CONCURRENCY);
+    assert_eq!(c.oci.as_ref().unwrap().concurrency, DEFAULT_CONCURRENCY);
+    assert!(DEFAULT_CONCURRENCY > 8);
+    c.validate().unwrap();
+    for (text, key) in [
+        (
+            "[gitea]\nurl = \"http://g\"\norganization = \"o\"\nconcurrency = 0\n",
+            "[gitea]",
+        ),
+        ("[oci]\nregistry = \"r:5000\"\nconcurrency = 257\n", "[oci]"),
+    ] {
+        let e = parse(text).unwrap().validate().unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{key} concurrency must be between 1 and 256")),
+            "{e}"
+        );
+    }
+    let c = parse("[oci]\nregistry = \"r:5000\"\nconcurrency = 256\n").unwrap();
+    assert_eq!(c.oci.as_ref().unwrap().concurrency, 256);
+    c.validate().unwrap();
+    let e = parse("[gitea]\nurl = \"http://g\"\norganization = \"o\"\nconcurrency = -1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("concurrency"), "{e}");
+}

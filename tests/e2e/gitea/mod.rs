@@ -2,7 +2,7 @@
 //! Gitea stand-in of `support/gitea.rs`, driven through `/api/v1`. The first
 //! test holds the stand-in to Gitea 1.25's published schema.
 
-use extreg_tests::gitea::{add_extension, extension_tarball, Access, GiteaStandIn};
+use extreg_tests::gitea::{add_extension, add_extensions, extension_tarball, Access, GiteaStandIn};
 use extreg_tests::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -30,9 +30,20 @@ fn write_token(sb: &Sandbox, token: &str) -> std::path::PathBuf {
 }
 
 fn config(sb: &Sandbox, g: &GiteaStandIn, token: &str, extra: &str) -> std::path::PathBuf {
+    config_with(sb, g, token, "", extra)
+}
+
+/// [`config`] with more `[gitea]` keys (`gitea_keys`, whole lines).
+fn config_with(
+    sb: &Sandbox,
+    g: &GiteaStandIn,
+    token: &str,
+    gitea_keys: &str,
+    extra: &str,
+) -> std::path::PathBuf {
     let tok = write_token(sb, token);
     sb.write_config(&format!(
-        "[gitea]\nurl = \"{}\"\norganization = \"{ORG}\"\ntoken_path = \"{}\"\ntimeout_seconds = 5\n\
+        "[gitea]\nurl = \"{}\"\norganization = \"{ORG}\"\ntoken_path = \"{}\"\ntimeout_seconds = 5\n{gitea_keys}\
          [cache]\nartifact_dir = \"{}\"\n{extra}",
         g.url,
         tok.display(),
@@ -72,22 +83,7 @@ fn absent(v: &Value, key: &str) -> bool {
     v.get(key).is_none_or(Value::is_null)
 }
 
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
+mod fanout;
 mod schema;
 use schema::raw_get;
 
@@ -97,17 +93,7 @@ use schema::raw_get;
 fn two_page_org_lists_every_extension_and_skips_others() {
     let g = standin();
     g.with(|w| {
-        let types = ["provider", "taskserv", "cluster"];
-        for i in 0..55 {
-            add_extension(
-                w,
-                ORG,
-                types[i % 3],
-                &format!("ext{i:02}"),
-                &["v1.0.0", "v1.1.0"],
-                true,
-            );
-        }
+        add_extensions(w, ORG, "ext", 55, &["v1.0.0", "v1.1.0"], true);
         for other in ["website", "docs", "ext99_provider", "_prov"] {
             w.repo(ORG, other).release("v1.0.0");
         }
@@ -626,17 +612,7 @@ fn same_extension_in_local_and_gitea_merges_by_priority() {
 fn cold_list_under_latency_is_concurrent() {
     let g = standin();
     g.with(|w| {
-        let types = ["provider", "taskserv", "cluster"];
-        for i in 0..60 {
-            add_extension(
-                w,
-                ORG,
-                types[i % 3],
-                &format!("lat{i:02}"),
-                &["v1.0.0", "v1.1.0"],
-                true,
-            );
-        }
+        add_extensions(w, ORG, "lat", 60, &["v1.0.0", "v1.1.0"], true);
     });
     let sb = Sandbox::new();
     let d = start(&sb, &g, TOKEN, "");

@@ -15,8 +15,9 @@
 //!   `{ROOT}{owner}/{repo}/releases/download/{tag}/{asset}` (outside
 //!   `/api/v1`) accept the same `Authorization` header.
 //!
-//! Knobs for tests: latency per request, answering 500 to everything,
-//! stopping (listener and connections gone), request counts per route, and
+//! Knobs for tests: latency per request (more for the requests matching a
+//! text), answering 500 to everything or to the requests matching a text, stopping (listener and connections gone),
+//! request counts per route and the peak of requests in flight, and
 //! tampering an asset's bytes after its `SHA256SUMS` was published.
 //!
 //! Gitea also sends `username` inside `User` objects, a field the schema
@@ -74,6 +75,13 @@ struct Shared {
     failing: AtomicBool,
     counts: Mutex<BTreeMap<String, u64>>,
     total: AtomicU64,
+    /// Requests being answered now, and the most there were at once.
+    in_flight: AtomicU64,
+    peak: AtomicU64,
+    /// Requests whose path and query contain one of these answer 500.
+    fail_matching: Mutex<Vec<String>>,
+    /// Requests whose path and query contain the text wait this much more.
+    slow_matching: Mutex<Vec<(String, Duration)>>,
 }
 
 impl GiteaStandIn {
@@ -95,6 +103,10 @@ impl GiteaStandIn {
             failing: AtomicBool::new(false),
             counts: Mutex::new(BTreeMap::new()),
             total: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+            fail_matching: Mutex::new(Vec::new()),
+            slow_matching: Mutex::new(Vec::new()),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -159,6 +171,29 @@ impl GiteaStandIn {
     pub fn reset_counts(&self) {
         self.state.counts.lock().clear();
         self.state.total.store(0, Ordering::Relaxed);
+        self.state.peak.store(0, Ordering::Relaxed);
+    }
+
+    /// The most requests answered at once since the start or the last
+    /// [`GiteaStandIn::reset_counts`] (counted from arrival, through the
+    /// latency, until the handler has its answer).
+    pub fn peak_in_flight(&self) -> u64 {
+        self.state.peak.load(Ordering::Relaxed)
+    }
+
+    /// From now on, a request whose path and query contain `needle`
+    /// answers 500 (after the latency), as a failing Gitea would.
+    pub fn fail_matching(&self, needle: &str) {
+        self.state.fail_matching.lock().push(needle.to_string());
+    }
+
+    /// From now on, a request whose path and query contain `needle` waits
+    /// `d` more before it is answered.
+    pub fn slow_matching(&self, needle: &str, d: Duration) {
+        self.state
+            .slow_matching
+            .lock()
+            .push((needle.to_string(), d));
     }
 
     /// Replaces the bytes of an asset in place (same id, size and time), as

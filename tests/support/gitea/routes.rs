@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::json;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,14 +46,39 @@ async fn knobs(State(st): State<Arc<Shared>>, req: Request, next: Next) -> Respo
         .lock()
         .entry(format!("{} {route}", req.method()))
         .or_default() += 1;
-    let ms = st.latency_ms.load(Ordering::Relaxed);
-    if ms > 0 {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+    let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    st.peak.fetch_max(now, Ordering::SeqCst);
+    // Counted down however the request ends (a client may drop it).
+    let _in_flight = InFlight(&st.in_flight);
+    let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("");
+    let extra: Duration = st
+        .slow_matching
+        .lock()
+        .iter()
+        .filter(|(n, _)| target.contains(n.as_str()))
+        .map(|(_, d)| *d)
+        .sum();
+    let ms = Duration::from_millis(st.latency_ms.load(Ordering::Relaxed)) + extra;
+    if !ms.is_zero() {
+        tokio::time::sleep(ms).await;
     }
-    if st.failing.load(Ordering::Relaxed) {
+    let matched = st
+        .fail_matching
+        .lock()
+        .iter()
+        .any(|n| target.contains(n.as_str()));
+    if matched || st.failing.load(Ordering::Relaxed) {
         return api_error(&st, StatusCode::INTERNAL_SERVER_ERROR, "");
     }
     next.run(req).await
+}
+
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Who is asking: `Ok(None)` anonymous, `Ok(Some(access))` a known token,
@@ -237,6 +262,7 @@ async fn stats(State(st): State<Arc<Shared>>) -> Response {
     json_response(json!({
         "total": st.total.load(Ordering::Relaxed),
         "routes": *st.counts.lock(),
+        "peak_in_flight": st.peak.load(Ordering::Relaxed),
     }))
 }
 

@@ -229,3 +229,13 @@ pub fn add_extension(
     }
     out
 }
+
+/// Adds `n` extension repositories `{prefix}00`, `{prefix}01`, ... to `org`,
+/// of types provider, taskserv and cluster in turn, each with a release per
+/// tag in `tags` (see [`add_extension`]).
+pub fn add_extensions(w: &mut World, org: &str, prefix: &str, n: usize, tags: &[&str], sums: bool) {
+    let types = ["provider", "taskserv", "cluster"];
+    for i in 0..n {
+        add_extension(w, org, types[i % 3], &format!("{prefix}{i:02}"), tags, sums);
+    }
+}

@@ -1,7 +1,7 @@
 //! Requests to Gitea: URLs, the token, retries, error mapping and paging.
 
 use super::model::{enc, ApiErrorBody, Page};
-use super::{Inner, MAX_PAGES, MAX_PAGE_BYTES, MAX_RETRIES, PAGE_LIMIT};
+use super::{Inner, MAX_PAGES, MAX_PAGE_BYTES, MAX_RETRIES, PAGE_LIMIT, PAGE_LOOKAHEAD};
 use crate::backend::http;
 use crate::backend::BackendError;
 use futures::StreamExt;
@@ -163,15 +163,15 @@ impl Inner {
     /// Hands each page of a list endpoint to `on_page` as soon as it has
     /// arrived, in page order, so the caller can start work on its items
     /// while later pages are still on the way: the first page, then the
-    /// rest — when `X-Total-Count` says how many, all requested at once
-    /// (each still waits for a permit, so at most `concurrency` requests
-    /// are in flight), else one by one while `Link` names a next page.
+    /// rest — when `X-Total-Count` says how many, [`PAGE_LOOKAHEAD`] at a
+    /// time (each also takes a permit), else one by one while `Link` names
+    /// a next page.
     /// An error after some pages were handed over leaves those with the
     /// caller (the count of pages handed over tells where it stopped).
     /// **Bounded against a lying server**: at most [`MAX_PAGES`] pages,
     /// reading stops at the first short or empty page (requests already
     /// started for later pages are dropped: an absurd `X-Total-Count` costs
-    /// at most `concurrency` requests), and a page whose body was already
+    /// at most [`PAGE_LOOKAHEAD`] requests), and a page whose body was already
     /// seen (a `next` that loops) ends the listing with a warning.
     pub(super) async fn each_page<T: DeserializeOwned + Send>(
         &self,
@@ -195,7 +195,7 @@ impl Inner {
                 let pages = total.div_ceil(per).min(MAX_PAGES);
                 let mut rest = futures::stream::iter(2..=pages)
                     .map(|n| async move { (n, self.page::<T>(path, n, what).await) })
-                    .buffered(self.concurrency);
+                    .buffered(PAGE_LOOKAHEAD.min(self.concurrency));
                 while let Some((n, p)) = rest.next().await {
                     let p = p?;
                     if !seen.insert(p.digest) {

@@ -75,6 +75,10 @@ use crate::config::GiteaConfig;
 
 /// Page size asked for; Gitea caps it at its `MAX_RESPONSE_ITEMS` (50).
 pub const PAGE_LIMIT: u64 = 50;
+/// Pages of one list requested ahead at once once `X-Total-Count` is known:
+/// 8 pages are 400 repositories of work, enough to keep every permit busy,
+/// and an absurd total costs no more than these.
+const PAGE_LOOKAHEAD: usize = 8;
 /// No listing follows more pages than this (an absurd `X-Total-Count` is
 /// cut here, and reading stops at the first short page anyway).
 const MAX_PAGES: u64 = 1000;
