@@ -253,6 +253,7 @@ fn default_timeout() -> u64 {
 /// checksum files (a 60-repository Gitea organization is three round trips
 /// deep and about 120 requests wide).
 pub const DEFAULT_CONCURRENCY: usize = 48;
+const _: () = assert!(DEFAULT_CONCURRENCY > 8 && DEFAULT_CONCURRENCY <= MAX_CONCURRENCY);
 /// The largest `concurrency` accepted: more would only queue at the server.
 pub const MAX_CONCURRENCY: usize = 256;
 pub fn default_concurrency() -> usize {
