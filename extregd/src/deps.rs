@@ -486,7 +486,12 @@ pub async fn resolve(
                     None => reg.versions(k.0, &k.1).await.map(|v| v.entries.clone()),
                 };
                 let vs = match vs {
-                    Ok(v) => v,
+                    // A flagged version (artifact of another version) is
+                    // never a candidate.
+                    Ok(mut v) => {
+                        v.retain(|e| e.record.mismatch.is_none());
+                        v
+                    }
                     Err(e) if e.kind == ErrorKind::NotFound && k != root_key => Vec::new(),
                     Err(e) => return Err(e),
                 };

@@ -56,6 +56,7 @@ pub fn extension(e: &Extension, span: Span) -> Value {
     r.push("requires", strings(&e.requires, span));
     r.push("dependencies", strings(&e.dependencies, span));
     r.push("signature", signature(&e.signature, span));
+    r.push("mismatch", opt_str(&e.mismatch, span));
     Value::record(r, span)
 }
 
@@ -108,6 +109,7 @@ pub fn version(v: &ExtensionVersion, span: Span) -> Value {
     r.push("source", Value::string(v.source.as_str(), span));
     r.push("stale", Value::bool(v.stale, span));
     r.push("signature", signature(&v.signature, span));
+    r.push("mismatch", opt_str(&v.mismatch, span));
     Value::record(r, span)
 }
 
@@ -254,6 +256,7 @@ mod tests {
             requires: vec![],
             dependencies: vec![],
             signature: Default::default(),
+            mismatch: None,
         };
         let v = extension(&e, Span::test_data());
         let r = v.as_record().unwrap();
@@ -277,7 +280,8 @@ mod tests {
                 "stale",
                 "requires",
                 "dependencies",
-                "signature"
+                "signature",
+                "mismatch"
             ]
         );
         assert!(matches!(r.get("published_at"), Some(Value::Date { .. })));

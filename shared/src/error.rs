@@ -92,6 +92,9 @@ pub enum ErrorKind {
     InsufficientStorage,
     /// Dependencies that cannot be satisfied together, or form a cycle.
     DependencyError,
+    /// The version asked for is flagged: its artifact declares another
+    /// version or name than its tag (see `Extension::mismatch`).
+    ArtifactMismatch,
 }
 
 impl ErrorKind {
@@ -115,6 +118,7 @@ impl ErrorKind {
             Self::ServiceUnavailable => "service_unavailable",
             Self::InsufficientStorage => "insufficient_storage",
             Self::DependencyError => "dependency_error",
+            Self::ArtifactMismatch => "artifact_mismatch",
         }
     }
 
@@ -128,7 +132,7 @@ impl ErrorKind {
             | Self::VersionMismatch => 400,
             Self::AuthError => 401,
             Self::InvalidArchive => 422,
-            Self::DependencyError => 409,
+            Self::DependencyError | Self::ArtifactMismatch => 409,
             Self::RangeNotSatisfiable => 416,
             Self::RateLimit => 429,
             Self::ConfigError | Self::InternalError => 500,
@@ -143,7 +147,7 @@ impl ErrorKind {
         Self::ALL.into_iter().find(|k| k.code() == code)
     }
 
-    pub const ALL: [ErrorKind; 18] = [
+    pub const ALL: [ErrorKind; 19] = [
         Self::NotFound,
         Self::InvalidType,
         Self::InvalidVersion,
@@ -162,6 +166,7 @@ impl ErrorKind {
         Self::ServiceUnavailable,
         Self::InsufficientStorage,
         Self::DependencyError,
+        Self::ArtifactMismatch,
     ];
 }
 

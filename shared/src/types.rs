@@ -116,6 +116,15 @@ pub struct Extension {
     /// Whether the artifact is signed and the signature was verified.
     #[serde(default)]
     pub signature: SignatureState,
+    /// Why this version's artifact is not what its tag says, when it is not
+    /// (`tarball declares 3.4.0`, `tarball declares provider/aws 1.0.0`):
+    /// the `extension.yaml` inside an artifact pushed without annotations
+    /// names another version, name or type. A flagged version is never
+    /// picked as the newest or by a constraint, and asking for it by its
+    /// exact version is refused (409 `artifact_mismatch`). `null` when the
+    /// artifact matches or nothing says otherwise.
+    #[serde(default)]
+    pub mismatch: Option<String>,
 }
 
 /// What is known of an artifact's minisign signature.
@@ -157,6 +166,9 @@ pub struct ExtensionVersion {
     pub stale: bool,
     #[serde(default)]
     pub signature: SignatureState,
+    /// See [`Extension::mismatch`].
+    #[serde(default)]
+    pub mismatch: Option<String>,
 }
 
 impl From<&Extension> for ExtensionVersion {
@@ -171,6 +183,7 @@ impl From<&Extension> for ExtensionVersion {
             source: e.source,
             stale: e.stale,
             signature: e.signature.clone(),
+            mismatch: e.mismatch.clone(),
         }
     }
 }
@@ -284,6 +297,7 @@ mod tests {
             requires: vec![],
             dependencies: vec!["taskserv/containerd@^1.7".into()],
             signature: SignatureState::default(),
+            mismatch: None,
         };
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "provider");

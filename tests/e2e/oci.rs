@@ -106,11 +106,13 @@ fn listing_follows_pages_ignores_strangers_and_maps_annotations() {
     let mut big_tags: Vec<String> = (0..118).map(|i| format!("1.{i}.0")).collect();
     big_tags.extend(["2.0.0-rc.1", "v0.9.0", "latest"].map(String::from));
     let tag_refs: Vec<&str> = big_tags.iter().map(String::as_str).collect();
+    // Annotated: 121 tags of one artifact that says 1.0.0 inside would
+    // otherwise be flagged as mismatches (tested in seed_oci).
     reg.push_artifact(
         &format!("{NS}/big-provider"),
         &tag_refs,
         &artifact("big", "1.0.0"),
-        &[],
+        &[("org.opencontainers.image.description", "big")],
     );
     let k_layer = artifact("kubernetes", "1.28.0");
     let k = reg.push_artifact(
@@ -140,10 +142,14 @@ fn listing_follows_pages_ignores_strangers_and_maps_annotations() {
         &artifact("kubernetes", "1.29.0-beta.1"),
         &[("org.opencontainers.image.description", "beta")],
     );
+    // No annotations: its metadata comes from its own extension.yaml.
     reg.push_artifact(
         &format!("{NS}/web-cluster"),
         &["0.1.0"],
-        &artifact("web", "0.1.0"),
+        &tar_gz(&[(
+            "extension.yaml".to_string(),
+            manifest("cluster", "web", "0.1.0", "web from its tarball", &[]).into_bytes(),
+        )]),
         &[],
     );
     // Not extensions: wrong suffix, other namespace, no version tags, and a
@@ -230,6 +236,11 @@ fn listing_follows_pages_ignores_strangers_and_maps_annotations() {
     assert_eq!(full[0]["prerelease"], true);
     assert_eq!(full[1]["prerelease"], false);
 
+    // No annotations -> the tarball's extension.yaml.
+    let web = json_ok(&d, "/extensions/cluster/web");
+    assert_eq!(web["description"], "web from its tarball", "{web}");
+    assert_eq!(web["author"], "tests", "{web}");
+
     // Annotations -> record fields.
     let rec = json_ok(&d, "/extensions/taskserv/kubernetes");
     assert_eq!(rec["version"], "1.28.0");
@@ -261,7 +272,13 @@ fn downloads_are_verified_streamed_once_and_cached() {
     let reg = Registry::start(Options::default());
     let repo = format!("{NS}/blob-provider");
     let layer = noise(3 << 20, 7);
-    let pushed = reg.push_artifact(&repo, &["1.0.0"], &layer, &[]);
+    // Annotated, so listing it reads no blob: the blob counts are downloads.
+    let pushed = reg.push_artifact(
+        &repo,
+        &["1.0.0"],
+        &layer,
+        &[("org.opencontainers.image.description", "noise")],
+    );
     let sb = Sandbox::new();
     let d = start_daemon(&sb, &reg.addr, None, "");
     let path = "/extensions/provider/blob/1.0.0";
@@ -305,7 +322,13 @@ fn a_corrupted_blob_is_an_integrity_error_and_not_cached() {
     let reg = Registry::start(Options::default());
     let repo = format!("{NS}/bad-provider");
     let layer = noise(256 << 10, 3);
-    let pushed = reg.push_artifact(&repo, &["1.0.0"], &layer, &[]);
+    // Annotated, so listing it reads no blob: the blob counts are downloads.
+    let pushed = reg.push_artifact(
+        &repo,
+        &["1.0.0"],
+        &layer,
+        &[("org.opencontainers.image.description", "noise")],
+    );
     // Same length, different bytes.
     let file = reg.blob_file(&pushed.layer_digest);
     let mut data = std::fs::read(&file).unwrap();
@@ -731,7 +754,13 @@ fn redirects_are_followed_without_forwarding_credentials() {
     let reg = Registry::start(Options::default());
     let repo = format!("{NS}/moved-provider");
     let layer = noise(64 << 10, 11);
-    let pushed = reg.push_artifact(&repo, &["1.0.0"], &layer, &[]);
+    // Annotated, so listing it reads no blob: the blob counts are downloads.
+    let pushed = reg.push_artifact(
+        &repo,
+        &["1.0.0"],
+        &layer,
+        &[("org.opencontainers.image.description", "noise")],
+    );
     // The blob store: another host name (localhost, not 127.0.0.1) and port.
     let store = PagingProxy::start(&reg.url, 1000);
     let store_port = store.addr.rsplit(':').next().unwrap();

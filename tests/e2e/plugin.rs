@@ -117,7 +117,8 @@ fn search_list_info_versions_as_nushell_tables() {
             "stale",
             "requires",
             "dependencies",
-            "signature"
+            "signature",
+            "mismatch"
         ])
     );
     let v = nu.json("ext list | first | [($in.published_at | describe) ($in.size | describe) ($in.tags | describe)]");
@@ -223,7 +224,7 @@ fn flat(s: &str) -> String {
 
 /// The error is a LabeledError whose label points at `needle` in the
 /// script, with `message` in its text.
-fn assert_labeled(out: &NuOutput, message: &str, needle: &str) {
+pub(crate) fn assert_labeled(out: &NuOutput, message: &str, needle: &str) {
     assert!(!out.ok, "expected a failure, got: {}", out.stdout);
     assert!(
         flat(&out.stderr).contains(message),

@@ -198,6 +198,9 @@ fn manifest_of(layer: &[u8], announced: u64) -> Vec<u8> {
                    "digest": digest(b"{}"), "size": 2},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                     "digest": digest(layer), "size": announced}],
+        // Annotated (as `ext publish` artifacts are), so a listing reads no
+        // blob: every blob request a test counts is a download.
+        "annotations": {"org.opencontainers.image.description": "from the hostile registry"},
     })
     .to_string()
     .into_bytes()

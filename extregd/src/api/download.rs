@@ -40,7 +40,8 @@ use extreg_shared::ErrorKind;
             body = extreg_shared::ErrorBody, headers(
                 ("Content-Range" = String, description = "`bytes */<size>`"),
             )),
-        super::openapi::BadInput, super::openapi::NotFound, super::openapi::BackendFailures,
+        super::openapi::BadInput, super::openapi::NotFound, super::openapi::Mismatched,
+        super::openapi::BackendFailures,
     ))]
 pub async fn download(
     State(st): State<SharedState>,

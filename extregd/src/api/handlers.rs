@@ -140,7 +140,7 @@ pub async fn versions(State(st): State<SharedState>, p: ExtPath) -> Result<Respo
     params(ExtPathDoc, ResolveQuery),
     responses(
         (status = 200, description = "The highest satisfying version", body = Extension),
-        BadInput, NotFound, BackendFailures,
+        BadInput, NotFound, super::openapi::Mismatched, BackendFailures,
     ))]
 pub async fn resolve(
     State(st): State<SharedState>,

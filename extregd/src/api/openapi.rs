@@ -303,6 +303,17 @@ pub enum NotFound {
     Missing(ErrorBody),
 }
 
+/// A version whose artifact is not what its tag says.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum Mismatched {
+    /// `artifact_mismatch`: the version asked for is flagged (its
+    /// `mismatch` says why: the tarball's `extension.yaml` declares another
+    /// version, name or type); it is never served as if it matched.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+}
+
 /// Only for [`ToSchema`] completeness checks in tests.
 #[allow(dead_code)]
 fn _schemas_exist() {

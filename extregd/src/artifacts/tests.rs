@@ -49,6 +49,7 @@ fn entry() -> VersionEntry {
             requires: vec![],
             dependencies: vec![],
             signature: Default::default(),
+            mismatch: None,
         },
         semver: "1.0.0".parse().unwrap(),
         locator: String::new(),

@@ -379,6 +379,7 @@ impl Inner {
                 requires: m.requires,
                 dependencies: m.dependencies,
                 signature: Default::default(),
+                mismatch: None,
             },
             semver,
             locator: path.display().to_string(),

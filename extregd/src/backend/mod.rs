@@ -116,12 +116,15 @@ pub trait Backend: Send + Sync + 'static {
 /// The newest version not marked pre-release (`record.prerelease`: a
 /// semver pre-release part, or the backend's own flag such as Gitea's), else
 /// the newest of all.
+///
+/// A version flagged as a mismatch (`record.mismatch`: its artifact
+/// declares another version or name) is never the newest.
 pub fn newest(entries: &[VersionEntry]) -> Option<&VersionEntry> {
-    entries
-        .iter()
+    let sound = || entries.iter().filter(|e| e.record.mismatch.is_none());
+    sound()
         .filter(|e| !e.record.prerelease)
         .max_by(|a, b| a.semver.cmp(&b.semver))
-        .or_else(|| entries.iter().max_by(|a, b| a.semver.cmp(&b.semver)))
+        .or_else(|| sound().max_by(|a, b| a.semver.cmp(&b.semver)))
 }
 
 /// Gathers the per-repository results of a listing. **One failing
@@ -256,6 +259,7 @@ mod tests {
                 requires: vec![],
                 dependencies: vec![],
                 signature: Default::default(),
+                mismatch: None,
             },
             semver,
             locator: String::new(),

@@ -299,6 +299,7 @@ mod tests {
             requires: vec![],
             dependencies: vec![],
             signature: Default::default(),
+            mismatch: None,
         };
         fill(&mut r, &m);
         assert_eq!(r.description, "from an annotation");

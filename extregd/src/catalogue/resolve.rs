@@ -7,8 +7,8 @@ use crate::artifacts::{ArtifactHandle, Delivery};
 use crate::backend::{newest, Backend, VersionEntry};
 use crate::error::Error;
 use bytes::Bytes;
-use extreg_shared::Field;
 use extreg_shared::{parse_version, Constraint, Extension, ExtensionType, Source};
+use extreg_shared::{ErrorKind, Field};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -68,12 +68,30 @@ impl Catalogue {
             None => self.versions(ext_type, name).await?,
             Some(s) => self.source_versions(ext_type, name, s).await?,
         };
-        constraint
-            .resolve(
+        // Flagged versions are never chosen; when only a flagged one would
+        // satisfy the constraint (it was asked for), say so instead of
+        // "not found".
+        let sound: Vec<VersionEntry> = versions
+            .entries
+            .iter()
+            .filter(|e| e.record.mismatch.is_none())
+            .cloned()
+            .collect();
+        if sound.len() < versions.entries.len()
+            && constraint
+                .resolve(&sound, |e| (&e.semver, e.record.prerelease), allow_pre)
+                .is_none()
+        {
+            if let Some(flagged) = constraint.resolve(
                 &versions.entries,
                 |e| (&e.semver, e.record.prerelease),
                 allow_pre,
-            )
+            ) {
+                return Err(mismatch_refusal(flagged));
+            }
+        }
+        constraint
+            .resolve(&sound, |e| (&e.semver, e.record.prerelease), allow_pre)
             .cloned()
             .ok_or_else(|| {
                 not_found_version(ext_type, name, &constraint.to_string(), &versions).with_message(
@@ -230,6 +248,9 @@ impl Catalogue {
             .find(|e| e.semver == wanted)
             .ok_or_else(|| not_found_version(ext_type, name, version, &versions))?
             .clone();
+        if entry.record.mismatch.is_some() {
+            return Err(mismatch_refusal(&entry));
+        }
         let backend = self.backend_for(entry.record.source)?;
         Ok((entry, backend))
     }
@@ -278,6 +299,28 @@ impl Catalogue {
             .await?;
         Ok((entry, d))
     }
+}
+
+/// The refusal of a version flagged as a mismatch (409
+/// `artifact_mismatch`, on the version argument): its artifact is not what
+/// its tag says, so it is not served as if it were.
+fn mismatch_refusal(e: &VersionEntry) -> Error {
+    let r = &e.record;
+    Error::new(
+        ErrorKind::ArtifactMismatch,
+        format!(
+            "{}/{} {} is flagged: its artifact is not that version ({}); refusing to serve it",
+            r.ext_type,
+            r.name,
+            r.version,
+            r.mismatch.as_deref().unwrap_or("mismatch")
+        ),
+    )
+    .with_field(Field::Version)
+    .with_details(
+        "the tarball's extension.yaml disagrees with the tag it was pushed under; \
+         push it under the version it declares, or fix extension.yaml",
+    )
 }
 
 fn not_found_version(

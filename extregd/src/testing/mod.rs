@@ -232,6 +232,7 @@ pub fn record(ext_type: ExtensionType, name: &str, version: &str, source: Source
         requires: vec![],
         dependencies: vec![],
         signature: Default::default(),
+        mismatch: None,
     }
 }
 

@@ -35,6 +35,7 @@ pub fn version_row(ty: &str, name: &str, version: &str, checksum: &str, size: i6
     r.push("source", s("local"));
     r.push("stale", Value::bool(false, Span::unknown()));
     r.push("signature", unsigned_local());
+    r.push("mismatch", Value::nothing(Span::unknown()));
     Value::record(r, Span::unknown())
 }
 
@@ -84,6 +85,7 @@ pub fn extension_row(x: Row<'_>) -> Value {
     r.push("requires", list(vec![]));
     r.push("dependencies", list(vec![]));
     r.push("signature", unsigned_local());
+    r.push("mismatch", Value::nothing(Span::unknown()));
     Value::record(r, Span::unknown())
 }
 

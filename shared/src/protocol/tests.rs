@@ -20,6 +20,7 @@ fn sample_ext() -> Extension {
         requires: vec![],
         dependencies: vec![],
         signature: Default::default(),
+        mismatch: None,
     }
 }
 

@@ -262,6 +262,7 @@ impl Inner {
                     signed: Some(signed),
                     ..Default::default()
                 },
+                mismatch: None,
             },
             semver,
             locator,

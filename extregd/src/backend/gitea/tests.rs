@@ -175,6 +175,7 @@ fn newest_skips_flagged_prereleases() {
             requires: vec![],
             dependencies: vec![],
             signature: Default::default(),
+            mismatch: None,
         },
         semver: v.parse().unwrap(),
         locator: String::new(),

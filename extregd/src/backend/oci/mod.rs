@@ -49,6 +49,7 @@ pub mod client;
 pub mod diagnose;
 pub mod manifest;
 mod paging;
+pub mod scan;
 mod upload;
 
 pub use auth::Credentials;
@@ -136,6 +137,8 @@ pub struct OciBackend {
     skipped: Mutex<Vec<String>>,
     /// The signature tags (`sha256-<hex>.minisig`) last listed per repository.
     signature_tags: Mutex<HashMap<String, HashSet<String>>>,
+    /// `extension.yaml` of artifacts without annotations, by layer digest.
+    scans: scan::Scanner,
 }
 
 impl fmt::Debug for OciBackend {
@@ -173,6 +176,7 @@ impl OciBackend {
             manifests: ManifestCache::default(),
             skipped: Mutex::new(Vec::new()),
             signature_tags: Mutex::new(HashMap::new()),
+            scans: scan::Scanner::default(),
         })
     }
 
@@ -307,8 +311,36 @@ impl OciBackend {
         Ok(Some((digest, parsed)))
     }
 
+    /// The record of one version (see [`Self::entry`]), its metadata read
+    /// from the artifact's `extension.yaml` when the manifest has no
+    /// metadata annotations ([`scan`]).
+    async fn described(
+        &self,
+        t: ExtensionType,
+        name: &str,
+        repo: &str,
+        tag: (&str, semver::Version),
+        digest: String,
+        m: &Parsed,
+    ) -> Result<Option<VersionEntry>, BackendError> {
+        let scanned = if scan::lacks_metadata(m) {
+            Some(
+                self.scans
+                    .scan(&self.client, repo, &m.layer_digest())
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(self.entry(t, name, repo, tag, digest, m, scanned.as_deref()))
+    }
+
     /// The record of one version, or `None` when its annotations say it
-    /// belongs to another extension.
+    /// belongs to another extension. `scanned` is what the artifact's own
+    /// `extension.yaml` says, for manifests without annotations: it fills
+    /// the metadata and flags a tag whose tarball declares another version,
+    /// name or type (`mismatch`).
+    #[allow(clippy::too_many_arguments)]
     fn entry(
         &self,
         t: ExtensionType,
@@ -317,6 +349,7 @@ impl OciBackend {
         (tag, semver): (&str, semver::Version),
         digest: String,
         m: &Parsed,
+        scanned: Option<&crate::backend::tar_meta::Scan>,
     ) -> Option<VersionEntry> {
         let ann = |k: &str| {
             m.annotations
@@ -367,29 +400,38 @@ impl OciBackend {
             .lock()
             .get(repo)
             .is_some_and(|s| s.contains(&crate::signature::oci_signature_tag(&layer)));
-        Some(VersionEntry {
-            record: Extension {
-                name: name.to_string(),
-                ext_type: t,
-                version: semver.to_string(),
-                description: ann(ANN_DESCRIPTION).unwrap_or_default(),
-                author: ann(ANN_AUTHORS),
-                repository: ann(ANN_SOURCE),
-                source: Source::Oci,
-                published_at: ann(ANN_CREATED).map(|c| utc(&c)),
-                download_url: None,
-                checksum: Some(layer.clone()),
-                size: Some(m.layer.size()),
-                tags,
-                prerelease: !semver.pre.is_empty(),
-                stale: false,
-                requires: list(ANN_REQUIRES),
-                dependencies: list(ANN_DEPENDENCIES),
-                signature: extreg_shared::SignatureState {
-                    signed: Some(signed),
-                    ..Default::default()
-                },
+        let mut record = Extension {
+            name: name.to_string(),
+            ext_type: t,
+            version: semver.to_string(),
+            description: ann(ANN_DESCRIPTION).unwrap_or_default(),
+            author: ann(ANN_AUTHORS),
+            repository: ann(ANN_SOURCE),
+            source: Source::Oci,
+            published_at: ann(ANN_CREATED).map(|c| utc(&c)),
+            download_url: None,
+            checksum: Some(layer.clone()),
+            size: Some(m.layer.size()),
+            tags,
+            prerelease: !semver.pre.is_empty(),
+            stale: false,
+            requires: list(ANN_REQUIRES),
+            dependencies: list(ANN_DEPENDENCIES),
+            signature: extreg_shared::SignatureState {
+                signed: Some(signed),
+                ..Default::default()
             },
+            mismatch: None,
+        };
+        if let Some(crate::backend::tar_meta::Scan::Found(declared)) = scanned {
+            crate::backend::tar_meta::fill(&mut record, declared);
+            record.mismatch = crate::backend::tar_meta::mismatch(t, name, &semver, declared);
+            if let Some(why) = &record.mismatch {
+                tracing::warn!(%repo, %tag, "oci: flagging a tag whose artifact is another version: {why}");
+            }
+        }
+        Some(VersionEntry {
+            record,
             semver,
             locator: format!("{repo}@{layer}"),
             revision: digest,
@@ -405,11 +447,10 @@ impl OciBackend {
         let tags = self.version_tags(repo).await?;
         let found: Vec<Option<VersionEntry>> = futures::stream::iter(tags)
             .map(|(v, tag)| async move {
-                Ok::<_, BackendError>(
-                    self.manifest(repo, &tag)
-                        .await?
-                        .and_then(|(d, m)| self.entry(t, name, repo, (&tag, v), d, &m)),
-                )
+                match self.manifest(repo, &tag).await? {
+                    Some((d, m)) => self.described(t, name, repo, (&tag, v), d, &m).await,
+                    None => Ok(None),
+                }
             })
             .buffer_unordered(self.client.concurrency() * 2)
             .try_collect()
@@ -418,7 +459,8 @@ impl OciBackend {
     }
 
     /// The newest version of a repository: tags by precedence (stable
-    /// first), the first whose manifest is an extension artifact.
+    /// first), the first whose manifest is an extension artifact that is
+    /// not flagged as a mismatch.
     async fn repo_newest(
         &self,
         t: ExtensionType,
@@ -433,8 +475,9 @@ impl OciBackend {
         });
         for (v, tag) in tags {
             if let Some((d, m)) = self.manifest(repo, &tag).await? {
-                if let Some(e) = self.entry(t, name, repo, (&tag, v), d, &m) {
-                    return Ok(Some(e.record));
+                match self.described(t, name, repo, (&tag, v), d, &m).await? {
+                    Some(e) if e.record.mismatch.is_none() => return Ok(Some(e.record)),
+                    _ => {}
                 }
             }
         }
