@@ -127,8 +127,13 @@ pub struct ListQuery {
 #[allow(dead_code)]
 pub struct SearchQuery {
     /// Case-insensitive text matched against names, descriptions and tags;
-    /// at most 128 characters, not only white space.
-    #[param(min_length = 1, max_length = 128, pattern = "\\S")]
+    /// at most 128 characters, not only white space (Unicode `White_Space`,
+    /// spelled out: `\s` means other sets in ECMA, Python and Rust).
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "[^\\u0009-\\u000d \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     pub q: String,
     /// Only extensions of this type.
     #[param(rename = "type", inline)]
@@ -423,6 +428,26 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&Value::from("range_not_satisfiable")));
+    }
+
+    #[test]
+    fn search_text_pattern_is_the_handlers_white_space_rule() {
+        // The handler trims with `char::is_whitespace`; the pattern must
+        // admit exactly the characters that are not white space.
+        let d = doc();
+        let q = param(&d, "/api/v1/extensions/search", "q")["schema"]["pattern"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let re = regex::Regex::new(&format!("^(?:{q})$")).unwrap();
+        for c in (0..=0x10ffffu32).filter_map(char::from_u32) {
+            assert_eq!(
+                re.is_match(c.encode_utf8(&mut [0; 4])),
+                !c.is_whitespace(),
+                "U+{:04X}",
+                c as u32
+            );
+        }
     }
 
     #[test]
