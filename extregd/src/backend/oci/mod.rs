@@ -36,6 +36,13 @@
 //! | `org.opencontainers.image.version` | checked against the tag (a mismatch is logged) |
 //! | `dev.provisioning.extension.name`, `.type` | when present they must match the repository, else the tag is skipped |
 //!
+//! A manifest with none of these annotations (pushed by ORAS or skopeo as a
+//! bare file) is described by the `extension.yaml` inside its layer
+//! ([`scan`]: read once per layer digest): description, author, tags,
+//! requires, dependencies, repository; a tarball declaring another version,
+//! name or type sets the record's `mismatch` (never the newest, refused
+//! when asked for; see `catalogue::resolve`).
+//!
 //! The artifact is the layer [`manifest::parse`] picks; its digest is the
 //! version's `checksum` and its size the `size`. `revision` is the manifest
 //! digest.
