@@ -38,7 +38,9 @@ use crate::backend::oci::{
 use crate::backend::BackendError;
 use crate::manifest::Manifest;
 use crate::pack::{pack_dir_into, HashingWriter};
+use crate::progress::ProgressTx;
 use bytes::Bytes;
+use extreg_shared::protocol::Phase;
 use extreg_shared::{parse_version, validate_name, ExtensionType};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -252,6 +254,18 @@ pub async fn publish_with(
     version: &str,
     opts: &PublishOptions,
 ) -> Result<PublishReport, PublishError> {
+    publish_reporting(backend, dir, version, opts, &ProgressTx::none()).await
+}
+
+/// [`publish_with`], reporting the layer upload into `progress` (phase
+/// `push`, bytes of the layer sent of its size).
+pub async fn publish_reporting(
+    backend: &OciBackend,
+    dir: &Path,
+    version: &str,
+    opts: &PublishOptions,
+    progress: &ProgressTx,
+) -> Result<PublishReport, PublishError> {
     let packed = pack(dir, version).await?;
     let created = created_date(dir, opts.created.as_deref())?;
     let m = &packed.manifest;
@@ -288,8 +302,17 @@ pub async fn publish_with(
     client
         .blob_push(&repo, EMPTY_DIGEST, Bytes::from_static(b"{}"))
         .await?;
+    let total = packed.size;
+    let tx = progress.clone();
+    progress.send(Phase::Push, 0, Some(total));
     client
-        .blob_push_file(&repo, &packed.digest, packed.size, &packed.file)
+        .blob_push_file_counted(
+            &repo,
+            &packed.digest,
+            total,
+            &packed.file,
+            std::sync::Arc::new(move |n| tx.send(Phase::Push, n.min(total), Some(total))),
+        )
         .await?;
     client.manifest_put(&repo, &tag, manifest).await?;
     backend.forget_tag(&repo, &tag);

@@ -11,6 +11,8 @@ use std::time::Duration;
 pub struct Bar {
     bar: Option<ProgressBar>,
     phase: Option<Phase>,
+    /// Whether the current style shows a total.
+    sized: bool,
     label: String,
 }
 
@@ -21,6 +23,7 @@ impl Bar {
         Bar {
             bar: None,
             phase: None,
+            sized: false,
             label: label.into(),
         }
     }
@@ -39,9 +42,11 @@ impl Bar {
             b.enable_steady_tick(Duration::from_millis(120));
             b
         });
-        if self.phase != Some(ev.phase) {
+        // Restyled on a phase change, and when the total becomes known.
+        if self.phase != Some(ev.phase) || (ev.total.is_some() && !self.sized) {
             self.phase = Some(ev.phase);
-            let bytes = matches!(ev.phase, Phase::Download | Phase::Verify);
+            self.sized = ev.total.is_some();
+            let bytes = matches!(ev.phase, Phase::Download | Phase::Verify | Phase::Push);
             let tmpl = match (bytes, ev.total) {
                 (true, Some(_)) => "{spinner} {prefix} {msg:8} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
                 (true, None) => "{spinner} {prefix} {msg:8} {bytes} {binary_bytes_per_sec}",

@@ -591,3 +591,128 @@ fn slow_pull_shows_progress_outlasts_the_old_cap_and_ctrl_c_cancels() {
     // The daemon is fine afterwards.
     assert_eq!(nu.json("ext health | get status"), "healthy");
 }
+
+// --- ext publish: upload progress ------------------------------------------
+
+/// A TCP proxy to `upstream` whose requests (uploads) flow on at
+/// `bytes_per_sec`; answers come back at once. Returns its address.
+fn slow_uploads(upstream: &str, bytes_per_sec: u64) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let up = upstream.to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(&up) else {
+                continue;
+            };
+            let (mut s_in, mut c_out) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_in, &mut c_out);
+                let _ = c_out.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let (mut client, mut server) = (client, server);
+                let start = Instant::now();
+                let mut mine = 0u64;
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match client.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    mine += n as u64;
+                    let due = Duration::from_secs_f64(mine as f64 / bytes_per_sec as f64);
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                let _ = server.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// An extension folder with `len` bytes of noise in it.
+fn bulky_folder(root: &Path, version: &str, len: usize, seed: u64) -> PathBuf {
+    let dir = write_folder_ext(root, "taskserv", "bulky", version, "Bulky", &[]);
+    std::fs::write(dir.join("payload.bin"), noise(len, seed)).unwrap();
+    dir
+}
+
+#[test]
+fn publish_shows_upload_progress_on_a_terminal_and_nothing_without_one() {
+    const SIZE: usize = 8_000_000;
+    let reg = Registry::start(Options::default());
+    // 2 MB/s up: the 8 MB layer takes about 4 s.
+    let proxy = slow_uploads(&reg.addr, 2_000_000);
+    let sb = Sandbox::new();
+    let cfg = sb.write_config(&format!(
+        "[oci]\nregistry = \"{proxy}\"\nnamespace = \"{NS}\"\ntimeout_seconds = 10\n[cache]\nartifact_dir = \"{}\"\n",
+        sb.path("artifacts").display()
+    ));
+    let _d = Daemon::start(&sb, &["--config", cfg.to_str().unwrap()], &[]);
+    let nu = Nu::new(&sb);
+
+    // On a terminal: a byte progress bar in phase `push` on stderr; the
+    // record (saved, as stdout would carry it) is the usual one.
+    let first = bulky_folder(&sb.path("src"), "1.0.0", SIZE, 5);
+    let saved = sb.path("home/published.json");
+    let t = Tmux::start(&sb, &sb.path("home"));
+    t.type_text(&format!(
+        "ext publish '{}' --version 1.0.0 | to json --raw | save -f '{}'",
+        first.display(),
+        saved.display()
+    ));
+    t.keys(&["Enter"]);
+    assert!(
+        t.wait_for(Duration::from_secs(60), |s| {
+            last_line_with(s, "publish ").is_some_and(|l| l.contains("push") && l.contains("MiB"))
+        }),
+        "no upload progress in the terminal:\n{}",
+        t.capture()
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || std::fs::read_to_string(&saved)
+            .is_ok_and(|s| s.ends_with('}'))),
+        "the publish did not finish:\n{}",
+        t.capture()
+    );
+    let on_tty: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(on_tty["pushed"], true, "{on_tty}");
+    assert!(on_tty["size"].as_u64().unwrap() > SIZE as u64, "{on_tty}");
+
+    // Without a terminal: just as slow, nothing on stderr, one record on
+    // stdout with the same columns.
+    let second = bulky_folder(&sb.path("src2"), "1.0.1", SIZE, 6);
+    let started = Instant::now();
+    let out = nu.run(&format!(
+        "ext publish '{}' --version 1.0.1 | to json --raw",
+        second.display()
+    ));
+    let took = started.elapsed();
+    assert!(out.ok, "publish failed: {}", out.stderr);
+    assert!(
+        took > Duration::from_secs(2),
+        "too fast ({took:?}) to show that nothing is drawn"
+    );
+    assert!(
+        out.stderr.trim().is_empty(),
+        "progress drawn without a terminal: {:?}",
+        out.stderr
+    );
+    assert_eq!(out.stdout.trim().lines().count(), 1, "{}", out.stdout);
+    let piped: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&piped), keys(&on_tty));
+    assert_eq!(piped["version"], "1.0.1");
+    assert_eq!(piped["pushed"], true);
+    let mut tags = reg.tags(&format!("{NS}/bulky-taskserv"));
+    tags.sort();
+    assert_eq!(tags, ["1.0.0", "1.0.1"]);
+}

@@ -137,6 +137,17 @@ impl App {
     /// `ext publish`, to the configured registry or the one asked for. A
     /// push drops the metadata caches so the new version shows at once.
     pub async fn publish(&self, spec: PublishSpec) -> Result<PublishResult, Error> {
+        self.publish_reporting(spec, &crate::progress::ProgressTx::none())
+            .await
+    }
+
+    /// [`Self::publish`], reporting the layer upload into `progress`
+    /// (phase `push`, bytes sent of the layer's size).
+    pub async fn publish_reporting(
+        &self,
+        spec: PublishSpec,
+        progress: &crate::progress::ProgressTx,
+    ) -> Result<PublishResult, Error> {
         let elsewhere = spec.registry.is_some() || spec.namespace.is_some();
         let target = if elsewhere {
             let configured = self.oci_config.as_ref().zip(self.oci.as_ref());
@@ -157,7 +168,7 @@ impl App {
             dry_run: spec.dry_run,
             created: None,
         };
-        let r = crate::publish::publish_with(&target, &dir, &spec.version, &opts)
+        let r = crate::publish::publish_reporting(&target, &dir, &spec.version, &opts, progress)
             .await
             .map_err(publish_error)?;
         if r.pushed {

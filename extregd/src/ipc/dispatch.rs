@@ -164,14 +164,17 @@ pub(super) async fn dispatch(
         } => {
             progress.send(extreg_shared::protocol::Phase::Push, 0, None);
             Response::Published(
-                app.publish(extreg_shared::protocol::PublishSpec {
-                    path,
-                    version,
-                    dry_run,
-                    force,
-                    registry: None,
-                    namespace: None,
-                })
+                app.publish_reporting(
+                    extreg_shared::protocol::PublishSpec {
+                        path,
+                        version,
+                        dry_run,
+                        force,
+                        registry: None,
+                        namespace: None,
+                    },
+                    progress,
+                )
                 .await?,
             )
         }
@@ -209,7 +212,7 @@ pub(super) async fn dispatch(
         }
         Request::PublishTo(spec) => {
             progress.send(extreg_shared::protocol::Phase::Push, 0, None);
-            Response::Published(app.publish(spec).await?)
+            Response::Published(app.publish_reporting(spec, progress).await?)
         }
         Request::TestOci(spec) => {
             let configured = app.oci_config.as_ref().zip(app.oci.as_ref());

@@ -67,6 +67,7 @@ pub use manifest::{
     DOCKER_MANIFEST, EMPTY_CONFIG, EMPTY_DIGEST, LAYER_MEDIA_TYPE, OCI_MANIFEST,
 };
 pub use paging::PAGE_SIZE;
+pub use upload::Sent;
 
 use super::{utc, Artifact, Backend, BackendError, VersionEntry};
 use async_trait::async_trait;

@@ -7,12 +7,17 @@ use super::auth;
 use super::client::{Endpoint, RegistryClient};
 use crate::backend::BackendError;
 use bytes::Bytes;
+use futures::TryStreamExt;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode, Url};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Read size when streaming a file to the registry.
 const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// Told the bytes of an upload's body sent so far (progress).
+pub type Sent = Arc<dyn Fn(u64) + Send + Sync>;
 
 impl RegistryClient {
     /// Opens an upload session (`POST .../blobs/uploads/`) and returns its
@@ -88,7 +93,23 @@ impl RegistryClient {
         size: u64,
         file: &std::fs::File,
     ) -> Result<(), BackendError> {
+        self.blob_push_file_counted(repo, digest, size, file, Arc::new(|_| {}))
+            .await
+    }
+
+    /// [`Self::blob_push_file`], calling `sent` with the bytes of the body
+    /// handed to the connection so far (from 0 again if a new session is
+    /// opened; `size` at once when the registry already has the blob).
+    pub async fn blob_push_file_counted(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        file: &std::fs::File,
+        sent: Sent,
+    ) -> Result<(), BackendError> {
         if self.blob_exists(repo, digest).await? {
+            sent(size);
             return Ok(());
         }
         let scope = auth::push_scope(repo);
@@ -101,10 +122,17 @@ impl RegistryClient {
                 use std::io::Seek;
                 file.seek(std::io::SeekFrom::Start(0))?;
             }
+            sent(0);
+            let counter = sent.clone();
+            let mut so_far = 0u64;
             let stream = tokio_util::io::ReaderStream::with_capacity(
                 tokio::fs::File::from_std(file),
                 UPLOAD_CHUNK,
-            );
+            )
+            .inspect_ok(move |chunk| {
+                so_far += chunk.len() as u64;
+                counter(so_far);
+            });
             let mut req = self
                 .http
                 .put(url.as_str())
