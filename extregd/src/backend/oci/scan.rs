@@ -95,6 +95,15 @@ impl Scanner {
         repo: &str,
         digest: &str,
     ) -> Result<Arc<Scan>, BackendError> {
+        self.scan_with(digest, || read(client, repo, digest)).await
+    }
+
+    /// [`Self::scan`] with the read given (unit tests).
+    async fn scan_with<F, Fut>(&self, digest: &str, read: F) -> Result<Arc<Scan>, BackendError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Scan, BackendError>>,
+    {
         let cell: Cell = self
             .outcomes
             .lock()
@@ -106,7 +115,7 @@ impl Scanner {
                 .acquire()
                 .await
                 .map_err(|_| BackendError::Upstream("the scanner is closed".into()))?;
-            read(client, repo, digest).await.map(Arc::new)
+            read().await.map(Arc::new)
         })
         .await
         .cloned()
@@ -196,6 +205,50 @@ mod tests {
         for k in METADATA_ANNOTATIONS {
             assert!(!lacks_metadata(&parsed(&[(k, "x")])), "{k}");
         }
+    }
+
+    #[tokio::test]
+    async fn outcomes_are_kept_by_digest_failures_are_not_and_reads_are_shared() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let s = Arc::new(Scanner::default());
+        let reads = Arc::new(AtomicUsize::new(0));
+        let read = |result: Result<Scan, BackendError>| {
+            let reads = reads.clone();
+            move || async move {
+                reads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                result
+            }
+        };
+        // A failed read is not kept: the next call reads again.
+        let e = s
+            .scan_with("sha256:a", read(Err(BackendError::Timeout(1))))
+            .await;
+        assert!(e.is_err());
+        let ok = s
+            .scan_with("sha256:a", read(Ok(Scan::Unreadable("no yaml".into()))))
+            .await
+            .unwrap();
+        assert_eq!(*ok, Scan::Unreadable("no yaml".into()));
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        // A verdict is kept: no read at all for that digest any more.
+        let again = s
+            .scan_with("sha256:a", read(Err(BackendError::Timeout(1))))
+            .await
+            .unwrap();
+        assert_eq!(*again, Scan::Unreadable("no yaml".into()));
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        // Many tags of one artifact at once: one read.
+        let joins: Vec<_> = (0..10)
+            .map(|_| {
+                let (s, r) = (s.clone(), read(Ok(Scan::Unreadable("b".into()))));
+                tokio::spawn(async move { s.scan_with("sha256:b", r).await.unwrap() })
+            })
+            .collect();
+        for j in joins {
+            assert_eq!(*j.await.unwrap(), Scan::Unreadable("b".into()));
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
