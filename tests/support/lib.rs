@@ -195,6 +195,17 @@ impl Daemon {
         self.client.get(self.api(path)).send().expect("request")
     }
 
+    /// `GET` of an API path: status, body and `ETag` (unquoted).
+    pub fn download(&self, path: &str) -> (u16, Vec<u8>, Option<String>) {
+        let r = self.get(path);
+        let status = r.status().as_u16();
+        let etag = r
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().trim_matches('"').to_string());
+        (status, r.bytes().unwrap().to_vec(), etag)
+    }
+
     pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let r = self.get(path);
         let status = r.status().as_u16();

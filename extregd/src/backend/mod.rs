@@ -238,7 +238,8 @@ pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
-    fn entry(v: &str, flagged: bool) -> VersionEntry {
+    /// A version entry of `x`; `flagged`: marked pre-release by its backend.
+    pub(super) fn entry(v: &str, flagged: bool) -> VersionEntry {
         let semver: semver::Version = v.parse().unwrap();
         VersionEntry {
             record: Extension {

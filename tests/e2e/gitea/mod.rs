@@ -62,20 +62,22 @@ fn versions(d: &Daemon, path: &str) -> Vec<Value> {
     v.as_array().unwrap().clone()
 }
 
+/// `(version, source)` of each version record.
+fn version_sources(vs: &[Value]) -> Vec<(String, String)> {
+    vs.iter()
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap().to_string(),
+                v["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 fn version_strings(vs: &[Value]) -> Vec<String> {
     vs.iter()
         .map(|v| v["version"].as_str().unwrap().to_string())
         .collect()
-}
-
-fn download(d: &Daemon, path: &str) -> (u16, Vec<u8>, Option<String>) {
-    let r = d.get(path);
-    let status = r.status().as_u16();
-    let etag = r
-        .headers()
-        .get("etag")
-        .map(|v| v.to_str().unwrap().trim_matches('"').to_string());
-    (status, r.bytes().unwrap().to_vec(), etag)
 }
 
 /// A field left out or `null`.
@@ -190,7 +192,7 @@ fn drafts_are_never_versions_even_for_a_write_token() {
     assert_eq!(e["version"], "1.0.0");
     let (_, list) = d.get_json("/extensions");
     assert_eq!(list[0]["version"], "1.0.0");
-    let (s, _, _) = download(&d, "/extensions/provider/aws/1.1.0");
+    let (s, _, _) = d.download("/extensions/provider/aws/1.1.0");
     assert_eq!(s, 404);
 }
 
@@ -251,7 +253,7 @@ fn prereleases_v_tags_and_non_semver_tags() {
         ),
         ("/extensions/taskserv/kubernetes/1.30.0", "1.30.0"),
     ] {
-        let (s, bytes, etag) = download(&d, path);
+        let (s, bytes, etag) = d.download(path);
         assert_eq!(s, 200, "{path}");
         assert_eq!(bytes, tarballs[tag], "{path}");
         assert_eq!(etag.unwrap(), sha256_tag(&bytes));
@@ -296,11 +298,11 @@ fn sha256sums_give_checksums_before_download_and_verify_it() {
     // The checksum files were read, no tarball yet.
     assert_eq!(downloads(&g), 2);
 
-    let (s, bytes, etag) = download(&d, "/extensions/provider/upcloud/2.1.3");
+    let (s, bytes, etag) = d.download("/extensions/provider/upcloud/2.1.3");
     assert_eq!(s, 200);
     assert_eq!(bytes, sums);
     assert_eq!(etag.unwrap(), sha256_tag(&sums));
-    let (s, bytes, etag) = download(&d, "/extensions/provider/plain/0.1.0");
+    let (s, bytes, etag) = d.download("/extensions/provider/plain/0.1.0");
     assert_eq!(s, 200);
     assert_eq!(bytes, none);
     // Computed on first download and recorded in the artifact cache.
@@ -312,7 +314,7 @@ fn sha256sums_give_checksums_before_download_and_verify_it() {
     assert_eq!(entry["source"], "gitea");
     // A second download is served from the cache.
     let before = downloads(&g);
-    let (s, _, _) = download(&d, "/extensions/provider/upcloud/2.1.3");
+    let (s, _, _) = d.download("/extensions/provider/upcloud/2.1.3");
     assert_eq!(s, 200);
     assert_eq!(downloads(&g), before);
 }
@@ -353,7 +355,7 @@ fn tampered_asset_is_rejected_and_nothing_is_cached() {
     let (s, v) = d.get_json("/extensions/cluster/buildkit/0.13.0");
     assert_eq!((s, v["error"].as_str()), (502, Some("integrity_error")));
     // The untampered version is fine.
-    let (s, bytes, _) = download(&d, "/extensions/cluster/buildkit/0.12.0");
+    let (s, bytes, _) = d.download("/extensions/cluster/buildkit/0.12.0");
     assert_eq!(s, 200);
     assert_eq!(bytes, good["v0.12.0"]);
     assert!(sb
@@ -388,7 +390,7 @@ fn release_without_tarball_is_listed_but_not_downloadable() {
         )),
         "{v}"
     );
-    let (s, _, _) = download(&d, "/extensions/taskserv/cilium/1.0.0");
+    let (s, _, _) = d.download("/extensions/taskserv/cilium/1.0.0");
     assert_eq!(s, 200);
 }
 
@@ -532,15 +534,7 @@ fn same_extension_in_local_and_gitea_merges_by_priority() {
 
     let d = start(&sb, &g, TOKEN, &local);
     let vs = versions(&d, "/extensions/provider/aws/versions");
-    let got: Vec<(String, String)> = vs
-        .iter()
-        .map(|v| {
-            (
-                v["version"].as_str().unwrap().to_string(),
-                v["source"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let got = version_sources(&vs);
     let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
         p.iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -551,11 +545,11 @@ fn same_extension_in_local_and_gitea_merges_by_priority() {
         got,
         pairs(&[("1.2.0", "gitea"), ("1.1.0", "local"), ("1.0.0", "local")])
     );
-    let (s, bytes, _) = download(&d, "/extensions/provider/aws/1.1.0");
+    let (s, bytes, _) = d.download("/extensions/provider/aws/1.1.0");
     assert_eq!(s, 200);
     assert_ne!(bytes, gitea["v1.1.0"], "local serves the shared version");
     assert_eq!(sha256_tag(&bytes), vs[1]["checksum"].as_str().unwrap());
-    let (s, bytes, _) = download(&d, "/extensions/provider/aws/1.2.0");
+    let (s, bytes, _) = d.download("/extensions/provider/aws/1.2.0");
     assert_eq!((s, &bytes), (200, &gitea["v1.2.0"]));
     let (_, list) = d.get_json("/extensions?type=provider");
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -571,20 +565,12 @@ fn same_extension_in_local_and_gitea_merges_by_priority() {
         &format!("{local}[registry]\npriority = [\"gitea\", \"local\"]\n"),
     );
     let vs = versions(&d, "/extensions/provider/aws/versions");
-    let got: Vec<(String, String)> = vs
-        .iter()
-        .map(|v| {
-            (
-                v["version"].as_str().unwrap().to_string(),
-                v["source"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let got = version_sources(&vs);
     assert_eq!(
         got,
         pairs(&[("1.2.0", "gitea"), ("1.1.0", "gitea"), ("1.0.0", "local")])
     );
-    let (s, bytes, _) = download(&d, "/extensions/provider/aws/1.1.0");
+    let (s, bytes, _) = d.download("/extensions/provider/aws/1.1.0");
     assert_eq!((s, &bytes), (200, &gitea["v1.1.0"]));
     drop(d);
 

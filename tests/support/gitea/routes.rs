@@ -2,8 +2,9 @@
 
 use super::json::{api_error, json_response, paginate, release_json, repo_json, PageQuery};
 use super::{Access, ReleaseFx, RepoFx, Shared, GITEA_VERSION};
-use axum::extract::{MatchedPath, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -81,25 +82,32 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Who is asking: `Ok(None)` anonymous, `Ok(Some(access))` a known token,
-/// `Err` a 401 for an unknown one.
-fn auth(st: &Shared, headers: &HeaderMap) -> Result<Option<Access>, Box<Response>> {
-    let Some(v) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let v = v.to_str().unwrap_or_default();
-    let token = v
-        .strip_prefix("token ")
-        .or_else(|| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .trim();
-    match st.world.lock().tokens.get(token) {
-        Some(a) => Ok(Some(*a)),
-        None => Err(Box::new(api_error(
-            st,
-            StatusCode::UNAUTHORIZED,
-            "user does not exist [uid: 0, name: ]",
-        ))),
+/// Who is asking: `None` anonymous, `Some(access)` a known token; an
+/// unknown token is answered 401 before the handler runs.
+struct Caller(Option<Access>);
+
+impl FromRequestParts<Arc<Shared>> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<Shared>) -> Result<Self, Response> {
+        let Some(v) = parts.headers.get(header::AUTHORIZATION) else {
+            return Ok(Caller(None));
+        };
+        let v = v.to_str().unwrap_or_default();
+        let token = v
+            .strip_prefix("token ")
+            .or_else(|| v.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .trim();
+        let known = st.world.lock().tokens.get(token).copied();
+        match known {
+            Some(a) => Ok(Caller(Some(a))),
+            None => Err(api_error(
+                st,
+                StatusCode::UNAUTHORIZED,
+                "user does not exist [uid: 0, name: ]",
+            )),
+        }
     }
 }
 
@@ -107,10 +115,7 @@ fn can_see(repo: &RepoFx, access: Option<Access>) -> bool {
     !repo.private || matches!(access, Some(Access::Read | Access::Write))
 }
 
-async fn version(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(r) = auth(&st, &headers) {
-        return *r;
-    }
+async fn version(Caller(_): Caller) -> Response {
     json_response(json!({ "version": GITEA_VERSION }))
 }
 
@@ -119,12 +124,8 @@ async fn org_repos(
     Path(org): Path<String>,
     Query(q): Query<PageQuery>,
     uri: Uri,
-    headers: HeaderMap,
+    Caller(access): Caller,
 ) -> Response {
-    let access = match auth(&st, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
     let items = {
         let w = st.world.lock();
         let Some(o) = w.orgs.get(&org) else {
@@ -156,12 +157,8 @@ fn find_repo(
 async fn repo(
     State(st): State<Arc<Shared>>,
     Path((owner, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(access): Caller,
 ) -> Response {
-    let access = match auth(&st, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
     match find_repo(&st, &owner, &name, access) {
         Some((org_id, r)) => json_response(repo_json(&st, &owner, org_id, &r, access)),
         None => api_error(&st, StatusCode::NOT_FOUND, "The target couldn't be found."),
@@ -173,12 +170,8 @@ async fn releases(
     Path((owner, name)): Path<(String, String)>,
     Query(q): Query<PageQuery>,
     uri: Uri,
-    headers: HeaderMap,
+    Caller(access): Caller,
 ) -> Response {
-    let access = match auth(&st, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
     let Some((org_id, r)) = find_repo(&st, &owner, &name, access) else {
         return api_error(&st, StatusCode::NOT_FOUND, "The target couldn't be found.");
     };
@@ -196,12 +189,8 @@ async fn releases(
 async fn download(
     State(st): State<Arc<Shared>>,
     Path((owner, name, tag, asset)): Path<(String, String, String, String)>,
-    headers: HeaderMap,
+    Caller(access): Caller,
 ) -> Response {
-    let access = match auth(&st, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
     let bytes = {
         let mut w = st.world.lock();
         let found = w

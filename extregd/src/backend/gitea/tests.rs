@@ -1,5 +1,6 @@
 use super::model::{parse_sums, pick_asset, Asset};
 use super::*;
+use crate::backend::tests::entry;
 use crate::backend::{newest, utc};
 
 fn asset(id: i64, name: &str) -> Asset {
@@ -9,6 +10,19 @@ fn asset(id: i64, name: &str) -> Asset {
         size: 10,
         created_at: None,
         browser_download_url: None,
+    }
+}
+
+/// The configuration of a backend of organization `org` on `url`.
+fn cfg(url: &str, token_path: Option<std::path::PathBuf>) -> GiteaConfig {
+    GiteaConfig {
+        url: url.into(),
+        organization: "org".into(),
+        token_path,
+        timeout_seconds: 5,
+        concurrency: crate::config::DEFAULT_CONCURRENCY,
+        verify_ssl: true,
+        ca_file: None,
     }
 }
 
@@ -80,16 +94,7 @@ fn debug_never_shows_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("tok");
     std::fs::write(&p, "s3cr3t-token-value\nsecond line\n").unwrap();
-    let b = GiteaBackend::new(&GiteaConfig {
-        url: "http://127.0.0.1:1/".into(),
-        organization: "org".into(),
-        token_path: Some(p.clone()),
-        timeout_seconds: 5,
-        concurrency: crate::config::DEFAULT_CONCURRENCY,
-        verify_ssl: true,
-        ca_file: None,
-    })
-    .unwrap();
+    let b = GiteaBackend::new(&cfg("http://127.0.0.1:1/", Some(p.clone()))).unwrap();
     let shown = format!("{b:?}");
     assert!(!shown.contains("s3cr3t"), "{shown}");
     assert!(shown.contains("<redacted>"), "{shown}");
@@ -99,27 +104,9 @@ fn debug_never_shows_the_token() {
     );
     assert_eq!(b.inner.base, "http://127.0.0.1:1");
     std::fs::write(&p, "\n").unwrap();
-    let e = GiteaBackend::new(&GiteaConfig {
-        url: "http://127.0.0.1:1".into(),
-        organization: "org".into(),
-        token_path: Some(p),
-        timeout_seconds: 5,
-        concurrency: crate::config::DEFAULT_CONCURRENCY,
-        verify_ssl: true,
-        ca_file: None,
-    })
-    .unwrap_err();
+    let e = GiteaBackend::new(&cfg("http://127.0.0.1:1", Some(p))).unwrap_err();
     assert!(e.contains("empty"), "{e}");
-    let b = GiteaBackend::new(&GiteaConfig {
-        url: "https://bot:pa55word@gitea.example/sub/".into(),
-        organization: "org".into(),
-        token_path: None,
-        timeout_seconds: 5,
-        concurrency: crate::config::DEFAULT_CONCURRENCY,
-        verify_ssl: true,
-        ca_file: None,
-    })
-    .unwrap();
+    let b = GiteaBackend::new(&cfg("https://bot:pa55word@gitea.example/sub/", None)).unwrap();
     let shown = format!("{b:?}");
     assert!(!shown.contains("pa55word"), "{shown}");
     assert!(shown.contains("https://gitea.example/sub"), "{shown}");
@@ -137,16 +124,7 @@ async fn unreachable_server_is_named_without_secrets() {
         .local_addr()
         .unwrap()
         .port();
-    let b = GiteaBackend::new(&GiteaConfig {
-        url: format!("http://127.0.0.1:{port}"),
-        organization: "org".into(),
-        token_path: Some(p),
-        timeout_seconds: 5,
-        concurrency: crate::config::DEFAULT_CONCURRENCY,
-        verify_ssl: true,
-        ca_file: None,
-    })
-    .unwrap();
+    let b = GiteaBackend::new(&cfg(&format!("http://127.0.0.1:{port}"), Some(p))).unwrap();
     let e = b.health().await.unwrap_err();
     assert!(matches!(e, BackendError::Unreachable(_)), "{e:?}");
     let m = e.to_string();
@@ -156,35 +134,10 @@ async fn unreachable_server_is_named_without_secrets() {
 
 #[test]
 fn newest_skips_flagged_prereleases() {
-    let mk = |v: &str, pre: bool| VersionEntry {
-        record: Extension {
-            name: "x".into(),
-            ext_type: ExtensionType::Provider,
-            version: v.into(),
-            description: String::new(),
-            author: None,
-            repository: None,
-            source: Source::Gitea,
-            published_at: None,
-            download_url: None,
-            checksum: None,
-            size: None,
-            tags: vec![],
-            prerelease: pre,
-            stale: false,
-            requires: vec![],
-            dependencies: vec![],
-            signature: Default::default(),
-            mismatch: None,
-        },
-        semver: v.parse().unwrap(),
-        locator: String::new(),
-        revision: String::new(),
-    };
     let e = [
-        mk("1.0.0", false),
-        mk("1.1.0", true),
-        mk("1.2.0-rc.1", true),
+        entry("1.0.0", false),
+        entry("1.1.0", true),
+        entry("1.2.0-rc.1", true),
     ];
     assert_eq!(newest(&e).unwrap().record.version, "1.0.0");
     assert_eq!(newest(&e[1..]).unwrap().record.version, "1.2.0-rc.1");
