@@ -134,6 +134,11 @@ pub struct OciConfig {
     /// PEM file of extra CA certificates trusted for this registry.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Namespaces whose generic artifacts (KCL packages and the like) may be
+    /// listed and pulled (`POST /api/v1/oci/artifacts`, `ext kcl`); any
+    /// other namespace is refused.
+    #[serde(default = "default_artifact_namespaces")]
+    pub artifact_namespaces: Vec<String>,
 }
 
 /// `[web]`: the HTML catalogue at `/`.
@@ -266,6 +271,11 @@ fn default_namespace() -> String {
     DEFAULT_OCI_NAMESPACE.into()
 }
 
+/// `[oci] artifact_namespaces` when not set: the seed's `kcl`.
+pub fn default_artifact_namespaces() -> Vec<String> {
+    vec!["kcl".into()]
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -348,6 +358,7 @@ impl Config {
                         verify_ssl: true,
                         insecure: false,
                         ca_file: None,
+                        artifact_namespaces: default_artifact_namespaces(),
                     })
                 }
             }
@@ -599,6 +610,15 @@ impl Config {
             refuse_userinfo("[oci] registry", &o.registry)?;
             if o.namespace.trim().is_empty() {
                 return Err(ConfigError::Invalid("[oci] namespace is empty".into()));
+            }
+            if let Some(bad) = o
+                .artifact_namespaces
+                .iter()
+                .find(|n| extreg_shared::artifact::validate_namespace(n).is_err())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "[oci] artifact_namespaces: '{bad}' is not a namespace (lower-case letters, digits, '.', '_', '-', components separated by '/')"
+                )));
             }
             check_timeout("oci", o.timeout_seconds)?;
             check_concurrency("oci", o.concurrency)?;

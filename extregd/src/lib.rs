@@ -215,8 +215,18 @@ pub async fn boot(config: Config, dirs: Dirs) -> Result<Daemon, BootError> {
     catalogue.warm_up();
     let webhooks = webhook::Webhooks::from_config(&config)
         .map_err(|e| BootError::Config(crate::config::ConfigError::Invalid(e)))?;
+    let generic = app::GenericArtifacts::new(
+        config
+            .oci
+            .as_ref()
+            .map(|o| o.artifact_namespaces.clone())
+            .unwrap_or_default(),
+        &config.cache,
+        &metrics,
+    );
     let app = Arc::new(app::App {
         readiness,
+        generic,
         loader: load::Loader::new(config.load_dir(&dirs)),
         oci,
         oci_config: config.oci.clone(),

@@ -89,6 +89,7 @@ pub fn target(
             verify_ssl: true,
             insecure: false,
             ca_file: None,
+            artifact_namespaces: crate::config::default_artifact_namespaces(),
         },
         (None, None) => {
             return Err(

@@ -39,6 +39,9 @@ pub enum Field {
     Registry,
     /// An age or a duration (`--older-than`, `--days`).
     Age,
+    /// An OCI namespace of generic artifacts (`ext kcl --namespace`, the
+    /// `namespace` of `POST /api/v1/oci/artifacts`).
+    Namespace,
 }
 
 impl Field {
@@ -52,6 +55,7 @@ impl Field {
             Self::Path => "path",
             Self::Registry => "registry",
             Self::Age => "age",
+            Self::Namespace => "namespace",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! plain data plus pure functions, so both sides (and their tests) agree on
 //! one definition.
 
+pub mod artifact;
 pub mod constraint;
 pub mod error;
 pub mod lockfile;

@@ -15,6 +15,7 @@ mod deploy;
 mod dist;
 mod gitea;
 mod hardening;
+mod kcl;
 mod load;
 mod nu_ux;
 mod nushell;

@@ -446,6 +446,7 @@ fn backend_for(reg: &Registry) -> OciBackend {
         verify_ssl: true,
         insecure: false,
         ca_file: None,
+        artifact_namespaces: Vec::new(),
     })
     .unwrap()
 }
@@ -678,6 +679,7 @@ fn bearer_token_auth_flow() {
         verify_ssl: true,
         insecure: false,
         ca_file: None,
+        artifact_namespaces: Vec::new(),
     })
     .unwrap();
     let src = tempfile::tempdir().unwrap();

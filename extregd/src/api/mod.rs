@@ -3,6 +3,7 @@
 //! ([`App`](crate::app::App): its operations or its
 //! [`Catalogue`](crate::catalogue::Catalogue)), render the answer.
 
+mod artifacts;
 mod download;
 mod error;
 mod handlers;
@@ -36,7 +37,7 @@ impl std::ops::Deref for AppState {
 pub type SharedState = Arc<AppState>;
 
 /// Every route template, so metric labels are `&'static str`.
-const ROUTES: [&str; 14] = [
+const ROUTES: [&str; 15] = [
     "/api/v1/extensions",
     "/api/v1/extensions/search",
     "/api/v1/extensions/{type}/{name}",
@@ -51,6 +52,7 @@ const ROUTES: [&str; 14] = [
     "/api/v1/hooks/registry",
     "/api/v1/hooks/gitea",
     openapi::OPENAPI_PATH,
+    "/api/v1/oci/artifacts",
 ];
 
 pub fn router(state: SharedState) -> Router {
@@ -70,6 +72,11 @@ pub fn router(state: SharedState) -> Router {
         .route(ROUTES[11], post(crate::webhook::registry))
         .route(ROUTES[12], post(crate::webhook::gitea))
         .route(ROUTES[13], get(openapi::openapi_json))
+        // Reads only: the body names the namespace to list.
+        .route(
+            ROUTES[14],
+            post(artifacts::list).fallback(artifacts::method_not_allowed),
+        )
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))

@@ -10,6 +10,7 @@ use super::handlers;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use extreg_shared::artifact::{ArtifactListing, ArtifactQuery, OciArtifact};
 use extreg_shared::{
     ArtifactCacheStats, BackendStatus, CacheCounters, CacheStats, ErrorBody, Extension,
     ExtensionType, ExtensionVersion, HealthResponse, Source,
@@ -35,7 +36,7 @@ pub const VERSION_PATTERN: &str = "^v?(0|[1-9][0-9]{0,18})\\.(0|[1-9][0-9]{0,18}
         description = "Read-only REST API of the extension registry daemon: extensions of three \
 types (provider, taskserv, cluster) from local folders, OCI registries and Gitea, merged by \
 priority and cached. Every failure answers with the `ErrorBody` JSON; its `error` kind fixes \
-the HTTP status. Non-GET methods answer 405 with `Allow: GET, HEAD`.",
+the HTTP status. Non-GET methods answer 405 with `Allow: GET, HEAD`; the one `POST`, `/api/v1/oci/artifacts`, only reads (the namespace to list goes in its body) and answers other methods 405 with `Allow: POST`.",
         license(name = "MIT")
     ),
     paths(
@@ -51,6 +52,7 @@ the HTTP status. Non-GET methods answer 405 with `Allow: GET, HEAD`.",
         crate::probe::live,
         crate::probe::ready,
         openapi_json,
+        super::artifacts::list,
     ),
     components(schemas(
         Extension,
@@ -63,10 +65,14 @@ the HTTP status. Non-GET methods answer 405 with `Allow: GET, HEAD`.",
         CacheCounters,
         ArtifactCacheStats,
         ErrorBody,
+        OciArtifact,
+        ArtifactQuery,
+        ArtifactListing,
     )),
     tags(
         (name = "extensions", description = "Listing, search, metadata and downloads"),
         (name = "system", description = "Health, metrics, cache statistics, this document"),
+        (name = "oci", description = "Generic OCI artifacts (KCL packages) of the configured namespaces"),
     )
 )]
 pub struct ApiDoc;
@@ -319,6 +325,17 @@ pub enum Mismatched {
     Conflict(ErrorBody),
 }
 
+/// A namespace that may not be read, or no registry to read it from.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum NamespaceRefused {
+    /// `not_found`: the namespace is not one of `[oci]
+    /// artifact_namespaces` (`details` lists those), or no OCI registry is
+    /// configured.
+    #[response(status = 404)]
+    Missing(ErrorBody),
+}
+
 /// Only for [`ToSchema`] completeness checks in tests.
 #[allow(dead_code)]
 fn _schemas_exist() {
@@ -473,6 +490,40 @@ mod tests {
                 extreg_shared::validate_name(&w).is_ok(),
                 "name {w:?}"
             );
+        }
+    }
+
+    #[test]
+    fn the_artifact_listing_is_described() {
+        let d = doc();
+        let op = &d["paths"]["/api/v1/oci/artifacts"]["post"];
+        assert!(op.is_object(), "POST /api/v1/oci/artifacts is missing");
+        for s in ["200", "400", "404", "401", "429", "500", "502", "504"] {
+            assert!(op["responses"][s].is_object(), "lacks {s}");
+        }
+        let q = &d["components"]["schemas"]["ArtifactQuery"];
+        assert_eq!(q["required"], serde_json::json!(["namespace"]));
+        assert_eq!(q["additionalProperties"], false);
+        let ns = &q["properties"]["namespace"];
+        assert_eq!(ns["pattern"], extreg_shared::artifact::NAMESPACE_PATTERN);
+        assert_eq!(
+            ns["maxLength"],
+            extreg_shared::artifact::MAX_NAMESPACE_LEN as u64
+        );
+        let re = regex::Regex::new(extreg_shared::artifact::NAMESPACE_PATTERN).unwrap();
+        for s in [
+            "kcl", "a/b", "a..b", "a/", "A", "a-b", "a_b", "a__b", "a___b", "a/.b", "", "..",
+            "a--b", "a.b.c/d", "/a", "a b",
+        ] {
+            assert_eq!(
+                re.is_match(s),
+                extreg_shared::artifact::validate_namespace(s).is_ok(),
+                "{s:?}"
+            );
+        }
+        let rec = &d["components"]["schemas"]["OciArtifact"]["required"];
+        for f in ["name", "version", "digest", "size", "media_type"] {
+            assert!(rec.as_array().unwrap().contains(&Value::from(f)), "{f}");
         }
     }
 

@@ -7,6 +7,7 @@
 //! Shape after rust-lang/crates.io's `App` (components in one struct,
 //! shared as `Arc<App>`, the web state dereferencing to it).
 
+mod artifacts;
 mod ops;
 
 use crate::catalogue::Catalogue;
@@ -14,6 +15,7 @@ use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use artifacts::GenericArtifacts;
 pub use ops::HEALTH_TIMEOUT;
 
 /// The daemon's components, wired once by [`crate::boot`].
@@ -28,4 +30,7 @@ pub struct App {
     pub started: Instant,
     /// Readiness for `/api/v1/health/ready`; see [`crate::probe`].
     pub readiness: Arc<crate::probe::Readiness>,
+    /// Generic OCI artifacts (KCL packages): the readable namespaces and
+    /// their listing cache; see [`artifacts`].
+    pub generic: GenericArtifacts,
 }

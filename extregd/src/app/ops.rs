@@ -254,6 +254,7 @@ impl App {
             all || (ext_type.is_none_or(|t| e.ext_type == t) && name.is_none_or(|n| e.name == n))
         });
         self.catalogue.clear_metadata();
+        self.generic.clear();
         Ok(removed)
     }
 
@@ -290,6 +291,9 @@ impl App {
     ) -> Result<Vec<extreg_shared::protocol::Discovered>, Error> {
         if refresh {
             self.catalogue.refresh(ext_type);
+            if ext_type.is_none() {
+                self.generic.clear();
+            }
         }
         self.catalogue.discover(ext_type).await
     }

@@ -284,3 +284,27 @@ fn concurrency_defaults_above_8_and_is_refused_outside_its_range() {
         .to_string();
     assert!(e.contains("concurrency"), "{e}");
 }
+
+#[test]
+fn artifact_namespaces_default_to_kcl_and_are_checked() {
+    let c = parse("[oci]\nregistry = \"127.0.0.1:5000\"\n").unwrap();
+    assert_eq!(c.oci.as_ref().unwrap().artifact_namespaces, ["kcl"]);
+    let c = parse("[oci]\nregistry = \"r:5000\"\nartifact_namespaces = [\"kcl\", \"team/pkgs\"]\n")
+        .unwrap();
+    assert_eq!(
+        c.oci.as_ref().unwrap().artifact_namespaces,
+        ["kcl", "team/pkgs"]
+    );
+    for bad in ["..", "kcl/..", "KCL", "a//b", ""] {
+        let c = parse(&format!(
+            "[oci]\nregistry = \"r:5000\"\nartifact_namespaces = [\"{bad}\"]\n"
+        ))
+        .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("artifact_namespaces"), "{bad}: {e}");
+    }
+    let e = parse("[oci]\nregistry = \"r\"\nartifact_namespace = [\"kcl\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("artifact_namespace"), "{e}");
+}

@@ -624,6 +624,7 @@ mod tests {
             verify_ssl: true,
             insecure: false,
             ca_file: None,
+            artifact_namespaces: Vec::new(),
         }
     }
 

@@ -683,6 +683,7 @@ mod tests {
             verify_ssl: true,
             insecure: false,
             ca_file: None,
+            artifact_namespaces: Vec::new(),
         };
         let b = OciBackend::new(&cfg).unwrap();
         let d = diagnose(Target {

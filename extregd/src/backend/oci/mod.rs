@@ -54,6 +54,7 @@
 pub mod auth;
 pub mod client;
 pub mod diagnose;
+pub mod generic;
 pub mod manifest;
 mod paging;
 pub mod scan;
@@ -605,6 +606,7 @@ mod tests {
             verify_ssl: true,
             insecure: false,
             ca_file: None,
+            artifact_namespaces: Vec::new(),
         }
     }
 
