@@ -36,12 +36,14 @@ pub fn candidates(
     }
     let cached = reg.artifacts().entries();
     for e in &cached {
+        // Extensions only: a generic artifact (KCL package) has no type.
+        let Some(t) = e.kind.ext_type() else { continue };
         let desc = e
             .record
             .as_ref()
             .map(|r| r.description.clone())
             .unwrap_or_default();
-        names.entry((e.name.clone(), e.ext_type)).or_insert(desc);
+        names.entry((e.name.clone(), t)).or_insert(desc);
     }
     let loaded = state.loader.loaded();
     for l in &loaded {
@@ -85,7 +87,7 @@ pub fn candidates(
         versions.extend(
             cached
                 .iter()
-                .filter(|e| e.name == n && types.contains(&e.ext_type))
+                .filter(|e| e.name == n && e.kind.ext_type().is_some_and(|t| types.contains(&t)))
                 .map(|e| e.version.clone()),
         );
         versions.extend(

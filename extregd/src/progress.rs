@@ -97,3 +97,20 @@ pub async fn artifact(
         Fetched::Growing(g) => follow(g, progress).await,
     }
 }
+
+/// A generic OCI artifact (a KCL package) for a socket client: cached,
+/// or downloaded and verified against its layer digest, reporting the
+/// download's progress; a cached copy is hashed again unless known good.
+pub async fn generic(
+    store: &std::sync::Arc<crate::artifacts::ArtifactStore>,
+    oci: std::sync::Arc<crate::backend::oci::OciBackend>,
+    located: &crate::backend::oci::generic::Located,
+    progress: &ProgressTx,
+) -> Result<ArtifactHandle, Error> {
+    let handle = match store.fetch_or_join_generic(located, oci)? {
+        Fetched::Ready(a) => a,
+        Fetched::Growing(g) => follow(g, progress).await?,
+    };
+    progress.send(Phase::Verify, handle.size, Some(handle.size));
+    handle.verified().await
+}

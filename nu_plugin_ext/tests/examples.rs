@@ -57,8 +57,14 @@ fn command_examples_hold_against_a_real_daemon() -> Result<(), Box<dyn std::erro
     assert!(st.success());
     let run = tmp.path().join("run");
     std::fs::create_dir_all(&run)?;
-    // An empty registry for `ext publish` and `ext delete`.
+    // A registry for `ext publish` and `ext delete` (empty), and the KCL
+    // package `ext kcl list` and `ext kcl pull` show.
     let registry = Registry::start(Options::default());
+    registry.push_kcl(
+        "kcl/provisioning-core",
+        "1.0.0",
+        Some("2025-10-06T12:00:00Z"),
+    );
     let cfg = tmp.path().join("extregd.toml");
     std::fs::write(
         &cfg,

@@ -171,6 +171,19 @@ pub enum Request {
     /// auth challenge and the credentials used, catalog and namespace
     /// access, and push permission when asked (nothing left behind).
     TestOci(TestOciSpec),
+    /// The generic OCI artifacts (KCL packages) of one namespace the
+    /// daemon reads (`[oci] artifact_namespaces`; `ext kcl list`).
+    OciArtifacts {
+        namespace: String,
+    },
+    /// Pull one generic OCI artifact into the artifact cache, verified
+    /// against its layer digest (`ext kcl pull`); `version` is the tag,
+    /// `None` the newest semantic version.
+    OciArtifactPull {
+        namespace: String,
+        name: String,
+        version: Option<String>,
+    },
 }
 
 /// What `ext test-oci` asks for.
@@ -251,6 +264,10 @@ pub enum Response {
     Failed(Failure),
     /// The answer to `TestOci`.
     OciDiagnosis(OciDiagnosis),
+    /// The answer to `OciArtifacts`.
+    OciArtifacts(Vec<crate::artifact::OciArtifact>),
+    /// The answer to `OciArtifactPull`.
+    OciArtifactPulled(crate::artifact::ArtifactPull),
 }
 
 /// Why a request failed, as the daemon's one domain error renders it on

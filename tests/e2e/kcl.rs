@@ -1,42 +1,15 @@
 //! KCL packages and generic OCI artifacts (seed 003): `POST
-//! /api/v1/oci/artifacts` against the real `docker-registry`, with KCL
-//! packages pushed by the tests' own OCI code the way `kcl mod push` lays
-//! them out (one `application/vnd.oci.image.layer.v1.tar` layer, the
-//! `org.kcllang.package.*` annotations).
+//! /api/v1/oci/artifacts`, `ext kcl list` and `ext kcl pull` against the
+//! real `docker-registry` and the real `nu`, with KCL packages pushed by
+//! the tests' own OCI code the way `kcl mod push` lays them out
+//! (`Registry::push_kcl`: one `application/vnd.oci.image.layer.v1.tar`
+//! layer, the `org.kcllang.package.*` annotations).
 
-use extreg_tests::registry::{Options, Registry, EMPTY_CONFIG, EMPTY_DIGEST, OCI_MANIFEST};
+use extreg_tests::registry::{kcl_package, Options, Registry, KCL_LAYER, OCI_MANIFEST};
 use extreg_tests::*;
 use serde_json::{json, Value};
 
 const NS: &str = "provisioning-extensions";
-const KCL_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-
-/// A KCL package as `kcl mod push` stores it: a plain tar of the package
-/// folder.
-fn kcl_tar(name: &str, version: &str) -> Vec<u8> {
-    let mut t = tar::Builder::new(Vec::new());
-    let files = [
-        (
-            "kcl.mod".to_string(),
-            format!(
-                "[package]\nname = \"{name}\"\nedition = \"v0.9.0\"\nversion = \"{version}\"\n"
-            ),
-        ),
-        (
-            "main.k".to_string(),
-            format!("schema Server:\n    name: str\n    version: str = \"{version}\"\n"),
-        ),
-    ];
-    for (path, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1);
-        t.append_data(&mut h, path, data.as_bytes()).unwrap();
-    }
-    t.into_inner().unwrap()
-}
-
 /// What one pushed KCL package is.
 struct Pkg {
     layer: Vec<u8>,
@@ -44,33 +17,13 @@ struct Pkg {
     manifest_digest: String,
 }
 
-/// Pushes `{repo}:{tag}` as a KCL package; `created` goes into
-/// `org.opencontainers.image.created` when given.
+/// Pushes `{repo}:{tag}` as a KCL package (see `Registry::push_kcl`).
 fn push_kcl(reg: &Registry, repo: &str, tag: &str, created: Option<&str>) -> Pkg {
-    let name = repo.rsplit('/').next().unwrap();
-    let layer = kcl_tar(name, tag);
-    reg.push_blob(repo, b"{}");
-    let layer_digest = reg.push_blob(repo, &layer);
-    let mut ann = serde_json::Map::new();
-    ann.insert("org.kcllang.package.name".into(), json!(name));
-    ann.insert("org.kcllang.package.version".into(), json!(tag));
-    if let Some(c) = created {
-        ann.insert("org.opencontainers.image.created".into(), json!(c));
-    }
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": EMPTY_CONFIG, "digest": EMPTY_DIGEST, "size": 2},
-        "layers": [{"mediaType": KCL_LAYER, "digest": layer_digest, "size": layer.len(),
-                    "annotations": {"org.opencontainers.image.title": format!("{name}_{tag}.tar")}}],
-        "annotations": ann,
-    }))
-    .unwrap();
-    let manifest_digest = reg.put_manifest(repo, &manifest, &[tag]);
+    let p = reg.push_kcl(repo, tag, created);
     Pkg {
-        layer,
-        layer_digest,
-        manifest_digest,
+        layer: kcl_package(repo.rsplit('/').next().unwrap(), tag),
+        layer_digest: p.layer_digest,
+        manifest_digest: p.manifest_digest,
     }
 }
 
@@ -257,4 +210,270 @@ fn without_a_registry_the_listing_is_a_json_404() {
         v["message"].as_str().unwrap().contains("[oci] registry"),
         "{v}"
     );
+}
+
+/// Every file under `dir` (not following links).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+#[test]
+fn kcl_packages_are_listed_and_pulled_from_nushell() {
+    let reg = Registry::start(Options::default());
+    let core1 = push_kcl(
+        &reg,
+        "kcl/provisioning-core",
+        "1.0.0",
+        Some("2025-10-06T12:00:00Z"),
+    );
+    let core2 = push_kcl(
+        &reg,
+        "kcl/provisioning-core",
+        "1.1.0",
+        Some("2025-11-01T08:30:00Z"),
+    );
+    push_kcl(&reg, "kcl/provisioning-core", "2.0.0-rc.1", None);
+    let sb = Sandbox::new();
+    let _d = start(&sb, &reg, "");
+    let nu = Nu::new(&sb);
+
+    // Typed columns: filesize and datetime.
+    let types = nu.json(
+        "ext kcl list | where version == 1.0.0 | get 0 | \
+         {size: ($in.size | describe), created_at: ($in.created_at | describe)}",
+    );
+    assert_eq!(
+        types,
+        json!({"size": "filesize", "created_at": "datetime"}),
+        "{types}"
+    );
+    let rows = nu.json("ext kcl list");
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[0]["name"], "provisioning-core");
+    assert_eq!(rows[0]["version"], "1.0.0");
+    assert_eq!(rows[0]["size"], core1.layer.len());
+    assert_eq!(rows[0]["digest"], core1.manifest_digest);
+    assert_eq!(rows[0]["layer_digest"], core1.layer_digest);
+    assert_eq!(rows[0]["created_at"], "2025-10-06T12:00:00+00:00");
+    assert_eq!(rows[0]["media_type"], OCI_MANIFEST);
+    assert_eq!(rows[2]["version"], "2.0.0-rc.1");
+    assert_eq!(rows[2]["created_at"], Value::Null);
+
+    // Pull a version: the bytes in the daemon's cache are the pushed blob.
+    let p = nu.json("ext kcl pull provisioning-core --version 1.0.0");
+    assert_eq!(p["version"], "1.0.0", "{p}");
+    assert_eq!(p["layer_digest"], core1.layer_digest);
+    assert_eq!(p["size"], core1.layer.len());
+    assert_eq!(p["cached"], false);
+    let path = std::path::PathBuf::from(p["path"].as_str().unwrap());
+    assert!(path.starts_with(sb.path("artifacts")), "{}", path.display());
+    assert_eq!(std::fs::read(&path).unwrap(), core1.layer);
+    assert_eq!(
+        sha256_tag(&std::fs::read(&path).unwrap()),
+        core1.layer_digest
+    );
+    let again = nu.json("ext kcl pull provisioning-core --version 1.0.0");
+    assert_eq!(again["cached"], true, "{again}");
+    assert_eq!(again["path"], p["path"]);
+    assert_eq!(
+        reg.blob_gets("kcl/provisioning-core", &core1.layer_digest),
+        1,
+        "the second pull came from the cache"
+    );
+
+    // Without --version: the newest stable tag.
+    let newest = nu.json("ext kcl pull provisioning-core");
+    assert_eq!(newest["version"], "1.1.0", "{newest}");
+    assert_eq!(
+        std::fs::read(newest["path"].as_str().unwrap()).unwrap(),
+        core2.layer
+    );
+    // The cache holds them as generic artifacts, not as extensions.
+    let refs: Vec<String> = files_under(&sb.path("artifacts/refs"))
+        .iter()
+        .map(|p| {
+            p.strip_prefix(sb.path("artifacts/refs"))
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    let mut refs = refs;
+    refs.sort();
+    assert_eq!(
+        refs,
+        [
+            "oci-artifact/kcl/provisioning-core/1.0.0@oci.json",
+            "oci-artifact/kcl/provisioning-core/1.1.0@oci.json"
+        ]
+    );
+    assert_eq!(nu.json("ext cache list"), json!([]));
+    let stats = nu.json("ext cache stats");
+    assert_eq!(stats["artifacts"]["entries"], 2, "{stats}");
+    // A cleared cache drops them.
+    nu.json("ext cache clear --all");
+    assert!(files_under(&sb.path("artifacts/blobs")).is_empty());
+}
+
+/// Whether nu's rendered error underlines `word` of the source line
+/// holding `line` (the underline, `^^^|^^^` without a terminal, starts
+/// under its first char).
+fn underlined(stderr: &str, line: &str, word: &str) -> bool {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let Some(i) = lines.iter().position(|l| l.contains(line)) else {
+        return false;
+    };
+    let col = |l: &str, pat: &str| l.find(pat).map(|b| l[..b].chars().count());
+    let Some(want) = col(lines[i], line).map(|c| c + line.find(word).unwrap()) else {
+        return false;
+    };
+    lines
+        .get(i + 1)
+        .and_then(|u| col(u, "^").or_else(|| col(u, "─")))
+        .is_some_and(|c| c == want)
+}
+
+#[test]
+fn bad_namespaces_names_and_versions_are_labelled_in_nushell() {
+    let reg = Registry::start(Options::default());
+    push_kcl(&reg, "private/secret", "1.0.0", None);
+    push_kcl(&reg, "kcl/provisioning-core", "1.0.0", None);
+    let sb = Sandbox::new();
+    let _d = start(&sb, &reg, "");
+    let nu = Nu::new(&sb);
+    let before = reg.log().lines().count();
+
+    // The daemon refuses a namespace it does not read; the error points
+    // at --namespace.
+    let out = nu.run("ext kcl list --namespace private");
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("namespace 'private' is not one of"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("extregd::not_found"), "{}", out.stderr);
+    assert!(
+        underlined(
+            &out.stderr,
+            "ext kcl list --namespace private",
+            "--namespace"
+        ),
+        "the label points at the namespace:\n{}",
+        out.stderr
+    );
+    let out = nu.run("ext kcl pull secret --namespace private");
+    assert!(!out.ok);
+    assert!(out.stderr.contains("is not one of"), "{}", out.stderr);
+    // Malformed input is refused by the plugin before any I/O.
+    for (cmd, what) in [
+        ("ext kcl list --namespace ../private", "invalid namespace"),
+        ("ext kcl pull ../etc", "invalid package name"),
+        (
+            "ext kcl pull provisioning-core --version 'a/b'",
+            "invalid version",
+        ),
+    ] {
+        let out = nu.run(cmd);
+        assert!(!out.ok, "{cmd}");
+        assert!(out.stderr.contains(what), "{cmd}: {}", out.stderr);
+    }
+    assert_eq!(
+        before,
+        reg.log().lines().count(),
+        "the registry was asked:\n{}",
+        reg.log()
+    );
+    // A tag that does not exist: not_found on --version.
+    let out = nu.run("ext kcl pull provisioning-core --version 9.9.9");
+    assert!(!out.ok);
+    assert!(
+        out.stderr
+            .contains("kcl/provisioning-core:9.9.9 is not in the registry"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_tampered_kcl_package_is_refused_and_nothing_is_cached() {
+    let reg = Registry::start(Options::default());
+    let pkg = push_kcl(&reg, "kcl/provisioning-core", "1.0.0", None);
+    // The registry now serves other bytes of the same length.
+    let file = reg.blob_file(&pkg.layer_digest);
+    let mut data = std::fs::read(&file).unwrap();
+    for b in data.iter_mut().take(64) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&file, &data).unwrap();
+    let sb = Sandbox::new();
+    let _d = start(&sb, &reg, "");
+    let nu = Nu::new(&sb);
+    for _ in 0..2 {
+        let out = nu.run("ext kcl pull provisioning-core --version 1.0.0");
+        assert!(!out.ok);
+        assert!(
+            out.stderr.contains("extregd::integrity_error"),
+            "{}",
+            out.stderr
+        );
+    }
+    let left: Vec<_> = ["blobs", "refs", "tmp"]
+        .iter()
+        .flat_map(|d| files_under(&sb.path("artifacts").join(d)))
+        .collect();
+    assert!(left.is_empty(), "nothing cached: {left:?}");
+    assert_eq!(
+        reg.blob_gets("kcl/provisioning-core", &pkg.layer_digest),
+        2,
+        "each pull fetched (and refused) the bytes"
+    );
+}
+
+#[test]
+fn the_kcl_command_examples_run_in_real_nu() {
+    let reg = Registry::start(Options::default());
+    let core = push_kcl(
+        &reg,
+        "kcl/provisioning-core",
+        "1.0.0",
+        Some("2025-10-06T12:00:00Z"),
+    );
+    let sb = Sandbox::new();
+    let _d = start(&sb, &reg, "");
+    let nu = Nu::new(&sb);
+    std::fs::create_dir_all(sb.path("home/vendor")).unwrap();
+    let last = nu.json(
+        "ext kcl list | where name == provisioning-core | sort-by created_at | last | get version",
+    );
+    assert_eq!(last, "1.0.0");
+    let big = nu.json("ext kcl list --namespace kcl | where size > 1kb | select name version size");
+    assert_eq!(
+        big,
+        json!([{"name": "provisioning-core", "version": "1.0.0", "size": core.layer.len()}])
+    );
+    assert!(core.layer.len() > 1000);
+    let out = nu.run("ext kcl pull provisioning-core --version 1.0.0");
+    assert!(out.ok, "{}", out.stderr);
+    let out = nu.run("tar -xf (ext kcl pull provisioning-core).path -C ./vendor");
+    assert!(out.ok, "{}", out.stderr);
+    let kcl_mod = std::fs::read_to_string(sb.path("home/vendor/kcl.mod")).unwrap();
+    assert!(
+        kcl_mod.contains("name = \"provisioning-core\""),
+        "{kcl_mod}"
+    );
+    assert_eq!(nu.json("ext kcl | describe"), "string");
 }

@@ -23,6 +23,34 @@ pub const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
 pub const EMPTY_DIGEST: &str =
     "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 pub const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// The layer media type `kcl mod push` gives a KCL package (a plain tar).
+pub const KCL_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// A KCL package as `kcl mod push` stores it: a plain tar of the package
+/// folder (`kcl.mod`, `main.k`), the same bytes for the same inputs.
+pub fn kcl_package(name: &str, version: &str) -> Vec<u8> {
+    let mut t = tar::Builder::new(Vec::new());
+    let files = [
+        (
+            "kcl.mod",
+            format!(
+                "[package]\nname = \"{name}\"\nedition = \"v0.9.0\"\nversion = \"{version}\"\n"
+            ),
+        ),
+        (
+            "main.k",
+            format!("schema Server:\n    name: str\n    version: str = \"{version}\"\n"),
+        ),
+    ];
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1);
+        t.append_data(&mut h, path, data.as_bytes()).unwrap();
+    }
+    t.into_inner().unwrap()
+}
 
 /// How to start a registry.
 #[derive(Debug, Clone, Default)]
@@ -281,6 +309,38 @@ impl Registry {
         let layer_digest = self.push_blob(repo, layer);
         let manifest = artifact_manifest(&layer_digest, layer.len(), annotations);
         let manifest_digest = self.put_manifest(repo, &manifest, tags);
+        Pushed {
+            layer_digest,
+            manifest_digest,
+            manifest,
+        }
+    }
+
+    /// Pushes `{repo}:{tag}` as a KCL package laid out as `kcl mod push`
+    /// does (empty config, one [`KCL_LAYER`] layer titled
+    /// `{name}_{tag}.tar`, the `org.kcllang.package.*` annotations, and
+    /// `org.opencontainers.image.created` when `created` is given).
+    pub fn push_kcl(&self, repo: &str, tag: &str, created: Option<&str>) -> Pushed {
+        let name = repo.rsplit('/').next().unwrap();
+        let layer = kcl_package(name, tag);
+        self.push_blob(repo, b"{}");
+        let layer_digest = self.push_blob(repo, &layer);
+        let mut ann = serde_json::Map::new();
+        ann.insert("org.kcllang.package.name".into(), json!(name));
+        ann.insert("org.kcllang.package.version".into(), json!(tag));
+        if let Some(c) = created {
+            ann.insert("org.opencontainers.image.created".into(), json!(c));
+        }
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": EMPTY_CONFIG, "digest": EMPTY_DIGEST, "size": 2},
+            "layers": [{"mediaType": KCL_LAYER, "digest": layer_digest, "size": layer.len(),
+                        "annotations": {"org.opencontainers.image.title": format!("{name}_{tag}.tar")}}],
+            "annotations": ann,
+        }))
+        .unwrap();
+        let manifest_digest = self.put_manifest(repo, &manifest, &[tag]);
         Pushed {
             layer_digest,
             manifest_digest,

@@ -23,6 +23,7 @@ pub const MAX_BODY: usize = 4096;
 /// `kcl`) can be read; others answer 404 `not_found`, a malformed one 400.
 /// Answers are cached for `[cache] ttl_seconds`.
 #[utoipa::path(post, path = "/api/v1/oci/artifacts", tag = "oci",
+    operation_id = "list_oci_artifacts",
     request_body(content = ArtifactQuery, content_type = "application/json",
         description = "The namespace to list (at most 4096 bytes of JSON)"),
     responses(

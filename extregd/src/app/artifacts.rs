@@ -16,11 +16,12 @@
 //! them.
 
 use super::App;
+use crate::backend::oci::generic::Located;
 use crate::cache::{SingleFlight, TtlLru};
 use crate::config::CacheConfig;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use extreg_shared::artifact::{validate_namespace, OciArtifact};
+use extreg_shared::artifact::{valid_tag, validate_namespace, ArtifactPull, OciArtifact};
 use extreg_shared::{Field, Source};
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +78,11 @@ impl GenericArtifacts {
     }
 }
 
+/// Input echoed in a message: bounded, control characters escaped.
+fn shown(s: &str) -> String {
+    s.chars().take(64).flat_map(char::escape_default).collect()
+}
+
 /// A namespace by the OCI grammar, else a 400 naming the field.
 fn well_formed(namespace: &str) -> Result<(), Error> {
     validate_namespace(namespace)
@@ -125,6 +131,89 @@ impl App {
         self.generic.listings.insert(key, r.clone());
         Ok(r)
     }
+
+    /// One artifact of `{namespace}/{name}`: the tag `version`, else the
+    /// newest tag that is a semantic version (else `latest`).
+    pub async fn oci_artifact(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Located, Error> {
+        let oci = self.readable(namespace)?;
+        extreg_shared::validate_name(name)?;
+        if !crate::backend::oci::valid_repository(&format!("{namespace}/{name}")) {
+            return Err(Error::invalid_request(format!(
+                "'{name}' is not a repository name (lower-case letters, digits, '.', '_', '-')"
+            ))
+            .with_field(Field::Name));
+        }
+        let backend = |e: crate::backend::BackendError| Error::backend(Source::Oci, &e);
+        let tag = match version {
+            Some(v) => {
+                if !valid_tag(v) {
+                    return Err(Error::invalid_request(format!(
+                        "'{}' is not an OCI tag ([A-Za-z0-9_][A-Za-z0-9._-], at most 128)",
+                        shown(v)
+                    ))
+                    .with_field(Field::Version));
+                }
+                v.to_string()
+            }
+            None => {
+                let tags = oci.generic_tags(namespace, name).await.map_err(backend)?;
+                newest_tag(&tags).ok_or_else(|| {
+                    Error::not_found(format!("{namespace}/{name} has no tags"))
+                        .with_field(Field::Name)
+                })?
+            }
+        };
+        oci.generic_artifact(namespace, name, &tag)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "{namespace}/{name}:{tag} is not in the registry (or is not an artifact)"
+                ))
+                .with_field(if version.is_some() {
+                    Field::Version
+                } else {
+                    Field::Name
+                })
+            })
+    }
+
+    /// Pulls one artifact into the artifact cache, verified against its
+    /// layer digest (a mismatch caches nothing).
+    pub async fn pull_oci_artifact(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<&str>,
+        progress: &crate::progress::ProgressTx,
+    ) -> Result<ArtifactPull, Error> {
+        let located = self.oci_artifact(namespace, name, version).await?;
+        let oci = self.need_registry()?.clone();
+        let store = self.catalogue.artifacts();
+        let art = crate::progress::generic(store, oci, &located, progress).await?;
+        Ok(ArtifactPull {
+            artifact: located.record,
+            path: art.path.display().to_string(),
+            digest: art.digest,
+            size: art.size,
+            cached: art.hit,
+        })
+    }
+}
+
+/// The newest tag that is a semantic version (stable before pre-release),
+/// else `latest` when present.
+fn newest_tag(tags: &[String]) -> Option<String> {
+    tags.iter()
+        .filter_map(|t| extreg_shared::parse_version(t).ok().map(|v| (v, t)))
+        .max_by(|a, b| (a.0.pre.is_empty(), &a.0).cmp(&(b.0.pre.is_empty(), &b.0)))
+        .map(|(_, t)| t.clone())
+        .or_else(|| tags.iter().find(|t| *t == "latest").cloned())
 }
 
 #[cfg(test)]
@@ -163,5 +252,17 @@ mod tests {
             .details
             .unwrap()
             .contains("set [oci] artifact_namespaces"));
+    }
+
+    #[test]
+    fn the_newest_semver_tag_wins() {
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            newest_tag(&t(&["1.0.0", "1.10.0", "1.9.0", "2.0.0-rc.1", "latest"])),
+            Some("1.10.0".into())
+        );
+        assert_eq!(newest_tag(&t(&["2.0.0-rc.1"])), Some("2.0.0-rc.1".into()));
+        assert_eq!(newest_tag(&t(&["main", "latest"])), Some("latest".into()));
+        assert_eq!(newest_tag(&t(&["main"])), None);
     }
 }

@@ -3,7 +3,7 @@
 //! caches each one drops.
 
 use super::App;
-use crate::artifacts::{IndexEntry, VerifyReport};
+use crate::artifacts::{ArtifactKind, IndexEntry, VerifyReport};
 use crate::backend::oci::OciBackend;
 use crate::error::Error;
 use extreg_shared::protocol::{PublishResult, PublishSpec, SignResult};
@@ -251,7 +251,8 @@ impl App {
             ));
         }
         let removed = self.catalogue.artifacts().remove_where(|e| {
-            all || (ext_type.is_none_or(|t| e.ext_type == t) && name.is_none_or(|n| e.name == n))
+            all || (ext_type.is_none_or(|t| e.kind == ArtifactKind::Extension(t))
+                && name.is_none_or(|n| e.name == n))
         });
         self.catalogue.clear_metadata();
         self.generic.clear();

@@ -4,14 +4,13 @@
 
 use super::flight::Progress;
 use super::{
-    now, storage_error, ArtifactKey, ArtifactStore, IndexEntry, Stamp, Stored, MAX_UNANNOUNCED,
+    now, storage_error, ArtifactKey, ArtifactStore, IndexEntry, Origin, Stamp, Stored,
+    MAX_UNANNOUNCED,
 };
-use crate::backend::{Backend, VersionEntry};
 use crate::error::Error;
 use extreg_shared::ErrorKind;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 
 /// A download whose bytes passed verification, not yet visible.
 pub(super) struct Verified {
@@ -25,17 +24,16 @@ impl ArtifactStore {
     pub(super) async fn download(
         &self,
         key: &ArtifactKey,
-        entry: &VersionEntry,
-        backend: Arc<dyn Backend>,
+        origin: &Origin,
         tmp: tempfile::NamedTempFile,
         tx: &tokio::sync::watch::Sender<Progress>,
     ) -> Result<Verified, Error> {
-        let source = entry.record.source;
+        let source = origin.source();
         // The cap holds before a byte is fetched: an artifact whose record
         // announces more than the cap is refused without asking the backend.
-        self.check_cap(entry, entry.record.size)?;
+        self.check_cap(origin, origin.announced())?;
         let t = std::time::Instant::now();
-        let artifact = backend.fetch(entry).await;
+        let artifact = origin.fetch().await;
         self.metrics
             .backend_timed(source.as_str(), "fetch", artifact.is_ok(), t);
         let fetched_bytes = self
@@ -44,13 +42,10 @@ impl ArtifactStore {
             .bytes_fetched
             .with_label_values(&[source.as_str()]);
         let artifact = artifact.map_err(|e| Error::backend(source, &e))?;
-        let expected = artifact
-            .digest
-            .clone()
-            .or_else(|| entry.record.checksum.clone());
+        let expected = artifact.digest.clone().or_else(|| origin.checksum());
         // ...and again once the backend answered (a response may announce
         // more than the record did).
-        self.check_cap(entry, artifact.size)?;
+        self.check_cap(origin, artifact.size)?;
         tx.send_modify(|p| {
             p.started = true;
             p.size = artifact.size;
@@ -122,24 +117,28 @@ impl ArtifactStore {
         }
         // Who signed it, as the backend's policy asks; a refusal drops the
         // temp file (nothing cached).
-        let signature_key = match self.verifier.get() {
-            Some(v) => v.check(entry, &*backend, &tmp_path, &digest).await?,
-            None => None,
+        // Signatures are an extension matter: generic artifacts are
+        // verified by digest only.
+        let signature_key = match (self.verifier.get(), origin) {
+            (Some(v), Origin::Version { entry, backend }) => {
+                v.check(entry, &**backend, &tmp_path, &digest).await?
+            }
+            _ => None,
         };
         let t = now();
         let ie = IndexEntry {
-            ext_type: key.ext_type,
+            kind: key.kind,
             name: key.name.clone(),
             version: key.version.clone(),
             source,
             digest: digest.clone(),
             size,
-            revision: entry.revision.clone(),
+            revision: origin.revision().to_string(),
             cached_at: t,
             last_used: t,
-            record: Some(entry.record.clone()),
-            backend: backend.identity(),
-            locator: entry.locator.clone(),
+            record: origin.record(),
+            backend: origin.identity(),
+            locator: origin.locator(),
             signature_key,
         };
         Ok(Verified {
@@ -149,13 +148,13 @@ impl ArtifactStore {
     }
 
     /// Refuses an artifact announced above `[cache] max_artifact_bytes`.
-    fn check_cap(&self, entry: &VersionEntry, announced: Option<u64>) -> Result<(), Error> {
+    fn check_cap(&self, origin: &Origin, announced: Option<u64>) -> Result<(), Error> {
         match (self.max_bytes, announced) {
             (Some(cap), Some(n)) if n > cap => Err(Error::new(
                 ErrorKind::InsufficientStorage,
                 format!(
-                    "{}/{} {} is {n} bytes, over the artifact cache cap ([cache] max_artifact_bytes = {cap})",
-                    entry.record.ext_type, entry.record.name, entry.record.version
+                    "{} is {n} bytes, over the artifact cache cap ([cache] max_artifact_bytes = {cap})",
+                    origin.what()
                 ),
             )),
             _ => Ok(()),

@@ -3,7 +3,7 @@
 //! waiter leaves, and a guard that fails waiters if the task dies.
 
 use super::handle::{ArtifactHandle, Stored};
-use super::{storage_error, ArtifactKey, ArtifactStore, Stamp, TMP_PREFIX};
+use super::{storage_error, ArtifactKey, ArtifactStore, Origin, Stamp, TMP_PREFIX};
 use crate::backend::{Backend, VersionEntry};
 use crate::error::Error;
 use std::path::PathBuf;
@@ -256,24 +256,48 @@ impl ArtifactStore {
         force: bool,
         cancellable: bool,
     ) -> Result<Fetched, Error> {
-        let key = ArtifactKey {
-            ext_type: entry.record.ext_type,
-            name: entry.record.name.clone(),
-            version: entry.record.version.clone(),
-            source: entry.record.source,
+        let origin = Origin::Version {
+            entry: entry.clone(),
+            backend,
         };
+        self.fetch_or_join_origin(&origin, force, cancellable)
+    }
+
+    /// A generic OCI artifact (a KCL package): cached, or fetched from the
+    /// registry and verified against its layer digest, as extensions are
+    /// (single flight, cancellable like a socket client's download).
+    pub fn fetch_or_join_generic(
+        self: &Arc<Self>,
+        located: &crate::backend::oci::generic::Located,
+        oci: Arc<crate::backend::oci::OciBackend>,
+    ) -> Result<Fetched, Error> {
+        let origin = Origin::Generic {
+            located: located.clone(),
+            oci,
+        };
+        self.fetch_or_join_origin(&origin, false, true)
+    }
+
+    fn fetch_or_join_origin(
+        self: &Arc<Self>,
+        origin: &Origin,
+        force: bool,
+        cancellable: bool,
+    ) -> Result<Fetched, Error> {
+        let key = origin.key();
+        let revision = origin.revision();
         // Lock order: inflight, then index. A finishing download inserts
         // its index entry and leaves `inflight` under this lock, so a caller
         // sees one or the other, never neither.
         let mut inflight = self.inflight.lock();
         if !force {
-            if let Some(hit) = self.lookup(&key, &entry.revision) {
+            if let Some(hit) = self.lookup(&key, revision) {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Fetched::Ready(hit));
             }
         }
         if let Some(f) = inflight.get_mut(&key) {
-            if f.revision == entry.revision {
+            if f.revision == revision {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 let mut g = f.join(self);
                 if cancellable {
@@ -299,7 +323,7 @@ impl ArtifactStore {
         let mut flight = Inflight {
             generation,
             tmp_path: tmp.path().to_path_buf(),
-            revision: entry.revision.clone(),
+            revision: revision.to_string(),
             rx,
             waiters: usize::from(cancellable),
             pinned: !cancellable,
@@ -318,7 +342,7 @@ impl ArtifactStore {
         // under the `inflight` lock, so the abort handle is in place before
         // any waiter can leave.
         let this = self.clone();
-        let entry = entry.clone();
+        let origin = origin.clone();
         let task_key = key.clone();
         let handle = tokio::spawn(async move {
             let key = task_key;
@@ -330,7 +354,7 @@ impl ArtifactStore {
                 generation,
                 tx: Some(tx.clone()),
             };
-            let res = this.download(&key, &entry, backend, tmp, &tx).await;
+            let res = this.download(&key, &origin, tmp, &tx).await;
             let mut inflight = this.inflight.lock();
             let current = inflight
                 .get(&key)

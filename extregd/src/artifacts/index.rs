@@ -164,7 +164,7 @@ impl ArtifactStore {
     /// fetch, no touch: for answers from metadata such as `HEAD`).
     pub fn is_cached(&self, entry: &VersionEntry) -> bool {
         let key = ArtifactKey {
-            ext_type: entry.record.ext_type,
+            kind: super::ArtifactKind::Extension(entry.record.ext_type),
             name: entry.record.name.clone(),
             version: entry.record.version.clone(),
             source: entry.record.source,
@@ -258,8 +258,7 @@ impl ArtifactStore {
     pub fn entries(&self) -> Vec<IndexEntry> {
         let mut v: Vec<IndexEntry> = self.index.lock().values().cloned().collect();
         v.sort_by(|a, b| {
-            (a.ext_type, &a.name, &a.version, a.source)
-                .cmp(&(b.ext_type, &b.name, &b.version, b.source))
+            (a.kind, &a.name, &a.version, a.source).cmp(&(b.kind, &b.name, &b.version, b.source))
         });
         v
     }
@@ -281,7 +280,7 @@ fn open_blob(path: &Path) -> std::io::Result<(std::fs::File, Stamp)> {
 
 pub(super) fn ref_path(root: &Path, k: &ArtifactKey) -> PathBuf {
     root.join("refs")
-        .join(k.ext_type.as_str())
+        .join(k.kind.as_str())
         .join(&k.name)
         .join(format!("{}@{}.json", k.version, k.source))
 }

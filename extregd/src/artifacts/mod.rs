@@ -3,6 +3,7 @@
 //! ```text
 //! {root}/blobs/sha256/{hex}                          the bytes, immutable
 //! {root}/refs/{type}/{name}/{version}@{source}.json  index entry -> digest
+//! {root}/refs/oci-artifact/{namespace}/{name}/{tag}@oci.json   (generic)
 //! {root}/tmp/                                        downloads in progress
 //! ```
 //!
@@ -19,11 +20,13 @@ mod flight;
 mod handle;
 mod index;
 mod offline;
+mod origin;
 mod verify;
 
 use flight::Inflight;
 pub use flight::{Fetched, Growing, Progress};
 pub use handle::{ArtifactHandle, Delivery, LiveDownload, Stored, STREAM_ABOVE};
+pub use origin::Origin;
 pub use verify::{Stamp, VerifyReport};
 
 use crate::error::Error;
@@ -37,9 +40,57 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// What an entry holds: an extension of a type, or a generic OCI artifact
+/// (a KCL package), whose `name` is its repository `{namespace}/{name}`
+/// and `version` its tag. Stored as the ref's `type`: the extension type,
+/// or [`GENERIC`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ArtifactKind {
+    Extension(ExtensionType),
+    Generic,
+}
+
+/// The stored `type` (and ref folder) of a generic artifact.
+pub const GENERIC: &str = "oci-artifact";
+
+impl ArtifactKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArtifactKind::Extension(t) => t.as_str(),
+            ArtifactKind::Generic => GENERIC,
+        }
+    }
+
+    /// The extension type, when it is an extension.
+    pub fn ext_type(self) -> Option<ExtensionType> {
+        match self {
+            ArtifactKind::Extension(t) => Some(t),
+            ArtifactKind::Generic => None,
+        }
+    }
+}
+
+impl Serialize for ArtifactKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ArtifactKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == GENERIC {
+            return Ok(ArtifactKind::Generic);
+        }
+        s.parse::<ExtensionType>()
+            .map(ArtifactKind::Extension)
+            .map_err(|_| serde::de::Error::custom(format!("unknown artifact type '{s}'")))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ArtifactKey {
-    pub ext_type: ExtensionType,
+    pub kind: ArtifactKind,
     pub name: String,
     pub version: String,
     pub source: Source,
@@ -49,7 +100,7 @@ pub struct ArtifactKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexEntry {
     #[serde(rename = "type")]
-    pub ext_type: ExtensionType,
+    pub kind: ArtifactKind,
     pub name: String,
     pub version: String,
     pub source: Source,
@@ -82,7 +133,7 @@ pub struct IndexEntry {
 impl IndexEntry {
     fn key(&self) -> ArtifactKey {
         ArtifactKey {
-            ext_type: self.ext_type,
+            kind: self.kind,
             name: self.name.clone(),
             version: self.version.clone(),
             source: self.source,
@@ -138,7 +189,7 @@ impl ArtifactStore {
     /// artifact of the same version and digest, if any.
     pub fn annotate(&self, rec: &mut Extension) {
         let key = ArtifactKey {
-            ext_type: rec.ext_type,
+            kind: ArtifactKind::Extension(rec.ext_type),
             name: rec.name.clone(),
             version: rec.version.clone(),
             source: rec.source,

@@ -17,7 +17,11 @@ impl ArtifactStore {
         self.index
             .lock()
             .values()
-            .filter(|e| e.backend == backend && e.ext_type == ext_type && e.name == name)
+            .filter(|e| {
+                e.backend == backend
+                    && e.kind == super::ArtifactKind::Extension(ext_type)
+                    && e.name == name
+            })
             .filter_map(|e| {
                 let mut record = e.record.clone()?;
                 record.stale = true;
@@ -43,7 +47,7 @@ impl ArtifactStore {
             .lock()
             .values()
             .filter(|e| e.backend == backend)
-            .map(|e| (e.ext_type, e.name.clone()))
+            .filter_map(|e| Some((e.kind.ext_type()?, e.name.clone())))
             .collect();
         keys.sort();
         keys.dedup();

@@ -328,3 +328,19 @@ async fn a_damaged_blob_is_never_served_whole_and_is_evicted() {
     let hit = store.get_or_fetch(&entry(), backend).await.unwrap();
     assert!(hit.known_good());
 }
+
+#[test]
+fn artifact_kinds_keep_the_stored_type() {
+    use super::ArtifactKind;
+    let k: ArtifactKind = serde_json::from_str("\"taskserv\"").unwrap();
+    assert_eq!(k, ArtifactKind::Extension(ExtensionType::Taskserv));
+    let g: ArtifactKind = serde_json::from_str("\"oci-artifact\"").unwrap();
+    assert_eq!(g, ArtifactKind::Generic);
+    assert_eq!(serde_json::to_string(&g).unwrap(), "\"oci-artifact\"");
+    assert_eq!(
+        serde_json::to_string(&ArtifactKind::Extension(ExtensionType::Cluster)).unwrap(),
+        "\"cluster\""
+    );
+    assert!(serde_json::from_str::<ArtifactKind>("\"widget\"").is_err());
+    assert_eq!(g.ext_type(), None);
+}

@@ -101,9 +101,9 @@ impl ArtifactStore {
                 _ => {}
             }
         }
-        report.damaged.sort_by(|a, b| {
-            (a.ext_type, &a.name, &a.version).cmp(&(b.ext_type, &b.name, &b.version))
-        });
+        report
+            .damaged
+            .sort_by(|a, b| (a.kind, &a.name, &a.version).cmp(&(b.kind, &b.name, &b.version)));
         report
     }
 }

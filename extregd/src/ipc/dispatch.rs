@@ -24,9 +24,11 @@ pub(super) fn failed(e: Error) -> Response {
     Response::Failed(e.failure())
 }
 
-fn cache_entry(e: crate::artifacts::IndexEntry) -> CacheEntry {
-    CacheEntry {
-        ext_type: e.ext_type,
+/// An extension's cache entry as `ext cache list` shows it (generic
+/// artifacts, which have no extension type, are not shown there).
+fn cache_entry(e: crate::artifacts::IndexEntry) -> Option<CacheEntry> {
+    Some(CacheEntry {
+        ext_type: e.kind.ext_type()?,
         name: e.name,
         version: e.version,
         source: e.source,
@@ -34,7 +36,7 @@ fn cache_entry(e: crate::artifacts::IndexEntry) -> CacheEntry {
         digest: e.digest,
         cached_at: crate::backend::rfc3339_secs(e.cached_at),
         last_used: crate::backend::rfc3339_secs(e.last_used),
-    }
+    })
 }
 
 /// The final answer to one request, without a socket: what a connection
@@ -186,9 +188,12 @@ pub(super) async fn dispatch(
             reference: app.delete(ext_type, &name, &version).await?,
         },
         Request::Health => Response::Health(app.health().await),
-        Request::CacheList => {
-            Response::CacheEntries(app.cache_entries().into_iter().map(cache_entry).collect())
-        }
+        Request::CacheList => Response::CacheEntries(
+            app.cache_entries()
+                .into_iter()
+                .filter_map(cache_entry)
+                .collect(),
+        ),
         Request::CacheStats => Response::CacheStats(reg.cache_stats()),
         Request::CacheClear {
             ext_type,
@@ -203,7 +208,7 @@ pub(super) async fn dispatch(
             Response::CacheVerified {
                 checked: r.checked,
                 bytes: r.bytes,
-                damaged: r.damaged.into_iter().map(cache_entry).collect(),
+                damaged: r.damaged.into_iter().filter_map(cache_entry).collect(),
             }
         }
         Request::CachePrune { days } => {
@@ -228,6 +233,17 @@ pub(super) async fn dispatch(
                 })?,
             )
         }
+        Request::OciArtifacts { namespace } => {
+            Response::OciArtifacts(app.oci_artifacts(&namespace).await?.as_ref().clone())
+        }
+        Request::OciArtifactPull {
+            namespace,
+            name,
+            version,
+        } => Response::OciArtifactPulled(
+            app.pull_oci_artifact(&namespace, &name, version.as_deref(), progress)
+                .await?,
+        ),
         Request::Discover { ext_type, refresh } => {
             Response::Discovered(app.discover(ext_type, refresh).await?)
         }

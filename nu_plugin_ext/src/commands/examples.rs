@@ -145,6 +145,11 @@ pub fn empty() -> Value {
 pub const K3S_DIGEST: &str =
     "sha256:04f55cfccb9b2be3e6d759aa3d3b2ea2e65ee1b2961ab91a239637c38c5fde4e";
 
+/// The layer digest of the KCL package `kcl/provisioning-core:1.0.0` the
+/// examples test pushes (`extreg_tests::registry::kcl_package`).
+pub const KCL_CORE_DIGEST: &str =
+    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
 /// The record `ext cache clear` and `ext cache prune` return.
 pub fn removed(entries: i64, bytes: i64) -> Value {
     let mut r = Record::new();

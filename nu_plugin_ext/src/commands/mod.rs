@@ -14,6 +14,7 @@ pub mod examples;
 mod ext;
 mod health;
 mod info;
+mod kcl;
 mod list;
 mod load;
 mod publish;
@@ -85,6 +86,12 @@ pub fn all() -> Vec<Box<dyn PluginCommand<Plugin = ExtPlugin>>> {
             "Show the resolved dependency tree of an extension: the version ext load would choose for it and for everything it needs."),
         cmd("ext test-oci", T::record(), test_oci::TestOci,
             "Diagnose the OCI registry: reachable, TLS, the Distribution API, auth (challenge and which credentials), catalog and namespace access, and push permission with --push."),
+        cmd("ext kcl", T::String, kcl::Kcl,
+            "KCL packages in the OCI registry (seed 003): list, pull."),
+        cmd("ext kcl list", T::table(), kcl::KclList,
+            "List the KCL packages (every tag of every repository) in an OCI namespace the daemon reads."),
+        cmd("ext kcl pull", T::record(), kcl::KclPull,
+            "Fetch one KCL package into the daemon's artifact cache, verified against its layer digest."),
     ]
 }
 
@@ -573,7 +580,9 @@ pub fn to_labeled(e: ClientError, head: Span, spans: ArgSpans) -> LabeledError {
                 Some(Field::Version) => spans.version,
                 Some(Field::Type) => spans.ext_type,
                 Some(Field::Source) => spans.source,
-                Some(Field::Registry) => spans.registry,
+                // `--namespace` of `ext kcl` shares the span of
+                // `--registry`/`--namespace` elsewhere.
+                Some(Field::Registry) | Some(Field::Namespace) => spans.registry,
                 _ => None,
             };
             let label = f.kind.replace('_', " ");

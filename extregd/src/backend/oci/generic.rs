@@ -22,7 +22,6 @@ use super::{manifest, utc, valid_repository, OciBackend, ANN_CREATED};
 use crate::backend::BackendError;
 use extreg_shared::artifact::{valid_tag, OciArtifact};
 use futures::StreamExt;
-use std::time::Duration;
 
 /// Repositories read per listing.
 pub const MAX_REPOSITORIES: usize = 1_000;
@@ -194,19 +193,17 @@ impl OciBackend {
     pub async fn generic_blob(
         &self,
         a: &Located,
-        timeout: Duration,
     ) -> Result<crate::backend::Artifact, BackendError> {
         let what = format!(
             "the {}/{}:{} layer",
             a.record.namespace, a.record.name, a.record.version
         );
-        let (stream, announced) = tokio::time::timeout(
-            timeout,
-            self.client
-                .blob_get(&a.repository, &a.record.layer_digest, &what),
-        )
-        .await
-        .map_err(|_| BackendError::Timeout(timeout.as_secs()))??;
+        // The client's connect and per-read timeouts hold (no overall one:
+        // packages may be large), as for extension downloads.
+        let (stream, announced) = self
+            .client
+            .blob_get(&a.repository, &a.record.layer_digest, &what)
+            .await?;
         Ok(crate::backend::Artifact {
             stream,
             size: Some(a.record.size).or(announced),
