@@ -148,7 +148,7 @@ pub const K3S_DIGEST: &str =
 /// The layer digest of the KCL package `kcl/provisioning-core:1.0.0` the
 /// examples test pushes (`extreg_tests::registry::kcl_package`).
 pub const KCL_CORE_DIGEST: &str =
-    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    "sha256:ce45a3f1fa13cb6b19c3454db49cd8767e763915a1dc546cba45061199b6331b";
 
 /// The record `ext cache clear` and `ext cache prune` return.
 pub fn removed(entries: i64, bytes: i64) -> Value {
