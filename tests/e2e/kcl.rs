@@ -212,23 +212,6 @@ fn without_a_registry_the_listing_is_a_json_404() {
     );
 }
 
-/// Every file under `dir` (not following links).
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let t = e.file_type().unwrap();
-        if t.is_dir() {
-            out.extend(files_under(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
-}
-
 #[test]
 fn kcl_packages_are_listed_and_pulled_from_nushell() {
     let reg = Registry::start(Options::default());
