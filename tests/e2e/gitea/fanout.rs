@@ -27,6 +27,13 @@ fn cold_names(d: &Daemon) -> Vec<String> {
         .collect()
 }
 
+/// What `/health` says the Gitea backend skipped; it must be degraded.
+fn skipped(d: &Daemon) -> Value {
+    let (_, h) = d.get_json("/health");
+    assert_eq!(h["status"], "degraded", "{h}");
+    h["backends"]["gitea"]["skipped"].clone()
+}
+
 #[test]
 fn concurrency_key_bounds_the_requests_in_flight() {
     let g = sixty_repos();
@@ -100,13 +107,7 @@ fn a_failing_repository_leaves_the_rest_listed_and_marked_partial() {
     let names = cold_names(&d);
     assert_eq!(names.len(), 59, "{names:?}");
     assert!(!names.contains(&"fan07".to_string()) && names.contains(&"fan59".to_string()));
-    let (_, h) = d.get_json("/health");
-    assert_eq!(h["status"], "degraded", "{h}");
-    assert_eq!(
-        h["backends"]["gitea"]["skipped"],
-        json!(["fan07_taskserv"]),
-        "{h}"
-    );
+    assert_eq!(skipped(&d), json!(["fan07_taskserv"]));
     assert!(
         d.metric("backend_skipped_repositories_total{backend=\"gitea\"}") >= 1.0,
         "{}",
@@ -125,12 +126,9 @@ fn a_failing_page_of_the_repository_list_leaves_the_pages_before_it_listed() {
     assert_eq!(names.len(), 50, "{names:?}");
     assert!(names.contains(&"fan00".to_string()) && names.contains(&"fan49".to_string()));
     assert!(!names.contains(&"fan50".to_string()), "{names:?}");
-    let (_, h) = d.get_json("/health");
-    assert_eq!(h["status"], "degraded", "{h}");
     assert_eq!(
-        h["backends"]["gitea"]["skipped"],
-        json!([format!("{ORG} repositories after page 1")]),
-        "{h}"
+        skipped(&d),
+        json!([format!("{ORG} repositories after page 1")])
     );
     // Never a listing of nothing: when page 1 fails, the listing fails.
     let g = sixty_repos();

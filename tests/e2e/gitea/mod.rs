@@ -1,6 +1,7 @@
 //! The Gitea backend, end to end: the real `extregd` binary against the
-//! Gitea stand-in of `support/gitea.rs`, driven through `/api/v1`. The first
-//! test holds the stand-in to Gitea 1.25's published schema.
+//! Gitea stand-in of `support/gitea/`, driven through `/api/v1`.
+//! `schema.rs` holds the stand-in to Gitea 1.25's published schema;
+//! `fanout.rs` checks the cold listing's concurrency and pipelining.
 
 use extreg_tests::gitea::{add_extension, add_extensions, extension_tarball, Access, GiteaStandIn};
 use extreg_tests::*;

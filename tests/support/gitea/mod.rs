@@ -2,7 +2,7 @@
 //! API the Gitea backend uses, the way Gitea does (no Gitea server can be
 //! installed here). Its JSON follows the definitions of
 //! `../shared/gitea/swagger.v1.json` (`Repository`, `Release`, `Attachment`,
-//! `ServerVersion`, `User`, `APIError`), which `tests/e2e/gitea.rs` checks.
+//! `ServerVersion`, `User`, `APIError`), which `tests/e2e/gitea/schema.rs` checks.
 //!
 //! Behaviour that the schema does not show, copied from Gitea:
 //! - `page` (default 1) and `limit` (default 30, silently capped at 50);
