@@ -217,6 +217,33 @@ struct Target {
     repository: String,
 }
 
+/// A push or delete under a readable generic-artifact namespace (`[oci]
+/// artifact_namespaces`, KCL packages) drops that namespace's listing,
+/// now and once more after [`REGISTRY_FOLLOW_UP`] (distribution notifies
+/// before it links the tag).
+fn forget_generic(st: &SharedState, events: &[RegistryEvent]) {
+    let namespaces: BTreeSet<String> = events
+        .iter()
+        .filter(|ev| matches!(ev.action.as_str(), "push" | "delete"))
+        .filter_map(|ev| ev.target.as_ref())
+        .filter_map(|t| st.generic.namespace_of(&t.repository))
+        .map(str::to_string)
+        .collect();
+    if namespaces.is_empty() {
+        return;
+    }
+    for ns in &namespaces {
+        st.generic.forget(ns);
+    }
+    let st = st.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(REGISTRY_FOLLOW_UP).await;
+        for ns in &namespaces {
+            st.generic.forget(ns);
+        }
+    });
+}
+
 /// `POST /api/v1/hooks/registry`.
 pub async fn registry(
     State(st): State<SharedState>,
@@ -245,6 +272,7 @@ pub async fn registry(
     let env: Envelope = serde_json::from_slice(&bytes).map_err(|e| {
         Error::invalid_request(format!("not a registry notification envelope: {e}")).into_response()
     })?;
+    forget_generic(&st, &env.events);
     let Some(ns) = hooks.oci_namespace.as_deref() else {
         return Ok(accept(&st, "registry", BTreeSet::new()));
     };

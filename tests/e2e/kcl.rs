@@ -460,3 +460,56 @@ fn the_kcl_command_examples_run_in_real_nu() {
     );
     assert_eq!(nu.json("ext kcl | describe"), "string");
 }
+
+#[test]
+fn registry_notifications_drop_the_cached_kcl_listing() {
+    const SECRET: &str = "kcl-hook-secret-0123456789";
+    let sb = Sandbox::new();
+    let secret = sb.path("registry-hook");
+    std::fs::write(&secret, SECRET).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let port = extreg_tests::registry::free_port();
+    let cfg = sb.write_config(&format!(
+        "[oci]\nregistry = \"127.0.0.1:{port}\"\nnamespace = \"{NS}\"\ntimeout_seconds = 5\n\
+         [cache]\nartifact_dir = \"{}\"\nttl_seconds = 3600\n\
+         [webhooks]\nregistry_secret_path = \"{}\"\n",
+        sb.path("artifacts").display(),
+        secret.display()
+    ));
+    let d = Daemon::start(&sb, &["--config", cfg.to_str().unwrap()], &[]);
+    let reg = Registry::start(Options {
+        port: Some(port),
+        extra_yaml: Some(format!(
+            "notifications:\n  endpoints:\n    - name: extregd\n      url: {}\n      \
+             headers:\n        Authorization: [Bearer {SECRET}]\n      \
+             timeout: 2s\n      threshold: 3\n      backoff: 1s\n",
+            d.api("/hooks/registry")
+        )),
+        ..Default::default()
+    });
+    let versions = |d: &Daemon| -> Vec<String> {
+        let (s, v, _) = post(d, r#"{"namespace": "kcl"}"#);
+        assert_eq!(s, 200, "{v}");
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["version"].as_str().unwrap().to_string())
+            .collect()
+    };
+    push_kcl(&reg, "kcl/provisioning-core", "1.0.0", None);
+    assert!(wait_until(std::time::Duration::from_secs(10), || versions(
+        &d
+    ) == [
+        "1.0.0"
+    ]));
+    // The listing is cached for an hour; the registry's notification of the
+    // next push drops it.
+    push_kcl(&reg, "kcl/provisioning-core", "1.1.0", None);
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), || versions(&d)
+            == ["1.0.0", "1.1.0"]),
+        "the pushed tag never appeared (ttl is an hour); registry log:\n{}",
+        reg.log()
+    );
+}

@@ -59,6 +59,26 @@ impl GenericArtifacts {
         self.listings.clear();
     }
 
+    /// The readable namespace a repository is directly under
+    /// (`{namespace}/{name}`), if any.
+    pub fn namespace_of<'a>(&'a self, repository: &str) -> Option<&'a str> {
+        self.namespaces
+            .iter()
+            .find(|n| {
+                repository
+                    .strip_prefix(n.as_str())
+                    .and_then(|r| r.strip_prefix('/'))
+                    .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+            })
+            .map(String::as_str)
+    }
+
+    /// Drops the cached listing of one namespace (a registry notification
+    /// named a repository under it).
+    pub fn forget(&self, namespace: &str) {
+        self.listings.remove_where(|k| k == namespace);
+    }
+
     /// The namespace, when it may be read; else the error naming it.
     pub fn check(&self, namespace: &str) -> Result<(), Error> {
         well_formed(namespace)?;
@@ -252,6 +272,16 @@ mod tests {
             .details
             .unwrap()
             .contains("set [oci] artifact_namespaces"));
+    }
+
+    #[test]
+    fn repositories_map_to_readable_namespaces() {
+        let g = generic(&["kcl", "team/pkgs"]);
+        assert_eq!(g.namespace_of("kcl/provisioning-core"), Some("kcl"));
+        assert_eq!(g.namespace_of("team/pkgs/base"), Some("team/pkgs"));
+        for other in ["kcl", "kcl/", "kcl/a/b", "kclx/a", "team/a", "other/kcl"] {
+            assert_eq!(g.namespace_of(other), None, "{other}");
+        }
     }
 
     #[test]
