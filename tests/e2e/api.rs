@@ -62,12 +62,7 @@ fn standard_catalog(root: &Path) -> Vec<u8> {
 }
 
 fn start_with(sb: &Sandbox, extra_toml: &str) -> Daemon {
-    let cfg = sb.write_config(&format!(
-        "[local]\npath = \"{}\"\n[cache]\nartifact_dir = \"{}\"\n{extra_toml}",
-        sb.catalog().display(),
-        sb.path("artifacts").display()
-    ));
-    Daemon::start(sb, &["--config", cfg.to_str().unwrap()], &[])
+    sb.start_local(extra_toml)
 }
 
 fn start() -> (Sandbox, Daemon, Vec<u8>) {

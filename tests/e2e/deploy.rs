@@ -731,12 +731,7 @@ fn operator_metrics_are_exposed_and_promtool_clean() {
     let promtool = require_tool("promtool", "prometheus");
     let reg = registry_with_one_extension();
     let sb = Sandbox::new();
-    let cfg = sb.write_config(&format!(
-        "[oci]\nregistry = \"{}\"\nnamespace = \"{NS}\"\n[cache]\nartifact_dir = \"{}\"\n",
-        reg.addr,
-        sb.path("artifacts").display()
-    ));
-    let d = Daemon::start(&sb, &["--config", cfg.to_str().unwrap()], &[]);
+    let d = sb.start_oci(&reg.addr, NS, "");
     let (s, _) = d.get_json("/extensions");
     assert_eq!(s, 200);
     let r = d.get("/extensions/provider/hetzner/0.3.0");

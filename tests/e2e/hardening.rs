@@ -484,15 +484,7 @@ fn a_full_disk_is_a_clear_507_and_leaves_nothing() {
     let sb = Sandbox::new();
     let dir = write_folder_ext(&sb.catalog(), "provider", "fat", "1.0.0", "Fat", &[]);
     // 2 MB of incompressible bytes: more than the 512 KiB disk holds.
-    let mut x: u64 = 88172645463325252;
-    let noise: Vec<u8> = (0..2_000_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = noise(2_000_000, 88172645463325252);
     std::fs::write(dir.join("blob.bin"), noise).unwrap();
     let disk = SmallDisk::mount(sb.path("disk"), "512k");
     let art = disk.0.join("artifacts");

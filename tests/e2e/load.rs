@@ -18,12 +18,7 @@ fn catalog(sb: &Sandbox) {
 }
 
 fn start(sb: &Sandbox, extra: &str) -> Daemon {
-    let cfg = sb.write_config(&format!(
-        "[local]\npath = \"{}\"\n[cache]\nartifact_dir = \"{}\"\n{extra}",
-        sb.catalog().display(),
-        sb.path("artifacts").display()
-    ));
-    Daemon::start(sb, &["--config", cfg.to_str().unwrap()], &[])
+    sb.start_local(extra)
 }
 
 fn loaded_dir(sb: &Sandbox) -> std::path::PathBuf {
@@ -232,15 +227,7 @@ fn the_size_cap_evicts_the_least_recently_used() {
     // Three extensions of ~60 KB each (incompressible), cap 150 KB.
     for (i, n) in ["alpha", "beta", "gamma"].iter().enumerate() {
         let dir = write_folder_ext(&sb.catalog(), "cluster", n, "1.0.0", n, &[]);
-        let mut x: u32 = 2463534242 + i as u32;
-        let noise: Vec<u8> = (0..60_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect();
+        let noise = noise(60_000, (2463534242 + i) as u64);
         std::fs::write(dir.join("blob"), noise).unwrap();
     }
     let d = start(&sb, "max_artifact_bytes = 150000\n");
@@ -347,17 +334,7 @@ fn offline_cached_versions_are_listed_resolved_served_and_loaded() {
 fn a_daemon_killed_mid_download_leaves_no_entry() {
     let sb = Sandbox::new();
     let g = GiteaStandIn::start();
-    let big: Vec<u8> = {
-        let mut x: u64 = 88172645463325252;
-        (0..400_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
+    let big = noise(400_000, 88172645463325252);
     let tgz = g.with(|w| {
         w.token(TOKEN, Access::Read);
         w.org(ORG);
@@ -422,18 +399,6 @@ fn a_daemon_killed_mid_download_leaves_no_entry() {
     assert_eq!(&r.bytes().unwrap()[..], &tgz[..]);
     let v: Value = d.get_json("/cache/stats").1;
     assert_eq!(v["artifacts"]["entries"], 1);
-}
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]

@@ -197,20 +197,6 @@ impl Throttle {
     }
 }
 
-/// Pseudo-random bytes (incompressible).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// An extension artifact of about `len` bytes (a stored, not compressed,
 /// gzip: the bytes are noise anyway).
 fn big_artifact(ty: &str, name: &str, version: &str, len: usize) -> Vec<u8> {
@@ -263,12 +249,7 @@ fn small_catalog(sb: &Sandbox) {
 }
 
 fn local_daemon(sb: &Sandbox) -> Daemon {
-    let cfg = sb.write_config(&format!(
-        "[local]\npath = \"{}\"\n[cache]\nartifact_dir = \"{}\"\n",
-        sb.catalog().display(),
-        sb.path("artifacts").display()
-    ));
-    Daemon::start(sb, &["--config", cfg.to_str().unwrap()], &[])
+    sb.start_local("")
 }
 
 #[test]
@@ -446,12 +427,7 @@ fn slow_pull_shows_progress_outlasts_the_old_cap_and_ctrl_c_cancels() {
     let slow = Throttle::start(&reg.addr, 2_500_000);
 
     let sb = Sandbox::new();
-    let cfg = sb.write_config(&format!(
-        "[oci]\nregistry = \"{}\"\nnamespace = \"{NS}\"\ntimeout_seconds = 10\n[cache]\nartifact_dir = \"{}\"\n",
-        slow.addr,
-        sb.path("artifacts").display()
-    ));
-    let d = Daemon::start(&sb, &["--config", cfg.to_str().unwrap()], &[]);
+    let d = sb.start_oci(&slow.addr, NS, "timeout_seconds = 10\n");
     let nu = Nu::new(&sb);
     let t = Tmux::start(&sb, &sb.path("home"));
     // Silence of 5 s at most: far less than the whole pull.

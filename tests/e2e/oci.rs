@@ -4,7 +4,7 @@
 //! `skopeo`.
 
 use extreg_shared::ExtensionType;
-use extreg_tests::registry::{write_oci_layout, Options, PagingProxy, Registry};
+use extreg_tests::registry::{skopeo, write_oci_layout, Options, PagingProxy, Registry};
 use extreg_tests::*;
 use extregd::backend::oci::OciBackend;
 use extregd::config::OciConfig;
@@ -71,21 +71,6 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
-}
-
-/// Pseudo-random bytes (not compressible, deterministic per seed).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn artifact(name: &str, version: &str) -> Vec<u8> {
@@ -449,21 +434,6 @@ fn backend_for(reg: &Registry) -> OciBackend {
         artifact_namespaces: Vec::new(),
     })
     .unwrap()
-}
-
-fn skopeo(args: &[&str]) -> std::process::Output {
-    let bin = require_tool("skopeo", "skopeo");
-    let out = std::process::Command::new(bin)
-        .arg("--insecure-policy")
-        .args(args)
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 #[test]

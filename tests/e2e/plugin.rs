@@ -57,25 +57,12 @@ fn catalog(sb: &Sandbox) {
     write_folder_ext(&root, "cluster", "aws", "0.1.0", "An AWS cluster", &[]);
     // Over a megabyte of incompressible bytes, for `where size > 1mb`.
     let big = write_folder_ext(&root, "taskserv", "bigdata", "1.0.0", "Large", &[]);
-    let mut x: u64 = 0x9E3779B97F4A7C15;
-    let noise: Vec<u8> = (0..1_500_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = noise(1_500_000, 0x9E3779B97F4A7C15);
     std::fs::write(big.join("payload.bin"), noise).unwrap();
 }
 
 fn start(sb: &Sandbox) -> Daemon {
-    let cfg = sb.write_config(&format!(
-        "[local]\npath = \"{}\"\n[cache]\nartifact_dir = \"{}\"\n",
-        sb.catalog().display(),
-        sb.path("artifacts").display()
-    ));
-    Daemon::start(sb, &["--config", cfg.to_str().unwrap()], &[])
+    sb.start_local("")
 }
 
 fn names(v: &Value) -> Vec<&str> {

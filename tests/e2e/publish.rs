@@ -10,12 +10,7 @@ const NS: &str = "team";
 fn publish_and_delete_through_nu() {
     let reg = Registry::start(Options::default());
     let sb = Sandbox::new();
-    let cfg = sb.write_config(&format!(
-        "[oci]\nregistry = \"{}\"\nnamespace = \"{NS}\"\n[cache]\nartifact_dir = \"{}\"\n",
-        reg.addr,
-        sb.path("artifacts").display()
-    ));
-    let d = Daemon::start(&sb, &["--config", cfg.to_str().unwrap()], &[]);
+    let d = sb.start_oci(&reg.addr, NS, "");
     let nu = Nu::new(&sb);
     let src = write_folder_ext(
         &sb.path("src"),

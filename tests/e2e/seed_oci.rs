@@ -3,7 +3,7 @@
 //! auth files, dry-run digests), against the real `docker-registry` and
 //! `skopeo`.
 
-use extreg_tests::registry::{write_oci_layout, Options, Registry};
+use extreg_tests::registry::{skopeo, write_oci_layout, Options, Registry};
 use extreg_tests::*;
 use serde_json::Value;
 
@@ -15,19 +15,6 @@ fn oci_config(sb: &Sandbox, registry: &str, extra: &str) -> std::path::PathBuf {
          [cache]\nartifact_dir = \"{}\"\n{extra}",
         sb.path("artifacts").display()
     ))
-}
-
-fn skopeo(args: &[&str]) {
-    let out = std::process::Command::new(require_tool("skopeo", "skopeo"))
-        .arg("--insecure-policy")
-        .args(args)
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn artifact(ty: &str, name: &str, version: &str) -> Vec<u8> {

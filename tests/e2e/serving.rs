@@ -165,15 +165,7 @@ fn count(text: &str, needle: &str) -> usize {
 /// An uncompressed tar.gz of `mib` MiB of noise with its manifest first,
 /// as the tarball form `{catalog}/taskserv/{name}/{name}-1.0.0.tar.gz`.
 fn big_tarball(sb: &Sandbox, name: &str, mib: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let noise: Vec<u8> = (0..mib * 1024 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = noise(mib * 1024 * 1024, 0x9E37_79B9_7F4A_7C15);
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
     let mut t = tar::Builder::new(gz);
     for (path, data) in [

@@ -99,15 +99,7 @@ pub fn artifact(name: &str, ty: &str, version: &str, filler: usize) -> Vec<u8> {
         format!("extension:\n  name: {name}\n  version: {version}\n  type: {ty}\n  description: {name} from the hostile registry\n").as_bytes(),
     );
     // Incompressible filler (xorshift), so sizes are what they say.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let noise: Vec<u8> = (0..filler)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = crate::noise(filler, 0x9E37_79B9_7F4A_7C15);
     add("data.bin", &noise);
     tar.into_inner().unwrap().finish().unwrap()
 }

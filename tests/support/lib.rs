@@ -114,6 +114,62 @@ impl Sandbox {
         std::fs::write(&p, toml).unwrap();
         p
     }
+
+    /// Starts `extregd` on the config `toml` (written by [`Self::write_config`]).
+    pub fn start(&self, toml: &str) -> Daemon {
+        let cfg = self.write_config(toml);
+        Daemon::start(self, &["--config", cfg.to_str().unwrap()], &[])
+    }
+
+    /// Starts `extregd` over the sandbox's local catalogue with its own
+    /// artifact cache; `extra` (whole TOML sections) is appended.
+    pub fn start_local(&self, extra: &str) -> Daemon {
+        self.start(&format!(
+            "[local]\npath = \"{}\"\n[cache]\nartifact_dir = \"{}\"\n{extra}",
+            self.catalog().display(),
+            self.path("artifacts").display()
+        ))
+    }
+
+    /// Starts `extregd` with `registry`/`namespace` as its `[oci]` backend
+    /// (plus `oci_keys`, lines of that section) and its own artifact cache.
+    pub fn start_oci(&self, registry: &str, namespace: &str, oci_keys: &str) -> Daemon {
+        self.start(&format!(
+            "[oci]\nregistry = \"{registry}\"\nnamespace = \"{namespace}\"\n{oci_keys}[cache]\nartifact_dir = \"{}\"\n",
+            self.path("artifacts").display()
+        ))
+    }
+}
+
+/// `len` incompressible bytes (xorshift64 from `seed`), the same for the
+/// same seed: artifacts that gzip cannot shrink.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Runs `cmd` and returns its output; panics with its stderr when it fails.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// A running `extregd`, killed on drop.
@@ -426,21 +482,11 @@ impl<'a> Nu<'a> {
     pub fn new(sb: &'a Sandbox) -> Nu<'a> {
         let registry = sb.path("plugins.msgpackz");
         let plugin = bin("nu_plugin_ext");
-        let out = sb
-            .command(&nu_bin())
-            .args(["-n", "-c"])
-            .arg(format!(
-                "plugin add --plugin-config '{}' '{}'",
-                registry.display(),
-                plugin.display()
-            ))
-            .output()
-            .expect("run nu");
-        assert!(
-            out.status.success(),
-            "plugin add failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(sb.command(&nu_bin()).args(["-n", "-c"]).arg(format!(
+            "plugin add --plugin-config '{}' '{}'",
+            registry.display(),
+            plugin.display()
+        )));
         Nu { sb, registry }
     }
 

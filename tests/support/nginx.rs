@@ -19,15 +19,10 @@ pub struct TestCa {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let o = Command::new(require_tool("openssl", "openssl"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        o.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
+    crate::run_ok(
+        Command::new(require_tool("openssl", "openssl"))
+            .args(args)
+            .current_dir(dir),
     );
 }
 

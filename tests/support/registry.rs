@@ -870,3 +870,13 @@ fn next_id() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
+
+/// Runs Debian's `skopeo` (no signature policy) and returns its output;
+/// panics with its stderr when it fails.
+pub fn skopeo(args: &[&str]) -> std::process::Output {
+    crate::run_ok(
+        std::process::Command::new(crate::require_tool("skopeo", "skopeo"))
+            .arg("--insecure-policy")
+            .args(args),
+    )
+}
