@@ -234,6 +234,97 @@ impl AcceptErrors {
     pub fn succeeded(&mut self) {
         self.delay = BACKOFF_MIN;
     }
+
+    /// The next connection `accept` yields; `None` once `life.stop` fires.
+    /// Failures are recorded by [`Self::failed`] and waited out here.
+    pub async fn next<T, F>(
+        &mut self,
+        life: &Lifecycle,
+        metrics: &Metrics,
+        mut accept: impl FnMut() -> F,
+    ) -> Option<T>
+    where
+        F: std::future::Future<Output = io::Result<T>>,
+    {
+        loop {
+            let r = tokio::select! {
+                biased;
+                _ = life.stop.cancelled() => return None,
+                r = accept() => r,
+            };
+            match r {
+                Ok(s) => {
+                    self.succeeded();
+                    return Some(s);
+                }
+                Err(e) => {
+                    if let Some(wait) = self.failed(&e, metrics) {
+                        tokio::select! {
+                            _ = life.stop.cancelled() => return None,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The admission rule of both listeners: at most `max` connections served
+/// at once. One over the limit is counted in `connections_rejected`,
+/// warned about at most once per [`WARN_EVERY`], and handed to one of at
+/// most `max_refusing` refusal tasks (or dropped when they are all busy:
+/// closing costs nothing we do not have).
+pub struct Gate {
+    transport: &'static str,
+    max: usize,
+    slots: Arc<Semaphore>,
+    refusing: Arc<Semaphore>,
+    full: RateLimitedWarn,
+}
+
+impl Gate {
+    pub fn new(transport: &'static str, max: usize, max_refusing: usize) -> Gate {
+        Gate {
+            transport,
+            max,
+            slots: Arc::new(Semaphore::new(max)),
+            refusing: Arc::new(Semaphore::new(max_refusing)),
+            full: RateLimitedWarn::default(),
+        }
+    }
+
+    /// A slot for `stream`, or `None` after handing it to `refuse`.
+    pub fn admit<S, F>(
+        &mut self,
+        stream: S,
+        metrics: &Metrics,
+        life: &Lifecycle,
+        refuse: impl FnOnce(S, OwnedSemaphorePermit) -> F,
+    ) -> Option<(S, OwnedSemaphorePermit)>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Some((stream, permit));
+        }
+        metrics
+            .connections_rejected
+            .with_label_values(&[self.transport])
+            .inc();
+        if let Some(held_back) = self.full.due() {
+            tracing::warn!(
+                transport = self.transport,
+                max = self.max,
+                held_back,
+                "connection limit reached; refusing new connections"
+            );
+        }
+        if let Ok(p) = self.refusing.clone().try_acquire_owned() {
+            life.tracker.spawn(refuse(stream, p));
+        }
+        None
+    }
 }
 
 /// Counts a connection in `connections_open` while it lives.
@@ -311,8 +402,7 @@ pub async fn serve_http(
     life: Lifecycle,
 ) {
     register_listener(&metrics, "http");
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let rejecting = Arc::new(Semaphore::new(limits.max_rejecting));
+    let mut gate = Gate::new("http", limits.max_connections, limits.max_rejecting);
     let busy = unavailable_answer(limits.max_connections);
     let mut http = hyper::server::conn::http1::Builder::new();
     // The header-read timer starts when a connection opens and again when
@@ -322,55 +412,22 @@ pub async fn serve_http(
         .keep_alive(true);
     let http = Arc::new(http);
     let mut errors = AcceptErrors::new("http");
-    let mut full = RateLimitedWarn::default();
-    loop {
-        let stream = tokio::select! {
-            biased;
-            _ = life.stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((s, _)) => {
-                    errors.succeeded();
-                    s
-                }
-                Err(e) => {
-                    if let Some(wait) = errors.failed(&e, &metrics) {
-                        tokio::select! {
-                            _ = life.stop.cancelled() => break,
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                    }
-                    continue;
-                }
-            },
-        };
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let conn = HttpConn {
-                    router: router.clone(),
-                    http: http.clone(),
-                    limits: limits.clone(),
-                    metrics: metrics.clone(),
-                    life: life.clone(),
-                };
-                life.tracker.spawn(conn.run(stream, permit));
-            }
-            Err(_) => {
-                metrics
-                    .connections_rejected
-                    .with_label_values(&["http"])
-                    .inc();
-                if let Some(held_back) = full.due() {
-                    tracing::warn!(
-                        max_connections = limits.max_connections,
-                        held_back,
-                        "HTTP connection limit reached; answering 503 to new connections"
-                    );
-                }
-                if let Ok(permit) = rejecting.clone().try_acquire_owned() {
-                    life.tracker.spawn(reject(stream, busy.clone(), permit));
-                }
-                // Else dropped: closing it costs nothing we do not have.
-            }
+    while let Some(stream) = errors
+        .next(&life, &metrics, || async {
+            listener.accept().await.map(|(s, _)| s)
+        })
+        .await
+    {
+        let refuse = |s, p| reject(s, busy.clone(), p);
+        if let Some((stream, permit)) = gate.admit(stream, &metrics, &life, refuse) {
+            let conn = HttpConn {
+                router: router.clone(),
+                http: http.clone(),
+                limits: limits.clone(),
+                metrics: metrics.clone(),
+                life: life.clone(),
+            };
+            life.tracker.spawn(conn.run(stream, permit));
         }
     }
     tracing::debug!("HTTP listener closed");

@@ -2,61 +2,19 @@
 //! project's own misbehaving fakes (`support/hostile.rs`). One test per
 //! property, named after it.
 
-use extreg_shared::protocol::{self, Envelope, Request, Response};
+use extreg_shared::protocol::{Request, Response};
 use extreg_tests::hostile::{Hostile, Mode, TokenAuth, ISSUED_TOKEN};
 use extreg_tests::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 // ---- helpers ------------------------------------------------------------------
 
-fn socket_of(sb: &Sandbox) -> PathBuf {
-    sb.path("runtime/extregd/extregd.sock")
-}
-
-/// One request over the local socket; frames that are not the final answer
-/// (progress) are skipped.
+/// One request over the local socket; progress frames are skipped.
 fn socket_call(sb: &Sandbox, req: Request) -> Response {
-    let mut s = UnixStream::connect(socket_of(sb)).expect("connect to the socket");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let send = |s: &mut UnixStream, id: u64, body: Request| {
-        s.write_all(&protocol::encode(&Envelope { id, body }).unwrap())
-            .unwrap();
-    };
-    let read = |s: &mut UnixStream| -> Envelope<Response> {
-        let mut h = [0u8; 4];
-        s.read_exact(&mut h).expect("a frame header");
-        let mut p = vec![0u8; protocol::frame_len(h).unwrap()];
-        s.read_exact(&mut p).expect("a frame");
-        protocol::decode(&p).expect("a frame we can read")
-    };
-    send(
-        &mut s,
-        1,
-        Request::Hello {
-            protocol: protocol::PROTOCOL_VERSION,
-            client: "hardening-test".into(),
-        },
-    );
-    assert!(matches!(read(&mut s).body, Response::Hello { .. }));
-    send(&mut s, 2, req);
-    loop {
-        let r = read(&mut s);
-        match r.body {
-            Response::Error(_)
-            | Response::Failed(_)
-            | Response::Loaded(_)
-            | Response::Pulled(_)
-            | Response::CacheVerified { .. }
-            | Response::CacheRemoved { .. }
-            | Response::Extensions { .. }
-            | Response::Versions(_) => return r.body,
-            _ => continue,
-        }
-    }
+    extreg_tests::socket::call(&sandbox_socket(sb), req)
 }
 
 fn load_req(ty: Option<&str>, name: &str, force: bool) -> Request {

@@ -284,20 +284,9 @@ fn durations_filesizes_and_dates_are_typed_and_prune_takes_a_duration() {
     assert_eq!(v, 0);
 
     // Bad input is labelled on the argument.
-    let out = nu.run("ext cache prune --older-than 1day --days 1");
-    assert!(!out.ok && out.stderr.contains("not both"), "{}", out.stderr);
-    let out = nu.run("ext cache prune");
-    assert!(
-        !out.ok && out.stderr.contains("--older-than 30day"),
-        "{}",
-        out.stderr
-    );
-    let out = nu.run("ext cache prune --older-than (-1day)");
-    assert!(
-        !out.ok && out.stderr.contains("out of range"),
-        "{}",
-        out.stderr
-    );
+    nu.fails("ext cache prune --older-than 1day --days 1", &["not both"]);
+    nu.fails("ext cache prune", &["--older-than 30day"]);
+    nu.fails("ext cache prune --older-than (-1day)", &["out of range"]);
     let out = nu.run("ext cache prune --older-than 30");
     assert!(!out.ok, "an int is not a duration: {}", out.stdout);
     assert_eq!(nu.json("ext cache list | length"), 1, "nothing lost");

@@ -3,6 +3,7 @@
 //! daemon autostart, and the protocol's defences.
 
 use extreg_shared::protocol::{self, Envelope, Request, Response};
+use extreg_tests::socket::{self, read_frame, send_frame};
 use extreg_tests::*;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -293,12 +294,7 @@ fn errors_point_at_the_argument_at_fault() {
         "does not combine",
         "aws",
     );
-    let out = nu.run("ext cache clear");
-    assert!(
-        !out.ok && out.stderr.contains("say what to clear"),
-        "{}",
-        out.stderr
-    );
+    nu.fails("ext cache clear", &["say what to clear"]);
     let out = nu.run("ext info nosuchthing");
     assert!(out.stderr.contains("extregd::not_found"), "{}", out.stderr);
 }
@@ -457,24 +453,8 @@ fn a_version_mismatch_names_both_versions() {
     );
 }
 
-fn read_frame<T: serde::de::DeserializeOwned>(s: &mut UnixStream) -> Option<Envelope<T>> {
-    let mut h = [0u8; 4];
-    s.read_exact(&mut h).ok()?;
-    let len = protocol::frame_len(h).ok()?;
-    let mut p = vec![0u8; len];
-    s.read_exact(&mut p).ok()?;
-    protocol::decode(&p).ok()
-}
-
 fn hello(s: &mut UnixStream, version: u32) -> Envelope<Response> {
-    let h = Envelope {
-        id: 1,
-        body: Request::Hello {
-            protocol: version,
-            client: "test".into(),
-        },
-    };
-    s.write_all(&protocol::encode(&h).unwrap()).unwrap();
+    send_frame(s, 1, socket::hello(version, "test")).unwrap();
     read_frame(s).expect("an answer to hello")
 }
 

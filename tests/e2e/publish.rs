@@ -52,20 +52,16 @@ fn publish_and_delete_through_nu() {
         .join("extension.yaml")
         .is_file());
 
-    let out = nu.run(&format!("ext publish '{p}' --version 7.0.0"));
-    assert!(
-        !out.ok && out.stderr.contains("already exists"),
-        "{}",
-        out.stderr
+    nu.fails(
+        &format!("ext publish '{p}' --version 7.0.0"),
+        &["already exists"],
     );
     let v = nu.json(&format!("ext publish '{p}' --version 7.0.0 --force"));
     assert_eq!(v["replaced"], true);
 
-    let out = nu.run(&format!("ext publish '{p}' --version 7.0.1"));
-    assert!(
-        !out.ok && out.stderr.contains("extension.yaml"),
-        "{}",
-        out.stderr
+    nu.fails(
+        &format!("ext publish '{p}' --version 7.0.1"),
+        &["extension.yaml"],
     );
     // A relative path is taken from nu's current directory.
     let v = nu.json(&format!(
@@ -73,11 +69,9 @@ fn publish_and_delete_through_nu() {
         src.parent().unwrap().display()
     ));
     assert_eq!(v["name"], "redis");
-    let out = nu.run("ext publish /nonexistent --version 1.0.0");
-    assert!(
-        !out.ok && out.stderr.contains("holds no extension.yaml"),
-        "{}",
-        out.stderr
+    nu.fails(
+        "ext publish /nonexistent --version 1.0.0",
+        &["holds no extension.yaml"],
     );
 
     let v = nu.json("ext delete redis 7.0.0 --type taskserv");
@@ -86,18 +80,11 @@ fn publish_and_delete_through_nu() {
         format!("{}/{NS}/redis-taskserv:7.0.0", reg.addr)
     );
     assert!(reg.tags(&format!("{NS}/redis-taskserv")).is_empty());
-    let out = nu.run("ext delete redis 7.0.0 --type taskserv");
-    assert!(
-        !out.ok && out.stderr.contains("not in the registry"),
-        "{}",
-        out.stderr
+    nu.fails(
+        "ext delete redis 7.0.0 --type taskserv",
+        &["not in the registry"],
     );
-    let out = nu.run("ext delete redis 7.x --type taskserv");
-    assert!(
-        !out.ok && out.stderr.contains("invalid version"),
-        "{}",
-        out.stderr
-    );
+    nu.fails("ext delete redis 7.x --type taskserv", &["invalid version"]);
 }
 
 #[test]

@@ -89,12 +89,7 @@ fn discover_refresh_shows_a_tag_pushed_by_skopeo_at_once() {
     assert_eq!(row(&fresh, "redis")["latest"], "1.1.0");
     assert_eq!(nu.json("ext info redis")["version"], "1.1.0");
 
-    let out = nu.run("ext discover --type widget");
-    assert!(
-        !out.ok && out.stderr.contains("unknown extension type"),
-        "{}",
-        out.stderr
-    );
+    nu.fails("ext discover --type widget", &["unknown extension type"]);
 }
 
 fn b64(s: &str) -> String {
@@ -342,11 +337,9 @@ fn ext_publish_to_another_registry_and_namespace_through_nu() {
         format!("{}/staging/aws-provider:2.0.0", home.addr)
     );
     assert_eq!(home.tags("staging/aws-provider"), vec!["2.0.0"]);
-    let out = nu.run(&format!("ext publish '{p}' --version 2.0.0 --registry ''"));
-    assert!(
-        !out.ok && out.stderr.contains("--registry is empty"),
-        "{}",
-        out.stderr
+    nu.fails(
+        &format!("ext publish '{p}' --version 2.0.0 --registry ''"),
+        &["--registry is empty"],
     );
 }
 

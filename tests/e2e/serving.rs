@@ -5,8 +5,9 @@
 //! graceful shutdown with a deadline, SIGHUP ignored; and two HTTP edges:
 //! `HEAD` answered from metadata, `Retry-After` on our 429 answers.
 
-use extreg_shared::protocol::{self, Envelope, Request, Response};
+use extreg_shared::protocol::{self, Request, Response};
 use extreg_tests::gitea::{add_extension, Access, GiteaStandIn};
+use extreg_tests::socket::{self, read_frame, send_frame};
 use extreg_tests::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -116,24 +117,8 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn send_frame(s: &mut UnixStream, id: u64, body: Request) -> std::io::Result<()> {
-    s.write_all(&protocol::encode(&Envelope { id, body }).unwrap())
-}
-
-fn read_frame(s: &mut UnixStream) -> Option<Envelope<Response>> {
-    let mut h = [0u8; 4];
-    s.read_exact(&mut h).ok()?;
-    let len = protocol::frame_len(h).ok()?;
-    let mut p = vec![0u8; len];
-    s.read_exact(&mut p).ok()?;
-    protocol::decode(&p).ok()
-}
-
 fn hello_request() -> Request {
-    Request::Hello {
-        protocol: protocol::PROTOCOL_VERSION,
-        client: "serving-test".into(),
-    }
+    socket::hello(protocol::PROTOCOL_VERSION, "serving-test")
 }
 
 /// Connects, says hello and asks for health; the answers (None when the

@@ -9,6 +9,7 @@ pub mod gitea;
 pub mod hostile;
 pub mod nginx;
 pub mod registry;
+pub mod socket;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -515,6 +516,21 @@ impl<'a> Nu<'a> {
     }
 
     /// Runs `script | to json --raw` and parses the result.
+    /// Runs `script`, which must fail with every one of `needles` in its
+    /// stderr (the error nu printed).
+    pub fn fails(&self, script: &str, needles: &[&str]) -> NuOutput {
+        let out = self.run(script);
+        assert!(!out.ok, "`{script}` succeeded:\n{}", out.stdout);
+        for n in needles {
+            assert!(
+                out.stderr.contains(n),
+                "`{script}`: no {n:?} in\n{}",
+                out.stderr
+            );
+        }
+        out
+    }
+
     pub fn json(&self, script: &str) -> serde_json::Value {
         self.run(&format!("{script} | to json --raw")).json()
     }

@@ -41,16 +41,32 @@ fn folder(path: &str) -> Result<PathBuf, Error> {
 }
 
 impl App {
-    /// The type asked for, or the one type that holds `name`.
+    /// The type asked for, or the one type that holds `name` (checked
+    /// first: a bad name is the error, not "not found").
     pub async fn type_of(
         &self,
         ext_type: Option<ExtensionType>,
         name: &str,
     ) -> Result<ExtensionType, Error> {
+        extreg_shared::validate_name(name)?;
         match ext_type {
             Some(t) => Ok(t),
             None => self.catalogue.resolve_type(name).await,
         }
+    }
+
+    /// What a pull, load or deps asks for: the name checked, then the
+    /// constraint parsed, then the type settled, in that order, so the
+    /// error names the first bad input.
+    pub async fn target(
+        &self,
+        ext_type: Option<ExtensionType>,
+        name: &str,
+        constraint: &str,
+    ) -> Result<(ExtensionType, extreg_shared::Constraint), Error> {
+        extreg_shared::validate_name(name)?;
+        let c = extreg_shared::Constraint::parse(constraint)?;
+        Ok((self.type_of(ext_type, name).await?, c))
     }
 
     /// The configured OCI backend (publish, delete and sign need it).

@@ -55,7 +55,6 @@ pub(super) async fn dispatch(
     progress: &crate::progress::ProgressTx,
 ) -> Result<Response, Error> {
     let reg = &app.catalogue;
-    let check_name = |n: &str| extreg_shared::validate_name(n).map_err(Error::from);
     Ok(match req {
         Request::Hello { .. } => return Err(Error::invalid_request("hello was already sent")),
         Request::List { ext_type, source } => {
@@ -87,14 +86,12 @@ pub(super) async fn dispatch(
             name,
             version,
         } => {
-            check_name(&name)?;
             let t = app.type_of(ext_type, &name).await?;
             let mut rec = reg.version_record(t, &name, version.as_deref()).await?;
             reg.artifacts().annotate(&mut rec);
             Response::Extension(rec)
         }
         Request::Versions { ext_type, name } => {
-            check_name(&name)?;
             let t = app.type_of(ext_type, &name).await?;
             let v = reg.versions(t, &name).await?;
             Response::Versions(
@@ -115,10 +112,8 @@ pub(super) async fn dispatch(
             pre,
             source,
         } => {
-            check_name(&name)?;
-            let c = extreg_shared::Constraint::parse(&constraint)?;
             progress.send(extreg_shared::protocol::Phase::Resolve, 0, None);
-            let t = app.type_of(ext_type, &name).await?;
+            let (t, c) = app.target(ext_type, &name, &constraint).await?;
             let entry = reg.resolve_from(t, &name, &c, pre, source).await?;
             let art = crate::progress::artifact(reg, &entry, false, progress).await?;
             Response::Pulled(PullResult {
@@ -137,9 +132,7 @@ pub(super) async fn dispatch(
             source,
             force,
         } => {
-            check_name(&name)?;
-            let constraint = extreg_shared::Constraint::parse(&constraint)?;
-            let ext_type = app.type_of(ext_type, &name).await?;
+            let (ext_type, constraint) = app.target(ext_type, &name, &constraint).await?;
             Response::Loaded(
                 app.loader
                     .load(
@@ -253,7 +246,7 @@ pub(super) async fn dispatch(
         }
         Request::Complete { ext_type, name } => {
             if let Some(n) = &name {
-                check_name(n)?;
+                extreg_shared::validate_name(n)?;
             }
             Response::Completions(crate::complete::candidates(app, ext_type, name.as_deref()))
         }
@@ -265,9 +258,7 @@ pub(super) async fn dispatch(
             source,
             force,
         } => {
-            check_name(&name)?;
-            let c = extreg_shared::Constraint::parse(&constraint)?;
-            let t = app.type_of(ext_type, &name).await?;
+            let (t, c) = app.target(ext_type, &name, &constraint).await?;
             Response::LoadedTree(
                 crate::deps::load_tree(
                     reg,
@@ -294,9 +285,7 @@ pub(super) async fn dispatch(
             pre,
             source,
         } => {
-            check_name(&name)?;
-            let c = extreg_shared::Constraint::parse(&constraint)?;
-            let t = app.type_of(ext_type, &name).await?;
+            let (t, c) = app.target(ext_type, &name, &constraint).await?;
             let closure =
                 crate::deps::resolve(reg, t, &name, c, &constraint, pre, source, None).await?;
             Response::DepsTree(crate::deps::tree(&closure))

@@ -4,7 +4,7 @@
 use super::connection::{connection, Closed, Cut};
 use super::dispatch::error;
 use crate::app::App;
-use crate::server::{self, AcceptErrors, Lifecycle, Limits, RateLimitedWarn};
+use crate::server::{self, AcceptErrors, Lifecycle, Limits};
 use extreg_shared::protocol::{decode, encode, frame_len, Envelope, Request, HEADER_LEN};
 use extreg_shared::ErrorKind;
 use interprocess::local_socket::tokio::prelude::*;
@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IpcError {
@@ -125,30 +124,9 @@ pub async fn serve(
     let me = euid();
     let metrics = state.metrics.clone();
     server::register_listener(&metrics, "socket");
-    let slots = Arc::new(Semaphore::new(limits.max_socket_connections));
-    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let mut gate = server::Gate::new("socket", limits.max_socket_connections, MAX_REFUSING);
     let mut errors = AcceptErrors::new("socket");
-    let mut full = RateLimitedWarn::default();
-    loop {
-        let stream = tokio::select! {
-            biased;
-            _ = life.stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(s) => {
-                    errors.succeeded();
-                    s
-                }
-                Err(e) => {
-                    if let Some(wait) = errors.failed(&e, &metrics) {
-                        tokio::select! {
-                            _ = life.stop.cancelled() => break,
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                    }
-                    continue;
-                }
-            },
-        };
+    while let Some(stream) = errors.next(&life, &metrics, || listener.accept()).await {
         match stream.peer_creds().map(|c| c.euid()) {
             Ok(Some(uid)) if uid == me => {}
             Ok(uid) => {
@@ -160,22 +138,10 @@ pub async fn serve(
                 continue;
             }
         }
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics
-                .connections_rejected
-                .with_label_values(&["socket"])
-                .inc();
-            if let Some(held_back) = full.due() {
-                tracing::warn!(
-                    max = limits.max_socket_connections,
-                    held_back,
-                    "local socket connection limit reached; refusing new connections"
-                );
-            }
-            if let Ok(p) = refusing.clone().try_acquire_owned() {
-                life.tracker
-                    .spawn(refuse_busy(stream, limits.max_socket_connections, p));
-            }
+        let max = limits.max_socket_connections;
+        let Some((stream, permit)) =
+            gate.admit(stream, &metrics, &life, |s, p| refuse_busy(s, max, p))
+        else {
             continue;
         };
         let state = state.clone();

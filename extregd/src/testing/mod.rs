@@ -7,6 +7,7 @@
 //! socket or a real backend.
 
 mod catalogue_tests;
+mod dispatch_tests;
 mod loader_tests;
 
 use crate::artifacts::ArtifactStore;
@@ -299,6 +300,23 @@ impl Harness {
             store,
             metrics,
         }
+    }
+
+    /// The application (what both adapters call) over a catalogue of
+    /// `backends` sharing this harness's artifact store: no OCI backend,
+    /// extensions extracted below the temp folder.
+    pub fn app(&self, backends: &[&Arc<FakeBackend>]) -> Arc<crate::app::App> {
+        let catalogue = Arc::try_unwrap(self.restarted(backends))
+            .unwrap_or_else(|_| unreachable!("a new catalogue has one owner"));
+        Arc::new(crate::app::App {
+            catalogue,
+            loader: crate::load::Loader::new(self.dir.path().join("extensions")),
+            oci: None,
+            oci_config: None,
+            metrics: self.metrics.clone(),
+            started: std::time::Instant::now(),
+            readiness: Arc::new(crate::probe::Readiness::new(vec![])),
+        })
     }
 
     /// Another catalogue over the same artifact store, with empty metadata
