@@ -270,6 +270,7 @@ fn idle_and_slow_clients_cannot_starve_http_or_the_socket() {
         .map(|_| UnixStream::connect(&socket).unwrap())
         .collect();
     let mut refusal = None;
+    let mut last = None;
     assert!(
         wait_until(Duration::from_secs(20), || {
             match socket_health(&socket) {
@@ -277,10 +278,14 @@ fn idle_and_slow_clients_cannot_starve_http_or_the_socket() {
                     refusal = Some(e);
                     true
                 }
-                _ => false,
+                other => {
+                    last = Some(format!("{other:?}"));
+                    false
+                }
             }
         }),
-        "no refusal while the socket is at its limit"
+        "no refusal while the socket is at its limit; last answer {last:?}; stderr:\n{}",
+        d.stderr()
     );
     let e = refusal.unwrap();
     assert_eq!(e.error, "service_unavailable", "{e:?}");
