@@ -260,18 +260,7 @@ const ORG: &str = "exts";
 const TOKEN: &str = "t0k3n-load-tests";
 
 fn gitea_daemon(sb: &Sandbox, g: &GiteaStandIn, extra: &str) -> Daemon {
-    use std::os::unix::fs::PermissionsExt;
-    let tok = sb.path("token");
-    std::fs::write(&tok, TOKEN).unwrap();
-    std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let cfg = sb.write_config(&format!(
-        "[gitea]\nurl = \"{}\"\norganization = \"{ORG}\"\ntoken_path = \"{}\"\ntimeout_seconds = 3\n\
-         [cache]\nartifact_dir = \"{}\"\n{extra}",
-        g.url,
-        tok.display(),
-        sb.path("artifacts").display()
-    ));
-    Daemon::start(sb, &["--config", cfg.to_str().unwrap()], &[])
+    sb.start_gitea(&g.url, ORG, TOKEN, "timeout_seconds = 3\n", extra)
 }
 
 #[test]

@@ -177,20 +177,7 @@ fn schemathesis_passes_on_the_gitea_backend() {
         add_extension(w, ORG, "cluster", "web", &["0.1.0"], true);
     });
     let sb = Sandbox::new();
-    let tok = sb.path("gitea-token.txt");
-    std::fs::write(&tok, format!("{TOKEN}\n")).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let cfg = sb.write_config(&format!(
-        "[gitea]\nurl = \"{}\"\norganization = \"{ORG}\"\ntoken_path = \"{}\"\ntimeout_seconds = 5\n\
-         [cache]\nartifact_dir = \"{}\"\n",
-        g.url,
-        tok.display(),
-        sb.path("artifacts").display()
-    ));
-    let d = Daemon::start(&sb, &["--config", cfg.to_str().unwrap()], &[]);
+    let d = sb.start_gitea(&g.url, ORG, TOKEN, "timeout_seconds = 5\n", "");
     schemathesis(&d, &sb, "gitea");
     assert!(g.total_requests() > 0, "the stand-in was asked");
 }

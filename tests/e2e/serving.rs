@@ -614,18 +614,7 @@ fn head_answers_from_metadata_without_fetching_the_artifact() {
         add_extension(w, org, "provider", "upcloud", &["v2.1.3"], true)["v2.1.3"].clone()
     });
     let sb = Sandbox::new();
-    let tok = sb.path("token.txt");
-    std::fs::write(&tok, "t0ken-4b1d\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let cfg = sb.write_config(&format!(
-        "[gitea]\nurl = \"{}\"\norganization = \"{org}\"\ntoken_path = \"{}\"\n\
-         [cache]\nartifact_dir = \"{}\"\n",
-        g.url,
-        tok.display(),
-        sb.path("artifacts").display()
-    ));
-    let d = Daemon::start(&sb, &["--config", cfg.to_str().unwrap()], &[]);
+    let d = sb.start_gitea(&g.url, org, "t0ken-4b1d", "", "");
     let assets = |g: &GiteaStandIn| {
         g.counts()
             .get("GET /{owner}/{repo}/releases/download/{tag}/{asset}")

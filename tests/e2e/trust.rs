@@ -630,23 +630,12 @@ fn gitea_minisig_assets_verify_and_bad_or_missing_ones_are_refused() {
         add("tampered", &evil, Some(&sigs[2]));
         add("unsigned", &unsigned, None);
     });
-    let tok = sb.path("gitea-token.txt");
-    std::fs::write(&tok, format!("{TOKEN}\n")).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let cfg = sb.write_config(&format!(
-        "[gitea]\nurl = \"{}\"\norganization = \"{ORG}\"\ntoken_path = \"{}\"\ntimeout_seconds = 5\n\
-         [cache]\nartifact_dir = \"{}\"\n[extensions]\ndir = \"{}\"\n\
-         [signatures.gitea]\npolicy = \"require\"\ntrusted_keys = [\"{}\"]\n",
-        g.url,
-        tok.display(),
-        sb.path("artifacts").display(),
+    let extra = format!(
+        "[extensions]\ndir = \"{}\"\n[signatures.gitea]\npolicy = \"require\"\ntrusted_keys = [\"{}\"]\n",
         sb.path("loaded").display(),
         std::fs::read_to_string(&pk).unwrap().lines().nth(1).unwrap()
-    ));
-    let d = Daemon::start(&sb, &["--config", cfg.to_str().unwrap()], &[]);
+    );
+    let d = sb.start_gitea(&g.url, ORG, TOKEN, "timeout_seconds = 5\n", &extra);
     let nu = Nu::new(&sb);
 
     let v = nu.json("ext versions good");

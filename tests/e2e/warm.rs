@@ -25,23 +25,8 @@ fn standin() -> GiteaStandIn {
     g
 }
 
-fn secret_file(sb: &Sandbox, name: &str, text: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let p = sb.path(name);
-    std::fs::write(&p, format!("{text}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-    p
-}
-
 fn gitea_config(sb: &Sandbox, g: &GiteaStandIn, extra: &str) -> std::path::PathBuf {
-    let tok = secret_file(sb, "token", TOKEN);
-    sb.write_config(&format!(
-        "[gitea]\nurl = \"{}\"\norganization = \"{ORG}\"\ntoken_path = \"{}\"\ntimeout_seconds = 10\n\
-         [cache]\nartifact_dir = \"{}\"\n{extra}",
-        g.url,
-        tok.display(),
-        sb.path("artifacts").display()
-    ))
+    sb.write_config(&sb.gitea_config(&g.url, ORG, TOKEN, "timeout_seconds = 10\n", extra))
 }
 
 fn start(sb: &Sandbox, cfg: &std::path::Path) -> Daemon {
@@ -337,7 +322,7 @@ fn release_payload(repo: &str, tag: &str) -> String {
 fn a_signed_gitea_webhook_refreshes_one_extension_and_a_wrongly_signed_one_is_refused() {
     let g = standin();
     let sb = Sandbox::new();
-    let secret = secret_file(&sb, "hook-secret", HOOK_SECRET);
+    let secret = sb.secret("hook-secret", HOOK_SECRET);
     let d = start(
         &sb,
         &gitea_config(
@@ -465,7 +450,7 @@ fn a_signed_gitea_webhook_refreshes_one_extension_and_a_wrongly_signed_one_is_re
 fn a_tag_pushed_with_registry_notifications_on_appears_without_waiting_for_the_ttl() {
     const NS: &str = "warm-ns";
     let sb = Sandbox::new();
-    let secret = secret_file(&sb, "registry-hook", HOOK_SECRET);
+    let secret = sb.secret("registry-hook", HOOK_SECRET);
     let port = registry::free_port();
     let cfg = sb.write_config(&format!(
         "[oci]\nregistry = \"127.0.0.1:{port}\"\nnamespace = \"{NS}\"\ntimeout_seconds = 5\n\

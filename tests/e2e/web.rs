@@ -219,20 +219,7 @@ fn a_page_view_of_a_cached_catalogue_asks_no_backend() {
         add_extension(w, ORG, "taskserv", "kubernetes", &["1.28.0"], true);
     });
     let sb = Sandbox::new();
-    let tok = sb.path("gitea-token.txt");
-    std::fs::write(&tok, format!("{TOKEN}\n")).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let cfg = sb.write_config(&format!(
-        "[gitea]\nurl = \"{}\"\norganization = \"{ORG}\"\ntoken_path = \"{}\"\n\
-         [cache]\nartifact_dir = \"{}\"\nttl_seconds = 300\n",
-        g.url,
-        tok.display(),
-        sb.path("artifacts").display()
-    ));
-    let d = Daemon::start(&sb, &["--config", cfg.to_str().unwrap()], &[]);
+    let d = sb.start_gitea(&g.url, ORG, TOKEN, "", "ttl_seconds = 300\n");
     let views = ["/", "/?type=provider", "/?q=aws", "/ext/provider/aws"];
     // Cold: the catalogue and the versions are fetched.
     for v in views {

@@ -132,6 +132,49 @@ impl Sandbox {
         ))
     }
 
+    /// Writes `text` and a newline to `name` in the sandbox, readable by its
+    /// owner only (what extregd asks of token files).
+    pub fn secret(&self, name: &str, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.path(name);
+        std::fs::write(&p, format!("{text}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    }
+
+    /// The config of a daemon with the Gitea at `url` (organization `org`,
+    /// reading with `token` from a 0600 file) as its backend, `gitea_keys`
+    /// (lines of that section) and its own artifact cache; `extra` (whole
+    /// TOML sections) is appended.
+    pub fn gitea_config(
+        &self,
+        url: &str,
+        org: &str,
+        token: &str,
+        gitea_keys: &str,
+        extra: &str,
+    ) -> String {
+        let tok = self.secret("gitea-token.txt", token);
+        format!(
+            "[gitea]\nurl = \"{url}\"\norganization = \"{org}\"\ntoken_path = \"{}\"\n{gitea_keys}\
+             [cache]\nartifact_dir = \"{}\"\n{extra}",
+            tok.display(),
+            self.path("artifacts").display()
+        )
+    }
+
+    /// Starts `extregd` on [`Self::gitea_config`].
+    pub fn start_gitea(
+        &self,
+        url: &str,
+        org: &str,
+        token: &str,
+        gitea_keys: &str,
+        extra: &str,
+    ) -> Daemon {
+        self.start(&self.gitea_config(url, org, token, gitea_keys, extra))
+    }
+
     /// Starts `extregd` with `registry`/`namespace` as its `[oci]` backend
     /// (plus `oci_keys`, lines of that section) and its own artifact cache.
     pub fn start_oci(&self, registry: &str, namespace: &str, oci_keys: &str) -> Daemon {
