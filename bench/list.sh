@@ -21,9 +21,7 @@ fi
 [ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release -q -p extregd
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/extregd
 
-tmp=$(mktemp -d)
-cleanup() { [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null; [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
+. bench/lib.sh
 export XDG_CACHE_HOME=$tmp/xdg-cache   # the daemon's default cache folders stay in here
 
 # A catalogue whose list body is ~9.5 KB, like the reference figures.
@@ -43,34 +41,16 @@ path = "$tmp/catalog"
 artifact_dir = "$tmp/artifacts"
 ttl_seconds = 3600
 TOML
-EXTREGD_LOG=warn "$BIN" --config "$tmp/extregd.toml" > "$tmp/extregd.out" 2> "$tmp/extregd.err" &
-DPID=$!
-for _ in $(seq 100); do grep -q listening "$tmp/extregd.out" 2>/dev/null && break; sleep 0.05; done
-URL=$(sed -n 's/.*listening on //p' "$tmp/extregd.out")/api/v1/extensions
+start_daemon
+URL=$API/extensions
 mkdir -p "$tmp/www"
 curl -sf "$URL" -o "$tmp/www/extensions.json"
-chmod 755 "$tmp" "$tmp/www"; chmod 644 "$tmp/www/extensions.json"  # nginx workers run as www-data
+chmod 644 "$tmp/www/extensions.json"  # nginx workers run as www-data
 BYTES=$(stat -c %s "$tmp/www/extensions.json")
 sleep 0.5
 IDLE_RSS=$(awk '/VmRSS/ {print $2}' /proc/$DPID/status)
 
-NPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$tmp/nginx.conf" <<NGINX
-worker_processes 1;
-daemon on;
-pid $tmp/nginx.pid;
-error_log $tmp/nginx.err warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$NPORT;
-    root $tmp/www;
-    location / { default_type application/json; }
-  }
-}
-NGINX
-nginx -c "$tmp/nginx.conf" -p "$tmp" -e "$tmp/nginx.err"
+start_nginx "$tmp/www" 1024 "" "location / { default_type application/json; }"
 NURL=http://127.0.0.1:$NPORT/extensions.json
 curl -sf "$NURL" -o "$tmp/nginx-body.json" || { echo "nginx did not answer:" >&2; cat "$tmp/nginx.err" >&2; exit 1; }
 cmp -s "$tmp/nginx-body.json" "$tmp/www/extensions.json" || { echo "nginx does not serve the same body" >&2; exit 1; }
@@ -86,7 +66,7 @@ run() { # url -> "rps p50ms p99ms"
   echo "$rps $p50 $p99"
 }
 read -r D_RPS D_P50 D_P99 < <(run "$URL")
-PEAK_RSS=$(awk '/VmHWM/ {print $2}' /proc/$DPID/status)
+PEAK_RSS=$(hwm "$DPID")
 read -r N_RPS N_P50 N_P99 < <(run "$NURL")
 
 printf '\nGET /api/v1/extensions (cached), %s-byte JSON body, wrk -t1 -c32 -d%ss, loopback\n' "$BYTES" "$SECS"

@@ -40,40 +40,12 @@ TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 DL_RUNS=${DL_RUNS:-5}
 BIN=$TARGET/release/extregd
 
-tmp=$(mktemp -d)
-cleanup() {
-  [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null
-  [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null
-  [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+. bench/lib.sh
 # The daemon's default cache folders (persisted catalogue) stay in here.
 export XDG_CACHE_HOME=$tmp/xdg-cache
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# --- the registry --------------------------------------------------------------
-RPORT=$(port)
-cat > "$tmp/registry.yml" <<YML
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $tmp/registry
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$RPORT
-  secret: bench
-catalog:
-  maxentries: 100
-YML
-docker-registry serve "$tmp/registry.yml" > "$tmp/registry.log" 2>&1 &
-RPID=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$RPORT/v2/" >/dev/null && break; sleep 0.1; done
+# --- the registry (its access log is how requests are counted) -----------------
+start_registry warn on
 
 mkdir -p "$tmp/www"
 head -c "${MB}M" /dev/urandom > "$tmp/www/big.tar.gz"
@@ -95,15 +67,6 @@ timeout_seconds = 30
 artifact_dir = "$tmp/artifacts"
 ttl_seconds = 3600
 TOML
-start_daemon() {
-  : > "$tmp/extregd.out"
-  EXTREGD_LOG=warn "$BIN" --config "$tmp/extregd.toml" > "$tmp/extregd.out" 2>> "$tmp/extregd.err" &
-  DPID=$!
-  for _ in $(seq 100); do grep -q listening "$tmp/extregd.out" 2>/dev/null && break; sleep 0.05; done
-  API=$(sed -n 's/.*listening on //p' "$tmp/extregd.out")/api/v1
-  [ "$API" != /api/v1 ] || { echo "extregd did not start:" >&2; cat "$tmp/extregd.err" >&2; exit 1; }
-}
-stop_daemon() { kill "$DPID"; wait "$DPID" 2>/dev/null || true; DPID=""; }
 start_daemon
 IDLE_RSS=$(awk '/VmRSS/ {print $2}' /proc/$DPID/status)
 
@@ -165,24 +128,8 @@ VSERIAL=$(replay "$tmp/versions-requests.txt")
 VPAR=$(replay8 "$tmp/versions-requests.txt")
 
 # --- download ------------------------------------------------------------------------
-NPORT=$(port)
-chmod 755 "$tmp" "$tmp/www"; chmod 644 "$tmp/www/big.tar.gz"   # nginx workers run as www-data
-cat > "$tmp/nginx.conf" <<NGINX
-worker_processes 1;
-daemon on;
-pid $tmp/nginx.pid;
-error_log $tmp/nginx.err warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  server {
-    listen 127.0.0.1:$NPORT;
-    root $tmp/www;
-  }
-}
-NGINX
-nginx -c "$tmp/nginx.conf" -p "$tmp" -e "$tmp/nginx.err"
+chmod 644 "$tmp/www/big.tar.gz"   # nginx workers run as www-data
+start_nginx "$tmp/www" 1024 "sendfile on;"
 DL_PATH=/extensions/provider/big/1.0.0
 NURL=http://127.0.0.1:$NPORT/big.tar.gz
 COLD_DL=$(curl -sf -o "$tmp/cold.bin" -w '%{speed_download}' "$API$DL_PATH")

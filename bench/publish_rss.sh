@@ -17,18 +17,9 @@ if [ -z "${EXTREGD_BIN:-}" ]; then
   cargo build --release -q -p extregd --bin extregd
   EXTREGD_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/extregd
 fi
-tmp=$(mktemp -d)
-cleanup() { [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$tmp/reg.yml" <<YML
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $tmp/storage}}
-http: {addr: 127.0.0.1:$port}
-YML
-docker-registry serve "$tmp/reg.yml" >"$tmp/reg.log" 2>&1 & RPID=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+. bench/lib.sh
+start_registry
+port=$RPORT
 
 mkext() { # dir name megabytes
   mkdir -p "$1"

@@ -31,18 +31,9 @@ TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 [ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release -q -p extregd --bin extregd
 BIN=$TARGET/release/extregd
 
-tmp=$(mktemp -d)
-DPID=""; RPID=""
-cleanup() {
-  [ -n "$DPID" ] && kill "$DPID" 2>/dev/null
-  [ -n "$RPID" ] && kill "$RPID" 2>/dev/null
-  [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+. bench/lib.sh
 export XDG_CACHE_HOME=$tmp/xdg/cache XDG_DATA_HOME=$tmp/xdg/data XDG_CONFIG_HOME=$tmp/xdg/config XDG_RUNTIME_DIR=$tmp/xdg/run
 mkdir -p "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 kib_mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ROWS=()
 row() { # label peak-KiB seconds note
@@ -71,27 +62,10 @@ TAR_SIZE=$(stat -c %s "$TARBALL")
 echo "fixtures: a ${MB} MB folder and a $((TAR_SIZE / 1048576)) MB tarball" >&2
 
 # --- the registry and nginx ------------------------------------------------------
-RPORT=$(port)
-cat > "$tmp/registry.yml" <<YML
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $tmp/registry}}
-http: {addr: 127.0.0.1:$RPORT}
-YML
-docker-registry serve "$tmp/registry.yml" > "$tmp/registry.log" 2>&1 & RPID=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$RPORT/v2/" >/dev/null && break; sleep 0.1; done
-NPORT=$(port)
+start_registry
 mkdir -p "$tmp/www"; ln "$TARBALL" "$tmp/www/big.tar.gz" 2>/dev/null || cp "$TARBALL" "$tmp/www/big.tar.gz"
-chmod 755 "$tmp" "$tmp/www"; chmod 644 "$tmp/www/big.tar.gz"   # nginx workers run as www-data
-cat > "$tmp/nginx.conf" <<NGINX
-worker_processes 1;
-daemon on;
-pid $tmp/nginx.pid;
-error_log $tmp/nginx.err warn;
-events { worker_connections 64; }
-http { access_log off; sendfile on; server { listen 127.0.0.1:$NPORT; root $tmp/www; } }
-NGINX
-nginx -c "$tmp/nginx.conf" -p "$tmp" -e "$tmp/nginx.err"
+chmod 644 "$tmp/www/big.tar.gz"   # nginx workers run as www-data
+start_nginx "$tmp/www" 64 "sendfile on;"
 
 # --- the daemon ------------------------------------------------------------------------
 daemon_config() { # backend-section
@@ -105,16 +79,6 @@ artifact_dir = "$tmp/artifacts"
 ttl_seconds = 3600
 TOML
 }
-start_daemon() {
-  : > "$tmp/extregd.out"
-  EXTREGD_LOG=warn "$BIN" --config "$tmp/extregd.toml" > "$tmp/extregd.out" 2>> "$tmp/extregd.err" &
-  DPID=$!
-  for _ in $(seq 200); do grep -q listening "$tmp/extregd.out" 2>/dev/null && break; sleep 0.05; done
-  API=$(sed -n 's/.*listening on //p' "$tmp/extregd.out")/api/v1
-  [ "$API" != /api/v1 ] || { echo "extregd did not start:" >&2; cat "$tmp/extregd.err" >&2; exit 1; }
-}
-stop_daemon() { kill "$DPID"; wait "$DPID" 2>/dev/null || true; DPID=""; }
-hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 # GET url; the bytes must hash to $2 when given, else to the answer's ETag
 # (the digest the daemon verified). Prints "seconds cache-header sha256".
 get() {
