@@ -79,20 +79,7 @@ impl<K: Hash + Eq, V: Clone> TtlLru<K, V> {
     }
 
     pub fn get(&self, key: &K) -> Option<V> {
-        if self.tally.enabled {
-            let mut inner = self.inner.lock();
-            if let Some((at, v)) = inner.get(key) {
-                if at.elapsed() < self.ttl {
-                    let v = v.clone();
-                    drop(inner);
-                    self.tally.hits.inc();
-                    return Some(v);
-                }
-                inner.pop(key);
-            }
-        }
-        self.tally.misses.inc();
-        None
+        self.get_if(key, |_| true)
     }
 
     /// The cached value when `valid` accepts it (a derived value whose

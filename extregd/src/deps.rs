@@ -444,20 +444,36 @@ pub async fn manifest_of(art: crate::artifacts::ArtifactHandle) -> Result<Manife
     .map_err(|e| format!("reading the manifest failed: {e}"))?
 }
 
-/// Resolves the closure of `name` against the registry (see the module
-/// docs); `source` restricts the root (not its dependencies). With
-/// `progress`, downloads made to read manifests report progress.
-#[allow(clippy::too_many_arguments)]
+/// What `ext deps` and `ext load` (with dependencies) name: the root of a
+/// resolution.
+pub struct Root<'a> {
+    pub ext_type: ExtensionType,
+    pub name: &'a str,
+    pub constraint: Constraint,
+    /// The constraint as the user wrote it (kept in messages and the lock).
+    pub text: &'a str,
+    /// Whether pre-releases may be chosen.
+    pub pre: bool,
+    /// The backend the root must come from (not its dependencies).
+    pub source: Option<Source>,
+}
+
+/// Resolves the closure of `root` against the registry (see the module
+/// docs). With `progress`, downloads made to read manifests report
+/// progress.
 pub async fn resolve(
     reg: &Catalogue,
-    ext_type: ExtensionType,
-    name: &str,
-    constraint: Constraint,
-    text: &str,
-    pre: bool,
-    source: Option<Source>,
+    root: Root<'_>,
     progress: Option<&crate::progress::ProgressTx>,
 ) -> Result<Closure, Error> {
+    let Root {
+        ext_type,
+        name,
+        constraint,
+        text,
+        pre,
+        source,
+    } = root;
     let root_key: Key = (ext_type, name.to_string());
     let root = Requirement {
         target: root_key.clone(),
@@ -643,31 +659,16 @@ pub fn tree(c: &Closure) -> DepNode {
 
 /// `ext load` with dependencies: resolve the closure, load it in
 /// dependency order, and say what to lock.
-#[allow(clippy::too_many_arguments)]
 pub async fn load_tree(
     reg: &Catalogue,
     loader: &crate::load::Loader,
-    ext_type: ExtensionType,
-    name: &str,
-    constraint: Constraint,
-    text: &str,
-    pre: bool,
-    source: Option<Source>,
+    root: Root<'_>,
     force: bool,
     progress: &crate::progress::ProgressTx,
 ) -> Result<extreg_shared::protocol::TreeLoad, Error> {
-    let c = resolve(
-        reg,
-        ext_type,
-        name,
-        constraint,
-        text,
-        pre,
-        source,
-        Some(progress),
-    )
-    .await?;
-    let root = (ext_type, name.to_string());
+    let root_key = (root.ext_type, root.name.to_string());
+    let c = resolve(reg, root, Some(progress)).await?;
+    let root = root_key;
     let mut order = Vec::new();
     let mut locked = Vec::new();
     for r in &c.order {

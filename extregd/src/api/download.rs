@@ -182,18 +182,7 @@ fn live(
         }
         h.insert(header::ETAG, hv(&etag)?);
     }
-    if let Some(n) = l.size {
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-    }
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        hv(&format!("attachment; filename=\"{filename}\""))?,
-    );
-    h.insert("x-extregd-cache", HeaderValue::from_static("miss"));
+    uncached_headers(&mut h, l.size, filename)?;
     let stream = crate::metrics_ops::count_bytes(l.body(), served);
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut().extend(h);
@@ -231,7 +220,17 @@ async fn head_uncached(
             }
         }
     }
-    if let Some(n) = rec.size {
+    let filename = format!("{}-{}.tar.gz", rec.name, rec.version);
+    uncached_headers(&mut h, rec.size, &filename)?;
+    let mut resp = Response::new(Body::empty());
+    resp.headers_mut().extend(h);
+    Ok(Some(resp))
+}
+
+/// The headers of an artifact answered before the cache holds it (a live
+/// download or a `HEAD`): its size when known, type, file name, a miss.
+fn uncached_headers(h: &mut HeaderMap, size: Option<u64>, filename: &str) -> Result<(), Error> {
+    if let Some(n) = size {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
     h.insert(
@@ -240,15 +239,10 @@ async fn head_uncached(
     );
     h.insert(
         header::CONTENT_DISPOSITION,
-        hv(&format!(
-            "attachment; filename=\"{}-{}.tar.gz\"",
-            rec.name, rec.version
-        ))?,
+        hv(&format!("attachment; filename=\"{filename}\""))?,
     );
     h.insert("x-extregd-cache", HeaderValue::from_static("miss"));
-    let mut resp = Response::new(Body::empty());
-    resp.headers_mut().extend(h);
-    Ok(Some(resp))
+    Ok(())
 }
 
 fn hv(s: &str) -> Result<HeaderValue, Error> {

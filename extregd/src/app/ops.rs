@@ -69,6 +69,26 @@ impl App {
         Ok((self.type_of(ext_type, name).await?, c))
     }
 
+    /// [`Self::target`] as the root of a dependency resolution.
+    pub async fn root<'a>(
+        &self,
+        ext_type: Option<ExtensionType>,
+        name: &'a str,
+        constraint: &'a str,
+        pre: bool,
+        source: Option<extreg_shared::Source>,
+    ) -> Result<crate::deps::Root<'a>, Error> {
+        let (ext_type, c) = self.target(ext_type, name, constraint).await?;
+        Ok(crate::deps::Root {
+            ext_type,
+            name,
+            constraint: c,
+            text: constraint,
+            pre,
+            source,
+        })
+    }
+
     /// The configured OCI backend (publish, delete and sign need it).
     pub fn need_oci(&self) -> Result<&Arc<OciBackend>, Error> {
         self.oci.as_ref().ok_or_else(|| {

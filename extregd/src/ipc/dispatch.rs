@@ -258,21 +258,9 @@ pub(super) async fn dispatch(
             source,
             force,
         } => {
-            let (t, c) = app.target(ext_type, &name, &constraint).await?;
+            let root = app.root(ext_type, &name, &constraint, pre, source).await?;
             Response::LoadedTree(
-                crate::deps::load_tree(
-                    reg,
-                    &app.loader,
-                    t,
-                    &name,
-                    c,
-                    &constraint,
-                    pre,
-                    source,
-                    force,
-                    progress,
-                )
-                .await?,
+                crate::deps::load_tree(reg, &app.loader, root, force, progress).await?,
             )
         }
         Request::LoadLocked { entries, force } => Response::LoadedTree(
@@ -285,9 +273,8 @@ pub(super) async fn dispatch(
             pre,
             source,
         } => {
-            let (t, c) = app.target(ext_type, &name, &constraint).await?;
-            let closure =
-                crate::deps::resolve(reg, t, &name, c, &constraint, pre, source, None).await?;
+            let root = app.root(ext_type, &name, &constraint, pre, source).await?;
+            let closure = crate::deps::resolve(reg, root, None).await?;
             Response::DepsTree(crate::deps::tree(&closure))
         }
         Request::Sign {
