@@ -265,29 +265,38 @@ fn idle_and_slow_clients_cannot_starve_http_or_the_socket() {
         "socket starved by HTTP clients"
     );
 
-    // Fill the socket's connections too: a new peer gets a clear refusal.
-    let idle_socket: Vec<UnixStream> = (0..40)
-        .map(|_| UnixStream::connect(&socket).unwrap())
-        .collect();
-    let mut refusal = None;
-    let mut last = None;
+    // Fill the socket's connections too, one peer after the other, each
+    // saying hello: those admitted hold every slot, and the next one gets a
+    // clear refusal (or, when every refuser is busy, a close).
+    let limit: usize = d
+        .stderr()
+        .split("max_socket_connections=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("the daemon logs its socket connection limit");
+    let mut idle_socket = Vec::new();
+    let (mut served, mut refusal) = (0, None);
+    for _ in 0..limit + 8 {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        send_frame(&mut s, 1, hello_request()).unwrap();
+        match read_frame::<Response>(&mut s).map(|f| f.body) {
+            Some(Response::Hello { .. }) => served += 1,
+            Some(Response::Error(e)) if refusal.is_none() => refusal = Some(e),
+            _ => {}
+        }
+        idle_socket.push(s);
+    }
     assert!(
-        wait_until(Duration::from_secs(20), || {
-            match socket_health(&socket) {
-                Some((Response::Error(e), _)) => {
-                    refusal = Some(e);
-                    true
-                }
-                other => {
-                    last = Some(format!("{other:?}"));
-                    false
-                }
-            }
-        }),
-        "no refusal while the socket is at its limit; last answer {last:?}; stderr:\n{}",
-        d.stderr()
+        (1..=limit).contains(&served),
+        "{served} peers served with a limit of {limit}"
     );
-    let e = refusal.unwrap();
+    let refusal = refusal.or_else(|| match socket_health(&socket) {
+        Some((Response::Error(e), _)) => Some(e),
+        _ => None,
+    });
+    let e = refusal.expect("no refusal while the socket is at its limit");
     assert_eq!(e.error, "service_unavailable", "{e:?}");
 
     // Slots free up as soon as the clients go.
