@@ -30,31 +30,8 @@ impl Backend for Panicky {
 }
 
 fn entry() -> VersionEntry {
-    VersionEntry {
-        record: Extension {
-            name: "x".into(),
-            ext_type: ExtensionType::Provider,
-            version: "1.0.0".into(),
-            description: String::new(),
-            author: None,
-            repository: None,
-            source: Source::Local,
-            published_at: None,
-            download_url: None,
-            checksum: None,
-            size: None,
-            tags: vec![],
-            prerelease: false,
-            stale: false,
-            requires: vec![],
-            dependencies: vec![],
-            signature: Default::default(),
-            mismatch: None,
-        },
-        semver: "1.0.0".parse().unwrap(),
-        locator: String::new(),
-        revision: "r1".into(),
-    }
+    let rec = crate::testing::record(ExtensionType::Provider, "x", "1.0.0", Source::Local);
+    crate::testing::entry(rec)
 }
 
 /// Sends 64 KiB every 10 ms, up to 64 MiB (announced), counting chunks.

@@ -240,32 +240,9 @@ mod tests {
 
     /// A version entry of `x`; `flagged`: marked pre-release by its backend.
     pub(super) fn entry(v: &str, flagged: bool) -> VersionEntry {
-        let semver: semver::Version = v.parse().unwrap();
-        VersionEntry {
-            record: Extension {
-                name: "x".into(),
-                ext_type: ExtensionType::Provider,
-                version: v.into(),
-                description: String::new(),
-                author: None,
-                repository: None,
-                source: Source::Local,
-                published_at: None,
-                download_url: None,
-                checksum: None,
-                size: None,
-                tags: vec![],
-                prerelease: flagged || !semver.pre.is_empty(),
-                stale: false,
-                requires: vec![],
-                dependencies: vec![],
-                signature: Default::default(),
-                mismatch: None,
-            },
-            semver,
-            locator: String::new(),
-            revision: String::new(),
-        }
+        let mut rec = crate::testing::record(ExtensionType::Provider, "x", v, Source::Local);
+        rec.prerelease |= flagged;
+        crate::testing::entry(rec)
     }
 
     #[test]

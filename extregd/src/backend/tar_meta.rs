@@ -281,26 +281,15 @@ mod tests {
             mismatch(ExtensionType::Provider, "etcd", &v("3.5.0"), &m).as_deref(),
             Some("tarball declares taskserv/etcd 3.5.0")
         );
-        let mut r = Extension {
-            name: "etcd".into(),
-            ext_type: ExtensionType::Taskserv,
-            version: "3.5.0".into(),
-            description: "from an annotation".into(),
-            author: None,
-            repository: None,
-            source: extreg_shared::Source::Oci,
-            published_at: None,
-            download_url: None,
-            checksum: None,
-            size: None,
-            tags: vec![],
-            prerelease: false,
-            stale: false,
-            requires: vec![],
-            dependencies: vec![],
-            signature: Default::default(),
-            mismatch: None,
-        };
+        let mut r = crate::testing::record(
+            ExtensionType::Taskserv,
+            "etcd",
+            "3.5.0",
+            extreg_shared::Source::Oci,
+        );
+        r.description = "from an annotation".into();
+        r.author = None;
+
         fill(&mut r, &m);
         assert_eq!(r.description, "from an annotation");
         assert_eq!(r.author.as_deref(), Some("Ops <ops@example.org>"));
