@@ -316,6 +316,11 @@ impl Harness {
             metrics: self.metrics.clone(),
             started: std::time::Instant::now(),
             readiness: Arc::new(crate::probe::Readiness::new(vec![])),
+            generic: crate::app::GenericArtifacts::new(
+                vec![],
+                &CacheConfig::default(),
+                &self.metrics,
+            ),
         })
     }
 
