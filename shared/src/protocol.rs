@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Bumped on any change to [`Request`], [`Response`] or the records in them.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Largest frame payload either side accepts.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 pub const HEADER_LEN: usize = 4;

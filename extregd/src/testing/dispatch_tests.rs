@@ -190,7 +190,7 @@ async fn writes_without_an_oci_backend_say_what_to_configure() {
     assert!(f.message.contains("[oci] registry"), "{f:?}");
     // A second hello on a connection that already said it is refused.
     let hello = Request::Hello {
-        protocol: 3,
+        protocol: extreg_shared::protocol::PROTOCOL_VERSION,
         client: "x".into(),
     };
     let f = failure(answer(&app, hello).await);
