@@ -141,6 +141,24 @@ pub struct OciConfig {
     pub artifact_namespaces: Vec<String>,
 }
 
+impl OciConfig {
+    /// `registry` with every other key at the default an empty `[oci]`
+    /// section gets (what `PROVISIONING_OCI_REGISTRY` alone configures).
+    pub fn new(registry: impl Into<String>) -> OciConfig {
+        OciConfig {
+            registry: registry.into(),
+            namespace: default_namespace(),
+            auth_token_path: None,
+            timeout_seconds: default_timeout(),
+            concurrency: DEFAULT_CONCURRENCY,
+            verify_ssl: true,
+            insecure: false,
+            ca_file: None,
+            artifact_namespaces: default_artifact_namespaces(),
+        }
+    }
+}
+
 /// `[web]`: the HTML catalogue at `/`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -348,19 +366,7 @@ impl Config {
         if let Some(registry) = non_empty(ENV_OCI_REGISTRY) {
             match &mut self.oci {
                 Some(oci) => oci.registry = registry,
-                None => {
-                    self.oci = Some(OciConfig {
-                        registry,
-                        namespace: default_namespace(),
-                        auth_token_path: None,
-                        timeout_seconds: default_timeout(),
-                        concurrency: DEFAULT_CONCURRENCY,
-                        verify_ssl: true,
-                        insecure: false,
-                        ca_file: None,
-                        artifact_namespaces: default_artifact_namespaces(),
-                    })
-                }
+                None => self.oci = Some(OciConfig::new(registry)),
             }
         }
         if let Some(ns) = non_empty(ENV_OCI_NAMESPACE) {

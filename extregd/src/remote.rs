@@ -9,7 +9,7 @@
 
 use crate::auth_files::{self, AuthEnv};
 use crate::backend::oci::{registry_base, OciBackend};
-use crate::config::{OciConfig, DEFAULT_OCI_NAMESPACE};
+use crate::config::OciConfig;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -80,17 +80,7 @@ pub fn target(
     }
     let mut cfg = match (configured, wanted.registry) {
         (Some((c, _)), _) => c.clone(),
-        (None, Some(r)) => OciConfig {
-            registry: r.to_string(),
-            namespace: DEFAULT_OCI_NAMESPACE.into(),
-            auth_token_path: None,
-            timeout_seconds: 30,
-            concurrency: crate::config::DEFAULT_CONCURRENCY,
-            verify_ssl: true,
-            insecure: false,
-            ca_file: None,
-            artifact_namespaces: crate::config::default_artifact_namespaces(),
-        },
+        (None, Some(r)) => OciConfig::new(r),
         (None, None) => {
             return Err(
                 "no registry: configure [oci] registry (or PROVISIONING_OCI_REGISTRY), or name one with --registry"

@@ -423,15 +423,9 @@ fn registry_down_means_degraded_health_and_a_clear_502() {
 
 fn backend_for(reg: &Registry) -> OciBackend {
     OciBackend::new(&OciConfig {
-        registry: reg.addr.clone(),
         namespace: NS.into(),
-        auth_token_path: None,
         timeout_seconds: 10,
-        concurrency: extregd::config::DEFAULT_CONCURRENCY,
-        verify_ssl: true,
-        insecure: false,
-        ca_file: None,
-        artifact_namespaces: Vec::new(),
+        ..OciConfig::new(&reg.addr)
     })
     .unwrap()
 }
@@ -641,15 +635,10 @@ fn bearer_token_auth_flow() {
     let auth = sb.path("publisher-auth.txt");
     std::fs::write(&auth, format!("robot:{PASSWORD}\n")).unwrap();
     let b = OciBackend::new(&OciConfig {
-        registry: reg.addr.clone(),
         namespace: NS.into(),
         auth_token_path: Some(auth),
         timeout_seconds: 10,
-        concurrency: extregd::config::DEFAULT_CONCURRENCY,
-        verify_ssl: true,
-        insecure: false,
-        ca_file: None,
-        artifact_namespaces: Vec::new(),
+        ..OciConfig::new(&reg.addr)
     })
     .unwrap();
     let src = tempfile::tempdir().unwrap();

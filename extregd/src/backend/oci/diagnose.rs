@@ -675,15 +675,9 @@ mod tests {
             .unwrap()
             .port();
         let cfg = crate::config::OciConfig {
-            registry: format!("127.0.0.1:{port}"),
             namespace: "ns".into(),
-            auth_token_path: None,
             timeout_seconds: 5,
-            concurrency: crate::config::DEFAULT_CONCURRENCY,
-            verify_ssl: true,
-            insecure: false,
-            ca_file: None,
-            artifact_namespaces: Vec::new(),
+            ..crate::config::OciConfig::new(format!("127.0.0.1:{port}"))
         };
         let b = OciBackend::new(&cfg).unwrap();
         let d = diagnose(Target {

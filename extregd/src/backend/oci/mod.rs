@@ -598,15 +598,9 @@ mod tests {
 
     fn cfg(registry: &str) -> OciConfig {
         OciConfig {
-            registry: registry.into(),
             namespace: "ns".into(),
-            auth_token_path: None,
             timeout_seconds: 5,
-            concurrency: crate::config::DEFAULT_CONCURRENCY,
-            verify_ssl: true,
-            insecure: false,
-            ca_file: None,
-            artifact_namespaces: Vec::new(),
+            ..OciConfig::new(registry)
         }
     }
 
