@@ -118,7 +118,7 @@ fn command_examples_hold_against_a_real_daemon() -> Result<(), Box<dyn std::erro
         let examples = cmd.examples();
         // `ext test-oci`'s results name a port and OS error texts that the
         // harness cannot select away; its closed-port example runs through
-        // the real nu in tests/e2e/seed_oci.rs instead.
+        // the real nu in tests/e2e/seed_oci/test_oci.rs instead.
         if !examples.iter().any(|e| e.result.is_some()) && cmd.name() != "ext test-oci" {
             unchecked.push(cmd.name().to_string());
         }

@@ -219,23 +219,6 @@ fn big_artifact(ty: &str, name: &str, version: &str, len: usize) -> Vec<u8> {
     b.into_inner().unwrap().finish().unwrap()
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.push(p.clone());
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 fn small_catalog(sb: &Sandbox) {
     let root = sb.catalog();
     for v in ["1.1.0", "1.2.0"] {
@@ -538,20 +521,20 @@ fn slow_pull_shows_progress_outlasts_the_old_cap_and_ctrl_c_cancels() {
         "the whole artifact was sent anyway"
     );
     assert!(
-        wait_until(Duration::from_secs(5), || files_under(
+        wait_until(Duration::from_secs(5), || entries_under(
             &sb.path("artifacts/tmp")
         )
         .is_empty()),
         "a partial download stayed: {:?}",
-        files_under(&sb.path("artifacts/tmp"))
+        entries_under(&sb.path("artifacts/tmp"))
     );
-    assert!(files_under(&sb.path("artifacts/blobs/sha256")).is_empty());
+    assert!(entries_under(&sb.path("artifacts/blobs/sha256")).is_empty());
     assert_eq!(nu.json("ext cache list | length"), 0);
     let ext_dir = sb.path("data/provisioning/extensions");
     assert!(
-        files_under(&ext_dir).is_empty(),
+        entries_under(&ext_dir).is_empty(),
         "left in the extensions folder: {:?}",
-        files_under(&ext_dir)
+        entries_under(&ext_dir)
     );
     // The daemon is fine afterwards.
     assert_eq!(nu.json("ext health | get status"), "healthy");

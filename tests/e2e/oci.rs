@@ -57,22 +57,6 @@ fn download(d: &Daemon, path: &str) -> (u16, Vec<u8>, Option<String>) {
     (status, r.bytes().unwrap().to_vec(), etag)
 }
 
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 fn artifact(name: &str, version: &str) -> Vec<u8> {
     tar_gz(&[(
         "extension.yaml".to_string(),

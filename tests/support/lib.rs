@@ -425,6 +425,14 @@ pub fn sha256_tag(bytes: &[u8]) -> String {
 
 /// Every file below `dir` (none when it does not exist).
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    entries_under(dir)
+        .into_iter()
+        .filter(|p| !p.is_dir())
+        .collect()
+}
+
+/// Every file and folder below `dir` (none when it does not exist).
+pub fn entries_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir) else {
         return out;
@@ -432,10 +440,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
+            out.extend(entries_under(&p));
         }
+        out.push(p);
     }
     out
 }

@@ -48,7 +48,7 @@ impl ExtCommand for TestOci {
                 "ext test-oci --push",
                 "Also check that the credentials may push (nothing is left behind)",
             ),
-            // Checked through the real nu in tests/e2e/seed_oci.rs
+            // Checked through the real nu in tests/e2e/seed_oci/test_oci.rs
             // (`test_oci_on_a_closed_port_says_it_is_unreachable`): the
             // plugin test harness has no `get`/`select`.
             example(
