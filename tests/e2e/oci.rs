@@ -47,16 +47,6 @@ fn versions(d: &Daemon, path: &str) -> Vec<String> {
         .collect()
 }
 
-fn download(d: &Daemon, path: &str) -> (u16, Vec<u8>, Option<String>) {
-    let r = d.get(path);
-    let status = r.status().as_u16();
-    let etag = r
-        .headers()
-        .get("etag")
-        .map(|v| v.to_str().unwrap().trim_matches('"').to_string());
-    (status, r.bytes().unwrap().to_vec(), etag)
-}
-
 fn artifact(name: &str, version: &str) -> Vec<u8> {
     tar_gz(&[(
         "extension.yaml".to_string(),
@@ -253,7 +243,7 @@ fn downloads_are_verified_streamed_once_and_cached() {
     let path = "/extensions/provider/blob/1.0.0";
     // 20 concurrent cold downloads.
     let results: Vec<(u16, Vec<u8>, Option<String>)> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..20).map(|_| s.spawn(|| download(&d, path))).collect();
+        let hs: Vec<_> = (0..20).map(|_| s.spawn(|| d.download(path))).collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (status, bytes, etag) in &results {
@@ -273,7 +263,7 @@ fn downloads_are_verified_streamed_once_and_cached() {
         reg.log()
     );
     // Warm: served from the cache, no new upstream fetch.
-    let (s, bytes, _) = download(&d, path);
+    let (s, bytes, _) = d.download(path);
     assert_eq!(s, 200);
     assert!(bytes == layer);
     assert_eq!(reg.blob_gets(&repo, &pushed.layer_digest), 1);
@@ -365,7 +355,7 @@ fn htpasswd_registry_needs_credentials_and_never_shows_them() {
     assert_eq!(h["status"], "healthy", "{h}");
     let list = json_ok(&d, "/extensions");
     assert_eq!(list[0]["name"], "private", "{list}");
-    let (s, bytes, etag) = download(&d, "/extensions/provider/private/1.0.0");
+    let (s, bytes, etag) = d.download("/extensions/provider/private/1.0.0");
     assert_eq!(s, 200);
     assert_eq!(bytes, layer);
     assert_eq!(etag.as_deref(), Some(pushed.layer_digest.as_str()));
@@ -526,7 +516,7 @@ fn published_artifacts_interoperate_and_can_be_deleted() {
     let rec = json_ok(&d, "/extensions/taskserv/redis");
     assert_eq!(rec["description"], "Redis");
     assert_eq!(rec["tags"], serde_json::json!(["db", "cache"]));
-    let (s, bytes, etag) = download(&d, "/extensions/taskserv/redis/7.2.0");
+    let (s, bytes, etag) = d.download("/extensions/taskserv/redis/7.2.0");
     assert_eq!(s, 200);
     assert_eq!(bytes, copied);
     assert_eq!(etag.as_deref(), Some(r.layer_digest.as_str()));
@@ -589,7 +579,7 @@ fn an_artifact_pushed_by_skopeo_is_listed() {
     assert_eq!(list[0]["version"], "1.2.0");
     assert_eq!(list[0]["description"], "pushed by skopeo");
     assert_eq!(list[0]["checksum"], layer_digest.as_str());
-    let (s, bytes, _) = download(&d, "/extensions/cluster/skopeo/1.2.0");
+    let (s, bytes, _) = d.download("/extensions/cluster/skopeo/1.2.0");
     assert_eq!(s, 200);
     assert_eq!(bytes, layer);
 }
@@ -674,7 +664,7 @@ fn bearer_token_auth_flow() {
         versions(&d, "/extensions/provider/tokened/versions"),
         ["1.0.0"]
     );
-    let (s, bytes, etag) = download(&d, "/extensions/provider/tokened/1.0.0");
+    let (s, bytes, etag) = d.download("/extensions/provider/tokened/1.0.0");
     assert_eq!(s, 200);
     assert_eq!(sha256_tag(&bytes), rep.layer_digest);
     assert_eq!(etag.as_deref(), Some(rep.layer_digest.as_str()));
@@ -714,7 +704,7 @@ fn redirects_are_followed_without_forwarding_credentials() {
     let sb = Sandbox::new();
     // A bare token is sent up front on every request to the registry.
     let d = start_daemon(&sb, &front.addr, Some("bare-registry-token-1f3a"), "");
-    let (s, bytes, etag) = download(&d, "/extensions/provider/moved/1.0.0");
+    let (s, bytes, etag) = d.download("/extensions/provider/moved/1.0.0");
     assert_eq!(s, 200);
     assert!(bytes == layer);
     assert_eq!(etag.as_deref(), Some(pushed.layer_digest.as_str()));

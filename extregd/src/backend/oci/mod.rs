@@ -112,30 +112,7 @@ pub fn parse_repo<'a>(namespace: &str, repo: &'a str) -> Option<(ExtensionType, 
 /// The OCI distribution grammar of a repository name: `/`-separated
 /// components `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`, 255 bytes at most.
 pub fn valid_repository(repo: &str) -> bool {
-    fn component(c: &str) -> bool {
-        let b = c.as_bytes();
-        let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-        if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-            return false;
-        }
-        let mut i = 0;
-        while i < b.len() {
-            if alnum(b[i]) {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            while i < b.len() && !alnum(b[i]) {
-                i += 1;
-            }
-            let sep = &c[start..i];
-            if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
-                return false;
-            }
-        }
-        true
-    }
-    repo.len() <= 255 && repo.split('/').all(component)
+    repo.len() <= 255 && repo.split('/').all(extreg_shared::artifact::component)
 }
 
 pub struct OciBackend {
