@@ -248,6 +248,19 @@ fn test_oci_on_a_closed_port_says_it_is_unreachable() {
         let x = check(&d, c);
         assert!(x["skipped"] == true && x["ok"] == false, "{x}");
     }
+    // The command's own examples (the plugin's example harness has no
+    // get/where/select), as `help ext test-oci` shows them.
+    let failed = nu.json("ext test-oci | get checks | where not ok | select check error hint");
+    assert_eq!(failed[0]["check"], "reachable", "{failed}");
+    assert!(
+        failed[0]["hint"].as_str().is_some_and(|h| !h.is_empty()),
+        "{failed}"
+    );
+    let first = nu.json("ext test-oci --registry 127.0.0.1:1 | get checks.0 | select check ok");
+    assert_eq!(
+        first,
+        serde_json::json!({"check": "reachable", "ok": false})
+    );
     // A daemon error is labelled on the flag at fault.
     let out = nu.run("ext test-oci --registry 'ftp://x'");
     assert!(
