@@ -50,6 +50,19 @@ impl Tally {
     }
 }
 
+/// Drops every entry of `cache` whose key `drop` selects.
+fn pop_where<K: Hash + Eq + Clone, V>(cache: &mut LruCache<K, V>, drop: impl Fn(&K) -> bool) {
+    let doomed: Vec<K> = cache
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| drop(k))
+        .cloned()
+        .collect();
+    for k in doomed {
+        cache.pop(&k);
+    }
+}
+
 /// An LRU cache whose entries also expire after `ttl`. A disabled cache
 /// stores nothing and counts every lookup as a miss.
 pub struct TtlLru<K: Hash + Eq, V: Clone> {
@@ -116,16 +129,7 @@ impl<K: Hash + Eq, V: Clone> TtlLru<K, V> {
     where
         K: Clone,
     {
-        let mut inner = self.inner.lock();
-        let doomed: Vec<K> = inner
-            .iter()
-            .map(|(k, _)| k)
-            .filter(|k| drop(k))
-            .cloned()
-            .collect();
-        for k in doomed {
-            inner.pop(&k);
-        }
+        pop_where(&mut self.inner.lock(), drop);
     }
 
     /// The value held for `key`, expired or not, without counting a hit or
@@ -381,16 +385,7 @@ impl<K: Hash + Eq + Clone, V: Clone> SwrCache<K, V> {
 
     /// Drops every entry whose key `drop` selects.
     pub fn remove_where(&self, drop: impl Fn(&K) -> bool) {
-        let mut inner = self.inner.lock();
-        let doomed: Vec<K> = inner
-            .iter()
-            .map(|(k, _)| k)
-            .filter(|k| drop(k))
-            .cloned()
-            .collect();
-        for k in doomed {
-            inner.pop(&k);
-        }
+        pop_where(&mut self.inner.lock(), drop);
     }
 
     pub fn clear(&self) {

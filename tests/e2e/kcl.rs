@@ -477,16 +477,7 @@ fn registry_notifications_drop_the_cached_kcl_listing() {
         secret.display()
     ));
     let d = Daemon::start(&sb, &["--config", cfg.to_str().unwrap()], &[]);
-    let reg = Registry::start(Options {
-        port: Some(port),
-        extra_yaml: Some(format!(
-            "notifications:\n  endpoints:\n    - name: extregd\n      url: {}\n      \
-             headers:\n        Authorization: [Bearer {SECRET}]\n      \
-             timeout: 2s\n      threshold: 3\n      backoff: 1s\n",
-            d.api("/hooks/registry")
-        )),
-        ..Default::default()
-    });
+    let reg = Registry::start(Options::notifying(port, &d.api("/hooks/registry"), SECRET));
     let versions = |d: &Daemon| -> Vec<String> {
         let (s, v, _) = post(d, r#"{"namespace": "kcl"}"#);
         assert_eq!(s, 200, "{v}");

@@ -460,16 +460,11 @@ fn a_tag_pushed_with_registry_notifications_on_appears_without_waiting_for_the_t
         secret.display()
     ));
     let d = start(&sb, &cfg);
-    let reg = Registry::start(Options {
-        port: Some(port),
-        extra_yaml: Some(format!(
-            "notifications:\n  endpoints:\n    - name: extregd\n      url: {}\n      \
-             headers:\n        Authorization: [Bearer {HOOK_SECRET}]\n      \
-             timeout: 2s\n      threshold: 3\n      backoff: 1s\n",
-            d.api("/hooks/registry")
-        )),
-        ..Default::default()
-    });
+    let reg = Registry::start(Options::notifying(
+        port,
+        &d.api("/hooks/registry"),
+        HOOK_SECRET,
+    ));
     let repo = format!("{NS}/redis-taskserv");
     let layer = |v: &str| {
         tar_gz(&[(

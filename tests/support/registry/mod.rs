@@ -72,6 +72,23 @@ pub struct Options {
     pub extra_yaml: Option<String>,
 }
 
+impl Options {
+    /// A registry on `port` that sends its push/delete notifications to
+    /// `url` with `Authorization: Bearer {secret}` (what extregd's
+    /// `/hooks/registry` takes).
+    pub fn notifying(port: u16, url: &str, secret: &str) -> Options {
+        Options {
+            port: Some(port),
+            extra_yaml: Some(format!(
+                "notifications:\n  endpoints:\n    - name: extregd\n      url: {url}\n      \
+                 headers:\n        Authorization: [Bearer {secret}]\n      \
+                 timeout: 2s\n      threshold: 3\n      backoff: 1s\n"
+            )),
+            ..Default::default()
+        }
+    }
+}
+
 /// A running `docker-registry serve`, stopped on drop.
 pub struct Registry {
     child: Option<Child>,
