@@ -136,65 +136,31 @@ impl Upstream {
         Duration::from_secs(self.timeout_secs)
     }
 
+    /// A transport failure (connect, timeout, reset) as a backend error
+    /// naming the upstream as shown (without credentials), never a URL.
     pub fn transport_error(&self, e: reqwest::Error, what: &str) -> BackendError {
-        transport_error(
-            e,
-            &self.secrets,
-            &self.shown,
-            what,
-            self.timeout_secs,
-            self.backend,
-        )
+        if e.is_timeout() {
+            return BackendError::Timeout(self.timeout_secs);
+        }
+        let e = e.without_url();
+        let cause = self.secrets.scrub(&root_cause(&e));
+        if e.is_connect() {
+            BackendError::Unreachable(format!("cannot connect to {}: {cause}", self.shown))
+        } else {
+            let backend = self.backend;
+            BackendError::Upstream(format!("{backend} request for {what} failed: {cause}"))
+        }
     }
 
+    /// A bounded read's failure as a backend error.
     pub fn read_error(&self, e: ReadError, what: &str) -> BackendError {
-        read_error(
-            e,
-            &self.secrets,
-            &self.shown,
-            what,
-            self.timeout_secs,
-            self.backend,
-        )
-    }
-}
-
-/// A transport failure (connect, timeout, reset) as a backend error naming
-/// `shown` (the upstream without credentials) and never a URL.
-pub fn transport_error(
-    e: reqwest::Error,
-    secrets: &Secrets,
-    shown: &str,
-    what: &str,
-    timeout_secs: u64,
-    backend: &str,
-) -> BackendError {
-    if e.is_timeout() {
-        return BackendError::Timeout(timeout_secs);
-    }
-    let e = e.without_url();
-    let cause = secrets.scrub(&root_cause(&e));
-    if e.is_connect() {
-        BackendError::Unreachable(format!("cannot connect to {shown}: {cause}"))
-    } else {
-        BackendError::Upstream(format!("{backend} request for {what} failed: {cause}"))
-    }
-}
-
-/// A bounded read's failure as a backend error.
-pub fn read_error(
-    e: ReadError,
-    secrets: &Secrets,
-    shown: &str,
-    what: &str,
-    timeout_secs: u64,
-    backend: &str,
-) -> BackendError {
-    match e {
-        ReadError::TooLarge(limit) => BackendError::Upstream(format!(
-            "{what} from {shown} is larger than {limit} bytes; refused"
-        )),
-        ReadError::Transport(e) => transport_error(e, secrets, shown, what, timeout_secs, backend),
+        match e {
+            ReadError::TooLarge(limit) => BackendError::Upstream(format!(
+                "{what} from {} is larger than {limit} bytes; refused",
+                self.shown
+            )),
+            ReadError::Transport(e) => self.transport_error(e, what),
+        }
     }
 }
 

@@ -22,29 +22,15 @@ impl Inner {
 
     /// Never lets the token through in a text quoted from Gitea.
     pub(super) fn scrub(&self, text: &str) -> String {
-        self.secrets.scrub(text)
+        self.up.scrub(text)
     }
 
     pub(super) fn transport_error(&self, e: reqwest::Error, what: &str) -> BackendError {
-        http::transport_error(
-            e,
-            &self.secrets,
-            &self.origin,
-            what,
-            self.timeout_secs,
-            "gitea",
-        )
+        self.up.transport_error(e, what)
     }
 
     pub(super) fn read_error(&self, e: http::ReadError, what: &str) -> BackendError {
-        http::read_error(
-            e,
-            &self.secrets,
-            &self.origin,
-            what,
-            self.timeout_secs,
-            "gitea",
-        )
+        self.up.read_error(e, what)
     }
 
     pub(super) async fn status_error(&self, resp: reqwest::Response, what: &str) -> BackendError {
@@ -80,10 +66,11 @@ impl Inner {
         loop {
             let mut req = self.client.get(url);
             if overall_timeout {
-                req = req.timeout(Duration::from_secs(self.timeout_secs));
+                req = req.timeout(self.up.timeout());
             }
             if let Some(t) = &self.token {
-                if Url::parse(url).is_ok_and(|u| u.origin().ascii_serialization() == self.origin) {
+                if Url::parse(url).is_ok_and(|u| u.origin().ascii_serialization() == self.up.shown)
+                {
                     req = req.header(AUTHORIZATION, t.header.clone());
                 }
             }

@@ -165,7 +165,8 @@ impl Inner {
     pub(super) fn download_url(&self, repo: &str, tag: &str, asset: &Asset) -> String {
         match &asset.browser_download_url {
             Some(u)
-                if Url::parse(u).is_ok_and(|p| p.origin().ascii_serialization() == self.origin) =>
+                if Url::parse(u)
+                    .is_ok_and(|p| p.origin().ascii_serialization() == self.up.shown) =>
             {
                 u.clone()
             }

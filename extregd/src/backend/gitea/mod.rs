@@ -125,13 +125,12 @@ struct Inner {
     base: String,
     /// `base` without user information, for messages.
     shown: String,
-    /// `scheme://host[:port]` of `base`: the only origin the token goes to.
-    origin: String,
     org: String,
     token: Option<Token>,
-    /// The token, scrubbed from every text quoted from Gitea.
-    secrets: Secrets,
-    timeout_secs: u64,
+    /// How errors name this Gitea: its origin (`scheme://host[:port]` of
+    /// `base`, also the only origin the token goes to), the token as the
+    /// secret scrubbed from every text quoted from Gitea, the API timeout.
+    up: http::Upstream,
     /// Requests in flight at most (`[gitea] concurrency`, clamped).
     permits: Semaphore,
     concurrency: usize,
@@ -160,7 +159,7 @@ impl fmt::Debug for GiteaBackend {
             .field("url", &self.inner.shown)
             .field("organization", &self.inner.org)
             .field("token", &self.inner.token)
-            .field("timeout_seconds", &self.inner.timeout_secs)
+            .field("timeout_seconds", &self.inner.up.timeout_secs)
             .finish()
     }
 }
@@ -220,15 +219,18 @@ impl GiteaBackend {
         let secrets = Secrets::new(token.iter().map(|t| t.raw.clone()));
         Ok(GiteaBackend {
             inner: Arc::new(Inner {
-                secrets,
+                up: http::Upstream {
+                    secrets,
+                    shown: url.origin().ascii_serialization(),
+                    backend: "gitea",
+                    timeout_secs: cfg.timeout_seconds.max(1),
+                },
                 skipped: Mutex::new(Vec::new()),
                 client,
-                origin: url.origin().ascii_serialization(),
                 shown,
                 base,
                 org: cfg.organization.trim().to_string(),
                 token,
-                timeout_secs: cfg.timeout_seconds.max(1),
                 permits: Semaphore::new(concurrency),
                 concurrency,
                 sums: Mutex::new(HashMap::new()),

@@ -110,7 +110,7 @@ fn debug_never_shows_the_token() {
     let shown = format!("{b:?}");
     assert!(!shown.contains("pa55word"), "{shown}");
     assert!(shown.contains("https://gitea.example/sub"), "{shown}");
-    assert_eq!(b.inner.origin, "https://gitea.example");
+    assert_eq!(b.inner.up.shown, "https://gitea.example");
 }
 
 #[tokio::test]
