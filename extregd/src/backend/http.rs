@@ -113,6 +113,19 @@ impl Secrets {
     }
 }
 
+/// RFC 3986's unreserved characters stay, every other byte is `%XX`.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes one path segment or query value (everything but the
+/// unreserved characters).
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
 /// One upstream as its errors name it: its secrets, how it is shown (no
 /// user information), the backend's name and its API timeout. The methods
 /// are the free functions below with these filled in.
@@ -197,6 +210,16 @@ pub async fn error_body(resp: reqwest::Response) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enc_keeps_only_unreserved_characters() {
+        assert_eq!(enc("a-Z_0.9~"), "a-Z_0.9~");
+        assert_eq!(
+            enc("my org/re po?&=#%"),
+            "my%20org%2Fre%20po%3F%26%3D%23%25"
+        );
+        assert_eq!(enc("ünï"), "%C3%BCn%C3%AF");
+    }
     use reqwest::header::{HeaderValue, RETRY_AFTER};
 
     #[test]

@@ -381,18 +381,7 @@ pub async fn extension(
     Ok(layout(&e.name, health, main))
 }
 
-/// Percent-encodes a query value.
-fn urlenc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use crate::backend::http::enc as urlenc;
 
 pub fn error(e: &Error, health: &HealthResponse) -> Markup {
     let main = html! {

@@ -221,16 +221,14 @@ pub(super) fn repo_json(
     v
 }
 
+/// Percent-encodes one path segment (all but RFC 3986's unreserved).
 pub(super) fn esc(seg: &str) -> String {
-    let mut out = String::new();
-    for b in seg.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(seg, UNRESERVED).to_string()
 }
 
 pub(super) fn release_json(

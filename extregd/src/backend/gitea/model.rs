@@ -86,18 +86,7 @@ pub(super) struct SumsRef {
     pub(super) single: bool,
 }
 
-/// Percent-encodes one path segment.
-pub(super) fn enc(seg: &str) -> String {
-    let mut out = String::with_capacity(seg.len());
-    for b in seg.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub(super) use crate::backend::http::enc;
 
 /// Parses a checksum file into `file name -> lowercase hex`. Lines are
 /// `<hex>  <file>` or `<hex> *<file>`; with `bare_for`, a line holding only

@@ -613,14 +613,7 @@ impl RegistryClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cfg(registry: &str) -> OciConfig {
-        OciConfig {
-            namespace: "ns".into(),
-            timeout_seconds: 5,
-            ..OciConfig::new(registry)
-        }
-    }
+    use crate::backend::oci::tests::cfg;
 
     #[test]
     fn registry_url_rule() {

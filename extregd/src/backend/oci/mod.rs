@@ -570,10 +570,11 @@ impl Backend for OciBackend {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn cfg(registry: &str) -> OciConfig {
+    /// `registry` with namespace `ns` and a 5 s timeout.
+    pub(crate) fn cfg(registry: &str) -> OciConfig {
         OciConfig {
             namespace: "ns".into(),
             timeout_seconds: 5,
