@@ -182,42 +182,6 @@ async fn a_panicking_download_fails_its_waiters_and_clears_the_flight() {
         .is_none());
 }
 
-/// Answers with fixed bytes, announcing their size and digest.
-struct Fixed(Vec<u8>);
-
-#[async_trait::async_trait]
-impl Backend for Fixed {
-    fn source(&self) -> Source {
-        Source::Local
-    }
-    async fn list(&self) -> Result<Vec<Extension>, BackendError> {
-        Ok(vec![])
-    }
-    async fn versions(&self, _: ExtensionType, _: &str) -> Result<Vec<VersionEntry>, BackendError> {
-        Ok(vec![])
-    }
-    async fn fetch(&self, _: &VersionEntry) -> Result<Artifact, BackendError> {
-        use sha2::Digest;
-        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&self.0)));
-        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = self
-            .0
-            .chunks(1000)
-            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
-            .collect();
-        Ok(Artifact {
-            stream: Box::pin(futures::stream::iter(chunks)),
-            size: Some(self.0.len() as u64),
-            digest: Some(digest),
-        })
-    }
-    async fn health(&self) -> Result<(), BackendError> {
-        Ok(())
-    }
-    fn identity(&self) -> String {
-        "local:fixed".into()
-    }
-}
-
 async fn collect(s: crate::backend::ByteStream) -> (Vec<u8>, Option<std::io::Error>) {
     use futures::StreamExt;
     let mut s = s;
@@ -239,11 +203,14 @@ fn payload() -> Vec<u8> {
 async fn a_handle_keeps_its_bytes_when_the_blob_is_evicted() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(ArtifactStore::open(dir.path(), Arc::new(Metrics::new()), None).unwrap());
-    let backend: Arc<dyn Backend> = Arc::new(Fixed(payload()));
-    let first = store.get_or_fetch(&entry(), backend.clone()).await.unwrap();
+    // A backend holding the payload, announcing its size and digest.
+    let fake = crate::testing::FakeBackend::new(Source::Local);
+    let held = fake.hold(ExtensionType::Provider, "x", "1.0.0", payload());
+    let backend: Arc<dyn Backend> = fake;
+    let first = store.get_or_fetch(&held, backend.clone()).await.unwrap();
     assert!(!first.hit);
     assert!(first.known_good(), "hashed on the way in");
-    let hit = store.get_or_fetch(&entry(), backend.clone()).await.unwrap();
+    let hit = store.get_or_fetch(&held, backend.clone()).await.unwrap();
     assert!(hit.hit);
     // Cleared while both are held: the names go, the bytes stay readable.
     assert_eq!(store.remove_where(|_| true).0, 1);
@@ -255,7 +222,7 @@ async fn a_handle_keeps_its_bytes_when_the_blob_is_evicted() {
     assert!(err.is_none(), "{err:?}");
     assert_eq!(got, payload());
     // A range is served from the same open file.
-    let again = store.get_or_fetch(&entry(), backend).await.unwrap();
+    let again = store.get_or_fetch(&held, backend).await.unwrap();
     assert!(!again.hit, "the cleared entry was fetched again");
     let (got, _) = collect(again.body(Some((10, 5))).unwrap()).await;
     assert_eq!(got, payload()[10..15]);
@@ -265,8 +232,11 @@ async fn a_handle_keeps_its_bytes_when_the_blob_is_evicted() {
 async fn a_damaged_blob_is_never_served_whole_and_is_evicted() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(ArtifactStore::open(dir.path(), Arc::new(Metrics::new()), None).unwrap());
-    let backend: Arc<dyn Backend> = Arc::new(Fixed(payload()));
-    let a = store.get_or_fetch(&entry(), backend.clone()).await.unwrap();
+    // A backend holding the payload, announcing its size and digest.
+    let fake = crate::testing::FakeBackend::new(Source::Local);
+    let held = fake.hold(ExtensionType::Provider, "x", "1.0.0", payload());
+    let backend: Arc<dyn Backend> = fake;
+    let a = store.get_or_fetch(&held, backend.clone()).await.unwrap();
     let path = a.path.clone();
     drop(a);
     let mut damaged = payload();
@@ -275,7 +245,7 @@ async fn a_damaged_blob_is_never_served_whole_and_is_evicted() {
 
     // Streamed whole: every byte but the held-back last chunk, then an
     // error; the entry is gone.
-    let hit = store.get_or_fetch(&entry(), backend.clone()).await.unwrap();
+    let hit = store.get_or_fetch(&held, backend.clone()).await.unwrap();
     assert!(hit.hit && !hit.known_good());
     let (got, err) = collect(hit.body(None).unwrap()).await;
     assert!(err.is_some(), "a damaged body ended without an error");
@@ -286,23 +256,23 @@ async fn a_damaged_blob_is_never_served_whole_and_is_evicted() {
     );
 
     // Used whole (ext load): the check refuses it and evicts it.
-    let a = store.get_or_fetch(&entry(), backend.clone()).await.unwrap();
+    let a = store.get_or_fetch(&held, backend.clone()).await.unwrap();
     std::fs::write(&a.path, &damaged).unwrap();
     drop(a);
-    let hit = store.get_or_fetch(&entry(), backend.clone()).await.unwrap();
+    let hit = store.get_or_fetch(&held, backend.clone()).await.unwrap();
     let e = hit.verified().await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::IntegrityError);
     assert!(store.entries().is_empty());
 
     // A good blob that was not known good (a restart) is hashed once and
     // then known good.
-    let a = store.get_or_fetch(&entry(), backend.clone()).await.unwrap();
+    let a = store.get_or_fetch(&held, backend.clone()).await.unwrap();
     drop(a);
     store.verified.lock().clear();
-    let hit = store.get_or_fetch(&entry(), backend.clone()).await.unwrap();
+    let hit = store.get_or_fetch(&held, backend.clone()).await.unwrap();
     assert!(!hit.known_good());
     assert!(hit.verified().await.unwrap().known_good());
-    let hit = store.get_or_fetch(&entry(), backend).await.unwrap();
+    let hit = store.get_or_fetch(&held, backend).await.unwrap();
     assert!(hit.known_good());
 }
 
