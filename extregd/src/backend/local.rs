@@ -432,24 +432,10 @@ pub(crate) fn manifest_from_tarball(path: &Path) -> Result<Vec<u8>, String> {
     manifest_from_reader(std::fs::File::open(path).map_err(|e| e.to_string())?)
 }
 
-/// [`manifest_from_tarball`] over the bytes of a tar.gz (an open artifact).
+/// [`manifest_from_tarball`] over the bytes of a tar.gz (an open artifact,
+/// whose size its source already bounds).
 pub(crate) fn manifest_from_reader(r: impl std::io::Read) -> Result<Vec<u8>, String> {
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(r));
-    let entries = ar.entries().map_err(|e| format!("not a tar.gz: {e}"))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| format!("not a tar.gz: {e}"))?;
-        let p = entry.path().map_err(|e| e.to_string())?.into_owned();
-        let comps: Vec<_> = p
-            .components()
-            .filter(|c| !matches!(c, std::path::Component::CurDir))
-            .collect();
-        let is_manifest = comps.last().map(|c| c.as_os_str() == "extension.yaml") == Some(true)
-            && comps.len() <= 2;
-        if is_manifest {
-            return crate::manifest::read_bounded(&mut entry).map_err(|e| e.to_string());
-        }
-    }
-    Err("the tarball holds no extension.yaml".into())
+    super::tar_meta::find_manifest(r, u64::MAX)
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ pub fn scan(r: impl Read) -> Result<Scan, std::io::Error> {
         limit: MAX_SCAN_BLOB_BYTES,
         failed: None,
     };
-    let found = find(&mut guard);
+    let found = find_manifest(&mut guard, MAX_SCAN_EXPANDED_BYTES);
     if let Some(e) = guard.failed.take() {
         return Err(e);
     }
@@ -88,8 +88,11 @@ pub fn scan(r: impl Read) -> Result<Scan, std::io::Error> {
     })
 }
 
-fn find(r: &mut impl Read) -> Result<Vec<u8>, String> {
-    let gz = flate2::read::GzDecoder::new(r).take(MAX_SCAN_EXPANDED_BYTES);
+/// The bytes of the first `extension.yaml` at the top of a gzipped tarball
+/// or in its single top folder (the rule `ext load` uses), expanding at
+/// most `max_expanded` bytes of tar stream while looking.
+pub(crate) fn find_manifest(r: impl Read, max_expanded: u64) -> Result<Vec<u8>, String> {
+    let gz = flate2::read::GzDecoder::new(r).take(max_expanded);
     let mut ar = tar::Archive::new(gz);
     let entries = ar.entries().map_err(|e| format!("not a tar.gz: {e}"))?;
     for entry in entries {
