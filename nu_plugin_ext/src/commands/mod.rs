@@ -534,8 +534,9 @@ pub fn request_with_progress(
             | Request::Deps { .. }
             | Request::TestOci(_)
     ) {
-        // A push reports no bytes while it goes (only its phase), and can
-        // take long for up to 1 GiB; the daemon bounds it itself.
+        // These can go long without a progress frame (packing a folder
+        // before its upload is counted, signing, resolving a tree, a
+        // registry diagnosis); the daemon bounds each itself.
         settings.timeout = settings.timeout.max(std::time::Duration::from_secs(3600));
     }
     let interrupt = std::sync::Arc::new(tokio::sync::Notify::new());
