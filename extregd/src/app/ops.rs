@@ -49,6 +49,15 @@ impl App {
         name: &str,
     ) -> Result<ExtensionType, Error> {
         extreg_shared::validate_name(name)?;
+        self.settle_type(ext_type, name).await
+    }
+
+    /// The type asked for, or the one type that holds `name` (checked).
+    async fn settle_type(
+        &self,
+        ext_type: Option<ExtensionType>,
+        name: &str,
+    ) -> Result<ExtensionType, Error> {
         match ext_type {
             Some(t) => Ok(t),
             None => self.catalogue.resolve_type(name).await,
@@ -66,7 +75,7 @@ impl App {
     ) -> Result<(ExtensionType, extreg_shared::Constraint), Error> {
         extreg_shared::validate_name(name)?;
         let c = extreg_shared::Constraint::parse(constraint)?;
-        Ok((self.type_of(ext_type, name).await?, c))
+        Ok((self.settle_type(ext_type, name).await?, c))
     }
 
     /// [`Self::target`] as the root of a dependency resolution.
